@@ -1,0 +1,1 @@
+"""fireproof: make bare-metal Kubernetes clusters survive hardware failure."""

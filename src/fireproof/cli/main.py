@@ -1,0 +1,49 @@
+"""The ``fireproof`` command."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from fireproof.cli import exitcodes
+from fireproof.cli.lab import lab
+from fireproof.errors import FireproofError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="fireproof")
+def cli() -> None:
+    """Make bare-metal and home-lab Kubernetes clusters survive hardware failure.
+
+    Start with the lab, a local replica of a Talos-on-Proxmox cluster with a real control plane:
+
+    \b
+      fireproof lab build     build the upstream control-plane binaries (once)
+      fireproof lab up        start the lab and print its kubeconfig
+    """
+
+
+cli.add_command(lab)
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(exitcodes.INTERRUPTED)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except FireproofError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        if exc.hint:
+            click.echo(f"hint: {exc.hint}", err=True)
+        sys.exit(exitcodes.FAILURE)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(exitcodes.INTERRUPTED)
+    sys.exit(exitcodes.OK)

@@ -1,0 +1,76 @@
+"""Entry point of the lab agent process: ``python -m fireproof.lab.agent --state-dir DIR …``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+
+from aiohttp import web
+
+from fireproof.kube import async_client, load_kubeconfig
+from fireproof.lab.agent.admin import make_app
+from fireproof.lab.agent.fleet import Fleet
+from fireproof.lab.agent.pods import PodRunner
+from fireproof.lab.profiles import PROFILES
+from fireproof.lab.state import LabPaths
+from fireproof.lab.topology import build_topology
+
+log = logging.getLogger("fireproof.lab.agent")
+
+
+async def run(args: argparse.Namespace) -> None:
+    paths = LabPaths(Path(args.state_dir))
+    profile = PROFILES[args.profile]
+    topology = build_topology(args.topology, args.workers)
+    token = paths.agent_token.read_text().strip()
+    config = load_kubeconfig(paths.component_kubeconfig("agent"))
+    client = async_client(config, timeout=15)
+    fleet = Fleet(client, topology.nodes, profile, args.kubelet_version)
+    pods = PodRunner(fleet)
+
+    runner = web.AppRunner(make_app(fleet, token), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", args.port).start()
+    log.info("admin API on 127.0.0.1:%d", args.port)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    tasks = await fleet.start(progress=log.info)
+    tasks.append(asyncio.create_task(pods.watch()))
+    tasks.append(asyncio.create_task(pods.resync(max(profile.status_check_seconds, 1.0))))
+    log.info("ready: %d nodes", len(fleet.nodes))
+    await stop.wait()
+    log.info("stopping")
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+    await runner.cleanup()
+    await client.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="fireproof-lab-agent")
+    parser.add_argument("--state-dir", required=True)
+    parser.add_argument("--profile", required=True, choices=sorted(PROFILES))
+    parser.add_argument("--topology", required=True)
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--kubelet-version", required=True)
+    args = parser.parse_args()
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    main()

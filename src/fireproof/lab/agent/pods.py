@@ -1,0 +1,187 @@
+"""Pods on simulated nodes: start them when bound, stop and delete them when deleted.
+
+One watch over all pods bound to any node feeds a cache; each pod is handled by at most one
+task at a time. Nothing happens for pods of a node that is off or cut off, which is how their
+pods end up stuck Terminating after a hard power-off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import lightkube
+from lightkube.models.core_v1 import ContainerStatus
+from lightkube.resources.core_v1 import Pod
+
+from fireproof.kube import KubeApiError, KubeUnreachableError, translate_errors
+from fireproof.lab.addresses import pod_address
+from fireproof.lab.agent.fleet import Fleet, SimNode
+from fireproof.lab.agent.objects import running_pod_status, timestamp
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]  # namespace, name
+StartGate = Callable[[Pod, SimNode], Awaitable[bool]]
+"""Decides whether a pod's containers may start now (storage plugs in here)."""
+
+
+def _key(pod: Pod) -> Key:
+    meta = pod.metadata
+    assert meta is not None and meta.name is not None  # noqa: S101 - API objects always have both
+    return (meta.namespace or "default", meta.name)
+
+
+def _restart_count(pod: Pod) -> int:
+    statuses: list[ContainerStatus] = (pod.status.containerStatuses if pod.status else None) or []
+    return max((s.restartCount for s in statuses), default=0)
+
+
+class PodRunner:
+    def __init__(self, fleet: Fleet) -> None:
+        self.fleet = fleet
+        self.client = fleet.client
+        self.cache: dict[Key, Pod] = {}
+        self._busy: set[Key] = set()
+        self._pod_counter: dict[str, int] = {}
+        self._start_gates: list[StartGate] = []
+        self._started_boot: dict[Key, str] = {}
+        """Boot ID under which each pod's containers were last started."""
+        self._wake = asyncio.Event()
+        fleet.on_boot(self._after_boot)
+
+    def start_gate(self, gate: StartGate) -> None:
+        self._start_gates.append(gate)
+
+    def pods_on(self, node_name: str) -> list[Pod]:
+        return [p for p in self.cache.values() if p.spec and p.spec.nodeName == node_name]
+
+    def poke(self) -> None:
+        """Ask for a reconcile pass soon (e.g. a volume got attached)."""
+        self._wake.set()
+
+    async def watch(self) -> None:
+        def retry(exc: Exception, count: int) -> lightkube.types.OnErrorResult:
+            log.warning("pod watch error (%d): %s", count, exc)
+            return lightkube.types.OnErrorResult(lightkube.types.OnErrorAction.RETRY, sleep=1)
+
+        async for kind, pod in self.client.watch(
+            Pod, namespace=lightkube.ALL_NS, fields={"spec.nodeName": lightkube.operators.not_equal("")},
+            on_error=retry,
+        ):
+            key = _key(pod)
+            if kind == "DELETED":
+                self.cache.pop(key, None)
+                self._started_boot.pop(key, None)
+            else:
+                self.cache[key] = pod
+                self._consider(key)
+
+    async def resync(self, period: float) -> None:
+        """Periodically revisit every pod: retries failed work, catches missed events."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=period)
+            self._wake.clear()
+            for key in list(self.cache):
+                self._consider(key)
+
+    def _consider(self, key: Key) -> None:
+        pod = self.cache.get(key)
+        if pod is None or key in self._busy or pod.spec is None or pod.spec.nodeName is None:
+            return
+        node = self.fleet.nodes.get(pod.spec.nodeName)
+        if node is None or not node.active or not node.booted.is_set():
+            return
+        action: Callable[[Key, Pod, SimNode], Awaitable[None]] | None = None
+        if pod.metadata and pod.metadata.deletionTimestamp is not None:
+            action = self._stop
+        elif self._needs_start(key, pod, node):
+            action = self._start
+        if action is None:
+            return
+        self._busy.add(key)
+        task = asyncio.get_running_loop().create_task(action(key, pod, node))
+        task.add_done_callback(lambda _t: self._busy.discard(key))
+
+    def _needs_start(self, key: Key, pod: Pod, node: SimNode) -> bool:
+        phase = pod.status.phase if pod.status else None
+        if phase in ("Succeeded", "Failed"):
+            return False
+        if phase != "Running":
+            return True
+        # Running in the API but not under this boot: the node rebooted and restarts it.
+        return self._started_boot.get(key, node.boot_id) != node.boot_id
+
+    async def _start(self, key: Key, pod: Pod, node: SimNode) -> None:
+        for gate in self._start_gates:
+            if not await gate(pod, node):
+                return
+        await asyncio.sleep(self.fleet.profile.pod_start_seconds)
+        if not node.active:
+            return
+        spec = pod.spec
+        assert spec is not None and pod.metadata is not None  # noqa: S101 - checked by caller
+        running = (pod.status.phase if pod.status else None) == "Running"
+        restarts = _restart_count(pod) + (1 if running else 0)
+        count = self._pod_counter.get(node.spec.name, 0)
+        self._pod_counter[node.spec.name] = count + 1
+        ip = node.spec.address if spec.hostNetwork else pod_address(node.index, count)
+        patch = running_pod_status(
+            pod_uid=pod.metadata.uid or "",
+            containers=[(c.name, c.image or "") for c in spec.containers],
+            init_containers=[(c.name, c.image or "") for c in (spec.initContainers or [])],
+            host_ip=node.spec.address,
+            pod_ip=ip,
+            restart_count=restarts,
+            started_at=timestamp(),
+        )
+        try:
+            with translate_errors():
+                await self.client.patch(Pod.Status, key[1], patch, namespace=key[0])
+        except (KubeApiError, KubeUnreachableError) as exc:
+            log.info("pod %s/%s not started: %s", *key, exc)
+            return
+        self._started_boot[key] = node.boot_id
+        await self.fleet.emit(self._ref(pod), "Started", "Started container(s)", host=node.spec.name)
+
+    async def _stop(self, key: Key, pod: Pod, node: SimNode) -> None:
+        grace = pod.metadata.deletionGracePeriodSeconds if pod.metadata else None
+        await asyncio.sleep(min(float(grace or 0), self.fleet.profile.pod_stop_seconds))
+        if not node.active:
+            return
+        await self._delete(key, pod)
+
+    async def _delete(self, key: Key, pod: Pod) -> None:
+        current = self.cache.get(key)
+        # A StatefulSet may have recreated the name elsewhere: only delete the object we saw.
+        if current is None or (current.metadata and pod.metadata and current.metadata.uid != pod.metadata.uid):
+            return
+        try:
+            with translate_errors():
+                await self.client.delete(Pod, key[1], namespace=key[0], grace_period=0)
+        except (KubeApiError, KubeUnreachableError) as exc:
+            log.info("pod %s/%s not deleted: %s", *key, exc)
+
+    async def _after_boot(self, node: SimNode) -> None:
+        # A rebooted kubelet finds no containers: terminating pods are gone for good, the others
+        # are restarted by the next reconcile pass.
+        for pod in self.pods_on(node.spec.name):
+            if pod.metadata and pod.metadata.deletionTimestamp is not None:
+                await self._delete(_key(pod), pod)
+        self.poke()
+
+    @staticmethod
+    def _ref(pod: Pod) -> dict[str, Any]:
+        meta = pod.metadata
+        assert meta is not None  # noqa: S101
+        return {
+            "kind": "Pod",
+            "apiVersion": "v1",
+            "name": meta.name,
+            "namespace": meta.namespace,
+            "uid": meta.uid,
+        }

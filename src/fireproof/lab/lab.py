@@ -1,0 +1,386 @@
+"""The lab as a whole: bring it up, describe it, switch its machines, tear it down."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lightkube.models.core_v1 import EndpointAddress, EndpointPort, EndpointSubset
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.core_v1 import Endpoints, Node, ServiceAccount
+
+from fireproof.errors import FireproofError, NotFoundError, UsageError
+from fireproof.kube import KubeApiError, KubeUnreachableError, load_kubeconfig, sync_client, translate_errors
+from fireproof.lab import binaries, processes
+from fireproof.lab.agentclient import AgentClient
+from fireproof.lab.controlplane import (
+    Ports,
+    apiserver_argv,
+    controller_manager_argv,
+    etcd_argv,
+    scheduler_argv,
+)
+from fireproof.lab.health import NotReadyError, probe, wait_until
+from fireproof.lab.pki import ADMIN, AGENT, CONTROLLER_MANAGER, SCHEDULER
+from fireproof.lab.ports import allocate, require_free
+from fireproof.lab.profiles import PROFILES, TimingProfile
+from fireproof.lab.state import LabPaths, LabState, ProcessRecord
+from fireproof.lab.topology import Topology, build_topology
+
+Progress = Callable[[str], None]
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "agent")
+
+
+class LabAlreadyRunningError(FireproofError):
+    """``up`` on a lab that runs with other settings."""
+
+
+@dataclass(frozen=True, slots=True)
+class UpOptions:
+    profile: str = "fast"
+    topology: str = "minimal"
+    workers: int | None = None
+    api_port: int | None = None
+    bin_dir: Path | None = None
+    ready_timeout: float = 180.0
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentStatus:
+    name: str
+    pid: int
+    running: bool
+    endpoint: str
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatus:
+    name: str
+    ready: str
+    roles: str
+    power: str
+    kubelet: str
+    address: str
+    taints: tuple[str, ...]
+    version: str
+
+
+@dataclass(frozen=True, slots=True)
+class LabStatus:
+    state_dir: Path
+    state: LabState
+    components: tuple[ComponentStatus, ...]
+    nodes: tuple[NodeStatus, ...]
+    problems: tuple[str, ...]
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
+
+
+def _check_writable(root: Path) -> None:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe_file = root / ".write-test"
+        probe_file.write_text("")
+        probe_file.unlink()
+    except OSError as exc:
+        raise UsageError(
+            f"state dir {root} is not writable: {exc.strerror or exc}",
+            hint="pass --state-dir with a directory you can write",
+        ) from None
+
+
+class Lab:
+    def __init__(self, state_dir: Path) -> None:
+        self.paths = LabPaths(state_dir.expanduser().resolve())
+
+    # -- queries ----------------------------------------------------------------------------
+
+    def load_state(self) -> LabState:
+        return LabState.load(self.paths)
+
+    def running_state(self) -> LabState | None:
+        """The lab's state if any of its processes is still alive."""
+        if not self.paths.state_file.exists():
+            return None
+        state = self.load_state()
+        return state if any(processes.is_alive(p) for p in state.processes) else None
+
+    def status(self) -> LabStatus:
+        state = self.running_state()
+        if state is None:
+            raise NotFoundError(
+                f"no lab is running in {self.paths.root}",
+                hint="start one with `fireproof lab up`",
+            )
+        endpoints = {
+            "etcd": f"http://127.0.0.1:{state.ports['etcd_client']}",
+            "kube-apiserver": state.api_server,
+            "kube-controller-manager": f"https://127.0.0.1:{state.ports['controller_manager']}",
+            "kube-scheduler": f"https://127.0.0.1:{state.ports['scheduler']}",
+            "agent": state.agent_url,
+        }
+        components = tuple(
+            ComponentStatus(p.name, p.pid, processes.is_alive(p), endpoints.get(p.name, ""))
+            for p in state.processes
+        )
+        problems = [f"{c.name} is not running" for c in components if not c.running]
+        power: dict[str, dict[str, Any]] = {}
+        try:
+            power = {n["name"]: n for n in AgentClient(self.paths, state).nodes()}
+        except FireproofError as exc:
+            problems.append(str(exc))
+        nodes: list[NodeStatus] = []
+        try:
+            client = sync_client(load_kubeconfig(self.paths.kubeconfig), timeout=10)
+            with translate_errors(state.api_server):
+                for node in client.list(Node):
+                    nodes.append(_node_status(node, power))
+        except (KubeApiError, KubeUnreachableError) as exc:
+            problems.append(str(exc))
+        return LabStatus(self.paths.root, state, components, tuple(nodes), tuple(problems))
+
+    # -- up ---------------------------------------------------------------------------------
+
+    def up(self, options: UpOptions, progress: Progress) -> tuple[LabState, bool]:
+        """Start the lab; returns its state and False when an identical lab was already up."""
+        try:
+            profile = PROFILES[options.profile]
+        except KeyError:
+            known = ", ".join(sorted(PROFILES))
+            raise UsageError(f"unknown profile {options.profile!r} (known: {known})") from None
+        topology = build_topology(options.topology, options.workers)
+        _check_writable(self.paths.root)
+        if self.paths.state_file.exists():
+            running = self.running_state()
+            if running is not None:
+                same = (running.profile, running.topology, running.workers) == (
+                    options.profile, options.topology, options.workers
+                )
+                if same:
+                    return running, False
+                raise LabAlreadyRunningError(
+                    f"a lab is already running in {self.paths.root} "
+                    f"(profile {running.profile}, topology {running.topology})",
+                    hint="stop it first with `fireproof lab down`",
+                )
+        bins = binaries.locate(options.bin_dir)
+        api_port = require_free(options.api_port, "--api-port") if options.api_port else None
+        free = allocate(6 if api_port is None else 5, {api_port} if api_port else set())
+        ports = Ports(
+            apiserver=api_port or free.pop(),
+            etcd_client=free[0], etcd_peer=free[1], controller_manager=free[2],
+            scheduler=free[3], agent=free[4],
+        )
+        self._reset_files()
+        progress(f"generating certificates in {self.paths.pki.directory}")
+        self._write_credentials(topology, ports)
+        state = LabState(
+            profile=profile.name, topology=topology.name, workers=options.workers,
+            kubernetes_version=bins.version, bin_dir=str(bins.directory),
+            ports=ports.as_dict(), processes=(), started_at=time.time(),
+        )
+        try:
+            state = self._start_processes(state, bins, ports, profile, topology, options, progress)
+        except BaseException:
+            progress("start-up failed; stopping what was started")
+            self._stop_all(state_or_none(self.paths))
+            raise
+        return state, True
+
+    def _reset_files(self) -> None:
+        for stale in (self.paths.etcd_data, self.paths.pki.directory, self.paths.internal,
+                      self.paths.logs):
+            shutil.rmtree(stale, ignore_errors=True)
+        for directory in (self.paths.logs, self.paths.internal):
+            directory.mkdir(parents=True, exist_ok=True)
+        self.paths.internal.chmod(0o700)
+
+    def _write_credentials(self, topology: Topology, ports: Ports) -> None:
+        pki = self.paths.pki
+        addresses = tuple(n.address for n in topology.control_plane)
+        pki.generate(extra_addresses=addresses + ((topology.vip,) if topology.vip else ()))
+        server = f"https://127.0.0.1:{ports.apiserver}"
+        pki.write_kubeconfig(self.paths.kubeconfig, ADMIN, server, embed=True)
+        for name, who in (("controller-manager", CONTROLLER_MANAGER), ("scheduler", SCHEDULER),
+                          ("agent", AGENT)):
+            pki.write_kubeconfig(self.paths.component_kubeconfig(name), who, server, embed=False)
+        self.paths.agent_token.write_text(secrets.token_urlsafe(32))
+        self.paths.agent_token.chmod(0o600)
+
+    def _spawn(self, state: LabState, name: str, argv: list[str]) -> LabState:
+        record = processes.spawn(name, argv, self.paths.log(name))
+        state = LabState(**{**_fields(state), "processes": (*state.processes, record)})
+        state.save(self.paths)  # saved after every spawn so a failed start can be cleaned up
+        return state
+
+    def _start_processes(
+        self, state: LabState, bins: binaries.BinarySet, ports: Ports, profile: TimingProfile,
+        topology: Topology, options: UpOptions, progress: Progress,
+    ) -> LabState:
+        paths, timeout = self.paths, options.ready_timeout
+
+        def alive(name: str) -> Callable[[], bool]:
+            return lambda: all(processes.is_alive(p) for p in state.processes if p.name == name)
+
+        progress(f"starting etcd on 127.0.0.1:{ports.etcd_client}")
+        state = self._spawn(state, "etcd", etcd_argv(bins, paths, ports))
+        wait_until("etcd", lambda: probe(f"http://127.0.0.1:{ports.etcd_client}/health"),
+                   timeout=timeout, alive=alive("etcd"), log=paths.log("etcd"))
+        progress(f"starting kube-apiserver {bins.version} on 127.0.0.1:{ports.apiserver}")
+        state = self._spawn(state, "kube-apiserver", apiserver_argv(bins, paths, ports, profile))
+        wait_until("kube-apiserver", lambda: probe(f"{state.api_server}/readyz", paths),
+                   timeout=timeout, alive=alive("kube-apiserver"), log=paths.log("kube-apiserver"))
+        progress("starting kube-controller-manager and kube-scheduler")
+        state = self._spawn(state, "kube-controller-manager",
+                            controller_manager_argv(bins, paths, ports, profile))
+        state = self._spawn(state, "kube-scheduler", scheduler_argv(bins, paths, ports))
+        for name, port in (("kube-controller-manager", ports.controller_manager),
+                           ("kube-scheduler", ports.scheduler)):
+            wait_until(name, lambda port=port: probe(f"https://127.0.0.1:{port}/healthz", paths),
+                       timeout=timeout, alive=alive(name), log=paths.log(name))
+        self._write_kubernetes_endpoints(topology)
+        progress(f"starting {len(topology.nodes)} simulated kubelets ({topology.description})")
+        state = self._spawn(state, "agent", [
+            sys.executable, "-m", "fireproof.lab.agent", f"--state-dir={paths.root}",
+            f"--profile={profile.name}", f"--topology={topology.name}",
+            f"--port={ports.agent}", f"--kubelet-version={bins.version}",
+            *([f"--workers={options.workers}"] if options.workers is not None else []),
+        ])
+        wait_until("agent", lambda: probe(f"{state.agent_url}/healthz"),
+                   timeout=timeout, alive=alive("agent"), log=paths.log("agent"))
+        progress("waiting for every node to be Ready")
+        client = sync_client(load_kubeconfig(paths.kubeconfig), timeout=10)
+        wait_until("nodes", lambda: _all_ready(client, len(topology.nodes)),
+                   timeout=timeout, alive=alive("agent"), log=paths.log("agent"), interval=0.5)
+        wait_until("default service account", lambda: _has_default_sa(client),
+                   timeout=timeout, alive=alive("kube-controller-manager"),
+                   log=paths.log("kube-controller-manager"))
+        return state
+
+    def _write_kubernetes_endpoints(self, topology: Topology) -> None:
+        """The lab plays the apiserver's endpoint reconciler: VIP if any, else the CP nodes."""
+        client = sync_client(load_kubeconfig(self.paths.kubeconfig), timeout=10)
+        addresses = [topology.vip] if topology.vip else [n.address for n in topology.control_plane]
+        endpoints = Endpoints(
+            metadata=ObjectMeta(name="kubernetes", namespace="default",
+                                labels={"endpointslice.kubernetes.io/skip-mirror": "false"}),
+            subsets=[EndpointSubset(
+                addresses=[EndpointAddress(ip=a) for a in addresses],
+                ports=[EndpointPort(name="https", port=6443, protocol="TCP")],
+            )],
+        )
+        with translate_errors():
+            client.apply(endpoints, field_manager="fireproof-lab", force=True)
+
+    # -- power ------------------------------------------------------------------------------
+
+    def power(self, node: str, on: bool) -> dict[str, Any]:
+        state = self._require_running()
+        return AgentClient(self.paths, state).power(node, on)
+
+    def heartbeats(self) -> dict[str, Any]:
+        return AgentClient(self.paths, self._require_running()).heartbeats()
+
+    def _require_running(self) -> LabState:
+        state = self.running_state()
+        if state is None:
+            raise NotFoundError(f"no lab is running in {self.paths.root}",
+                                hint="start one with `fireproof lab up`")
+        return state
+
+    # -- down -------------------------------------------------------------------------------
+
+    def down(self, progress: Progress) -> list[str]:
+        """Stop every process the lab started; returns the names of those that were running."""
+        state = state_or_none(self.paths)
+        if state is None or not any(processes.is_alive(p) for p in state.processes):
+            if state is not None:
+                self.paths.state_file.unlink(missing_ok=True)
+            raise NotFoundError(f"no lab is running in {self.paths.root}")
+        stopped = self._stop_all(state, progress)
+        self.paths.state_file.unlink(missing_ok=True)
+        shutil.rmtree(self.paths.etcd_data, ignore_errors=True)
+        return stopped
+
+    def _stop_all(self, state: LabState | None, progress: Progress = lambda _m: None) -> list[str]:
+        if state is None:
+            return []
+        stopped = []
+        # Reverse start order: kubelets and controllers first, etcd last.
+        for record in reversed(state.processes):
+            if processes.stop(record):
+                progress(f"stopped {record.name} (pid {record.pid})")
+                stopped.append(record.name)
+        return stopped
+
+
+def state_or_none(paths: LabPaths) -> LabState | None:
+    try:
+        return LabState.load(paths)
+    except FireproofError:
+        return None
+
+
+def _fields(state: LabState) -> dict[str, Any]:
+    return {name: getattr(state, name) for name in state.__dataclass_fields__}
+
+
+def _all_ready(client: Any, expected: int) -> bool:
+    try:
+        with translate_errors():
+            nodes = list(client.list(Node))
+    except (KubeApiError, KubeUnreachableError):
+        return False
+    ready = [n for n in nodes if _ready(n) == "True"]
+    return len(ready) >= expected
+
+
+def _has_default_sa(client: Any) -> bool:
+    try:
+        with translate_errors():
+            client.get(ServiceAccount, "default", namespace="default")
+    except (KubeApiError, KubeUnreachableError):
+        return False
+    return True
+
+
+def _ready(node: Node) -> str:
+    conditions = (node.status.conditions if node.status else None) or []
+    ready = next((c for c in conditions if c.type == "Ready"), None)
+    return ready.status if ready else "Unknown"
+
+
+def _node_status(node: Node, power: dict[str, dict[str, Any]]) -> NodeStatus:
+    meta = node.metadata
+    name = (meta.name if meta else None) or ""
+    labels = (meta.labels if meta else None) or {}
+    roles = sorted(k.split("/", 1)[1] for k in labels if k.startswith("node-role.kubernetes.io/"))
+    status = node.status
+    address = next(
+        (a.address for a in ((status.addresses if status else None) or []) if a.type == "InternalIP"),
+        "",
+    )
+    taints = tuple(
+        f"{t.key}{'=' + t.value if t.value else ''}:{t.effect}"
+        for t in ((node.spec.taints if node.spec else None) or [])
+    )
+    sim = power.get(name, {})
+    ready = {"True": "Ready", "False": "NotReady"}.get(_ready(node), "NotReady (Unknown)")
+    if node.spec and node.spec.unschedulable:
+        ready += ",SchedulingDisabled"
+    return NodeStatus(
+        name=name, ready=ready, roles=",".join(roles) or "<none>",
+        power=str(sim.get("power", "?")), kubelet=str(sim.get("kubelet", "?")),
+        address=address, taints=taints,
+        version=(status.nodeInfo.kubeletVersion if status and status.nodeInfo else "") or "",
+    )
+
+

@@ -1,0 +1,124 @@
+"""Where a lab keeps its files, and the record of what it started.
+
+``lab.json`` is written by ``lab up`` and read by every other lab command; it names the ports,
+the processes (pid plus kernel start time, so a recycled pid is never mistaken for ours) and
+the settings the lab was started with.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from fireproof.errors import NotFoundError, UsageError
+from fireproof.lab.pki import LabPKI
+
+STATE_VERSION = 1
+
+
+def default_state_dir() -> Path:
+    """``$FIREPROOF_LAB_DIR``, else ``$XDG_STATE_HOME/fireproof/lab``, else ~/.local/state."""
+    if env := os.environ.get("FIREPROOF_LAB_DIR"):
+        return Path(env)
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "fireproof" / "lab"
+
+
+@dataclass(frozen=True, slots=True)
+class LabPaths:
+    root: Path
+
+    @property
+    def state_file(self) -> Path:
+        return self.root / "lab.json"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.root / "kubeconfig"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def etcd_data(self) -> Path:
+        return self.root / "etcd"
+
+    @property
+    def internal(self) -> Path:
+        """Kubeconfigs of the lab's own components."""
+        return self.root / "internal"
+
+    @property
+    def agent_token(self) -> Path:
+        return self.internal / "agent.token"
+
+    @property
+    def pki(self) -> LabPKI:
+        return LabPKI(self.root / "pki")
+
+    def log(self, component: str) -> Path:
+        return self.logs / f"{component}.log"
+
+    def component_kubeconfig(self, component: str) -> Path:
+        return self.internal / f"{component}.kubeconfig"
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessRecord:
+    name: str
+    pid: int
+    start_ticks: int
+    """Kernel start time of the process (/proc/PID/stat field 22): tells a recycled pid apart."""
+
+
+@dataclass(frozen=True, slots=True)
+class LabState:
+    profile: str
+    topology: str
+    workers: int | None
+    kubernetes_version: str
+    bin_dir: str
+    ports: dict[str, int]
+    processes: tuple[ProcessRecord, ...]
+    started_at: float
+    version: int = STATE_VERSION
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def api_server(self) -> str:
+        return f"https://127.0.0.1:{self.ports['apiserver']}"
+
+    @property
+    def agent_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['agent']}"
+
+    def save(self, paths: LabPaths) -> None:
+        tmp = paths.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2))
+        tmp.replace(paths.state_file)
+
+    @classmethod
+    def load(cls, paths: LabPaths) -> LabState:
+        try:
+            raw = json.loads(paths.state_file.read_text())
+        except FileNotFoundError:
+            raise NotFoundError(
+                f"no lab in {paths.root}",
+                hint="start one with `fireproof lab up` (or pass the right --state-dir)",
+            ) from None
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"lab state {paths.state_file} is unreadable: {exc}") from None
+        try:
+            if raw.get("version") != STATE_VERSION:
+                raise UsageError(
+                    f"lab state {paths.state_file} has version {raw.get('version')!r}, "
+                    f"expected {STATE_VERSION}",
+                    hint="stop it with the fireproof version that started it",
+                )
+            raw["processes"] = tuple(ProcessRecord(**p) for p in raw["processes"])
+            return cls(**raw)
+        except (KeyError, TypeError) as exc:
+            raise UsageError(f"lab state {paths.state_file} is malformed: {exc}") from None

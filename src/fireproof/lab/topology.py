@@ -1,0 +1,119 @@
+"""Cluster shapes the lab can build: nodes, their VMs and hypervisor hosts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from fireproof.errors import UsageError
+from fireproof.lab.addresses import documentation_address
+
+
+class Role(StrEnum):
+    CONTROL_PLANE = "control-plane"
+    WORKER = "worker"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSpec:
+    """One Kubernetes node and the VM that runs it."""
+
+    name: str
+    role: Role
+    address: str
+    """InternalIP (documentation range: data only, never contacted)."""
+    hypervisor_host: str
+    """Proxmox node (host) that runs the VM."""
+    vmid: int
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    name: str
+    description: str
+    nodes: tuple[NodeSpec, ...]
+    vip: str | None = None
+    """Virtual IP in front of the control plane, if the cluster has one."""
+
+    @property
+    def control_plane(self) -> tuple[NodeSpec, ...]:
+        return tuple(n for n in self.nodes if n.role is Role.CONTROL_PLANE)
+
+    @property
+    def workers(self) -> tuple[NodeSpec, ...]:
+        return tuple(n for n in self.nodes if n.role is Role.WORKER)
+
+    def node(self, name: str) -> NodeSpec | None:
+        return next((n for n in self.nodes if n.name == name), None)
+
+
+def _workers(
+    prefix: str,
+    count: int,
+    first_address: int,
+    hosts: tuple[str, ...],
+    first_vmid: int,
+    reserved: frozenset[str] = frozenset(),
+) -> tuple[NodeSpec, ...]:
+    addresses = (documentation_address(i) for i in range(first_address, 3 * 253))
+    free = (a for a in addresses if a not in reserved)
+    # Spread across hypervisor hosts round-robin, as a Terraform count/for_each usually does.
+    return tuple(
+        NodeSpec(
+            name=f"{prefix}-worker-{i + 1:02d}",
+            role=Role.WORKER,
+            address=next(free),
+            hypervisor_host=hosts[i % len(hosts)],
+            vmid=first_vmid + i,
+        )
+        for i in range(count)
+    )
+
+
+def minimal(workers: int | None = None) -> Topology:
+    count = 3 if workers is None else workers
+    cp = NodeSpec("lab-cp-01", Role.CONTROL_PLANE, documentation_address(10), "pve-01", 100)
+    return Topology(
+        name="minimal",
+        description="1 control-plane + 3 workers on one Proxmox host",
+        nodes=(cp, *_workers("lab", count, 20, ("pve-01",), 200)),
+    )
+
+
+_TAZLAB_VIP = "192.0.2.250"
+
+
+def tazlab(workers: int | None = None) -> Topology:
+    count = 4 if workers is None else workers
+    hosts = ("pve-01", "pve-02")
+    # Addresses follow the incident: control plane at .71-.73, VIP .250.
+    cps = tuple(
+        NodeSpec(f"tazlab-cp-{i + 1:02d}", Role.CONTROL_PLANE, documentation_address(70 + i),
+                 hosts[i % 2], 101 + i)
+        for i in range(3)
+    )
+    return Topology(
+        name="tazlab",
+        description="3 control-plane + 4 workers on two Proxmox hosts, VIP 192.0.2.250",
+        nodes=(*cps, *_workers("tazlab", count, 80, hosts, 201, frozenset({_TAZLAB_VIP}))),
+        vip=_TAZLAB_VIP,
+    )
+
+
+MAX_WORKERS = 600
+TOPOLOGIES: dict[str, Callable[[int | None], Topology]] = {
+    "minimal": minimal,
+    "tazlab": tazlab,
+}
+
+
+def build_topology(name: str, workers: int | None = None) -> Topology:
+    try:
+        factory = TOPOLOGIES[name]
+    except KeyError:
+        known = ", ".join(sorted(TOPOLOGIES))
+        raise UsageError(f"unknown topology {name!r} (known: {known})") from None
+    if workers is not None and not 0 <= workers <= MAX_WORKERS:
+        raise UsageError(f"--workers must be between 0 and {MAX_WORKERS}, got {workers}")
+    return factory(workers)
