@@ -57,64 +57,129 @@ def build(rebuild: bool) -> None:
 
 @lab.command()
 @state_dir_option
-@click.option("--profile", type=click.Choice(sorted(PROFILES)), default="fast", show_default=True,
-              help="fast: seconds-scale heartbeats and evictions; real: upstream defaults.")
-@click.option("--topology", type=click.Choice(sorted(TOPOLOGIES)), default="minimal",
-              show_default=True, help="Cluster shape: minimal (1 CP + 3 workers) or tazlab.")
-@click.option("--workers", type=click.IntRange(0, MAX_WORKERS), default=None,
-              help="Override the topology's number of worker nodes.")
-@click.option("--api-port", type=click.IntRange(1, 65535), default=None,
-              help="kube-apiserver port on 127.0.0.1 (default: a free port).")
+@click.option(
+    "--profile",
+    type=click.Choice(sorted(PROFILES)),
+    default="fast",
+    show_default=True,
+    help="fast: seconds-scale heartbeats and evictions; real: upstream defaults.",
+)
+@click.option(
+    "--topology",
+    type=click.Choice(sorted(TOPOLOGIES)),
+    default="minimal",
+    show_default=True,
+    help="Cluster shape: minimal (1 CP + 3 workers) or tazlab.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(0, MAX_WORKERS),
+    default=None,
+    help="Override the topology's number of worker nodes.",
+)
+@click.option(
+    "--api-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="kube-apiserver port on 127.0.0.1 (default: a free port).",
+)
 @bin_dir_option
-@click.option("--timeout", type=click.FloatRange(1), default=180.0, show_default=True,
-              help="Seconds to wait for each component to become ready.")
-def up(state_dir: Path, profile: str, topology: str, workers: int | None, api_port: int | None,
-       bin_dir: Path | None, timeout: float) -> None:
+@click.option(
+    "--timeout",
+    type=click.FloatRange(1),
+    default=180.0,
+    show_default=True,
+    help="Seconds to wait for each component to become ready.",
+)
+def up(
+    state_dir: Path,
+    profile: str,
+    topology: str,
+    workers: int | None,
+    api_port: int | None,
+    bin_dir: Path | None,
+    timeout: float,
+) -> None:
     """Start the lab and wait until every node is Ready."""
     the_lab = Lab(state_dir)
-    options = UpOptions(profile=profile, topology=topology, workers=workers, api_port=api_port,
-                        bin_dir=bin_dir, ready_timeout=timeout)
+    options = UpOptions(
+        profile=profile,
+        topology=topology,
+        workers=workers,
+        api_port=api_port,
+        bin_dir=bin_dir,
+        ready_timeout=timeout,
+    )
     state, started = the_lab.up(options, progress)
     if not started:
-        click.echo(f"a lab is already running in {the_lab.paths.root} "
-                   f"(profile {state.profile}, topology {state.topology}); nothing started")
+        click.echo(
+            f"a lab is already running in {the_lab.paths.root} "
+            f"(profile {state.profile}, topology {state.topology}); nothing started"
+        )
     else:
-        click.echo(f"lab is up: Kubernetes {state.kubernetes_version}, profile {state.profile}, "
-                   f"topology {state.topology}")
+        click.echo(
+            f"lab is up: Kubernetes {state.kubernetes_version}, profile {state.profile}, "
+            f"topology {state.topology}"
+        )
     click.echo(f"  export KUBECONFIG={the_lab.paths.kubeconfig}")
     click.echo(f"  logs: {the_lab.paths.logs}/")
 
 
 @lab.command()
 @state_dir_option
-@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table",
-              show_default=True)
+@click.option(
+    "-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
 def status(state_dir: Path, output: str) -> None:
     """Show the lab's components and nodes."""
     st = Lab(state_dir).status()
     if output == "json":
-        emit_json({
-            "state_dir": str(st.state_dir),
-            "healthy": st.healthy,
-            "problems": list(st.problems),
-            "kubernetes_version": st.state.kubernetes_version,
-            "profile": st.state.profile,
-            "topology": st.state.topology,
-            "api_server": st.state.api_server,
-            "components": [dataclasses.asdict(c) for c in st.components],
-            "nodes": [dataclasses.asdict(n) for n in st.nodes],
-        })
+        emit_json(
+            {
+                "state_dir": str(st.state_dir),
+                "healthy": st.healthy,
+                "problems": list(st.problems),
+                "kubernetes_version": st.state.kubernetes_version,
+                "profile": st.state.profile,
+                "topology": st.state.topology,
+                "api_server": st.state.api_server,
+                "components": [dataclasses.asdict(c) for c in st.components],
+                "nodes": [dataclasses.asdict(n) for n in st.nodes],
+            }
+        )
     else:
-        click.echo(f"lab in {st.state_dir}: Kubernetes {st.state.kubernetes_version}, "
-                   f"profile {st.state.profile}, topology {st.state.topology}")
+        click.echo(
+            f"lab in {st.state_dir}: Kubernetes {st.state.kubernetes_version}, "
+            f"profile {st.state.profile}, topology {st.state.topology}"
+        )
         click.echo()
-        click.echo(table(["COMPONENT", "PID", "STATE", "ENDPOINT"],
-                         [(c.name, c.pid, "running" if c.running else "STOPPED", c.endpoint)
-                          for c in st.components]))
+        click.echo(
+            table(
+                ["COMPONENT", "PID", "STATE", "ENDPOINT"],
+                [
+                    (c.name, c.pid, "running" if c.running else "STOPPED", c.endpoint)
+                    for c in st.components
+                ],
+            )
+        )
         click.echo()
-        click.echo(table(["NODE", "STATUS", "ROLES", "POWER", "KUBELET", "INTERNAL-IP", "TAINTS"],
-                         [(n.name, n.ready, n.roles, n.power, n.kubelet, n.address,
-                           ",".join(n.taints) or "<none>") for n in st.nodes]))
+        click.echo(
+            table(
+                ["NODE", "STATUS", "ROLES", "POWER", "KUBELET", "INTERNAL-IP", "TAINTS"],
+                [
+                    (
+                        n.name,
+                        n.ready,
+                        n.roles,
+                        n.power,
+                        n.kubelet,
+                        n.address,
+                        ",".join(n.taints) or "<none>",
+                    )
+                    for n in st.nodes
+                ],
+            )
+        )
         for problem in st.problems:
             click.echo(f"problem: {problem}", err=True)
     if not st.healthy:

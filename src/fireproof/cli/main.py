@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -46,4 +47,11 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(exitcodes.INTERRUPTED)
+    except Exception as exc:
+        # A bug, not a user mistake: one line by default, the traceback on request.
+        if os.environ.get("FIREPROOF_DEBUG"):
+            raise
+        click.echo(f"internal error: {type(exc).__name__}: {exc}", err=True)
+        click.echo("hint: rerun with FIREPROOF_DEBUG=1 for the traceback, and report it", err=True)
+        sys.exit(exitcodes.FAILURE)
     sys.exit(exitcodes.OK)

@@ -40,13 +40,16 @@ def load_kubeconfig(path: Path | None = None, context: str | None = None) -> Sin
     """Load one context of a kubeconfig (``$KUBECONFIG`` / ``~/.kube/config`` when path is None)."""
     try:
         config = KubeConfig.from_file(path) if path is not None else KubeConfig.from_env()
-        return config.get(context_name=context)
+        single = config.get(context_name=context)
     except FileNotFoundError as exc:
         raise UsageError(f"kubeconfig not found: {exc.filename or path}") from None
     except lightkube.ConfigError as exc:
         raise UsageError(f"kubeconfig {path or '(default)'} is not usable: {exc}") from None
     except (ValueError, KeyError, TypeError) as exc:
         raise UsageError(f"kubeconfig {path or '(default)'} is malformed: {exc}") from None
+    if single is None:
+        raise UsageError(f"kubeconfig {path or '(default)'} has no current context")
+    return single
 
 
 def _timeout(seconds: float) -> httpx.Timeout:

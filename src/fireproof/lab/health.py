@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,9 +21,10 @@ class NotReadyError(TransientError):
 def _tls_client(paths: LabPaths) -> httpx.Client:
     pki = paths.pki
     admin = pki.client(ADMIN)
+    context = ssl.create_default_context(cafile=str(pki.ca.cert))
+    context.load_cert_chain(str(admin.cert), str(admin.key))
     return httpx.Client(
-        verify=str(pki.ca.cert),
-        cert=(str(admin.cert), str(admin.key)),
+        verify=context,
         timeout=httpx.Timeout(3.0),
         trust_env=False,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import secrets
 import shutil
 import sys
@@ -16,7 +17,13 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Endpoints, Node, ServiceAccount
 
 from fireproof.errors import FireproofError, NotFoundError, UsageError
-from fireproof.kube import KubeApiError, KubeUnreachableError, load_kubeconfig, sync_client, translate_errors
+from fireproof.kube import (
+    KubeApiError,
+    KubeUnreachableError,
+    load_kubeconfig,
+    sync_client,
+    translate_errors,
+)
 from fireproof.lab import binaries, processes
 from fireproof.lab.agentclient import AgentClient
 from fireproof.lab.controlplane import (
@@ -26,11 +33,11 @@ from fireproof.lab.controlplane import (
     etcd_argv,
     scheduler_argv,
 )
-from fireproof.lab.health import NotReadyError, probe, wait_until
+from fireproof.lab.health import probe, wait_until
 from fireproof.lab.pki import ADMIN, AGENT, CONTROLLER_MANAGER, SCHEDULER
 from fireproof.lab.ports import allocate, require_free
 from fireproof.lab.profiles import PROFILES, TimingProfile
-from fireproof.lab.state import LabPaths, LabState, ProcessRecord
+from fireproof.lab.state import LabPaths, LabState
 from fireproof.lab.topology import Topology, build_topology
 
 Progress = Callable[[str], None]
@@ -162,7 +169,9 @@ class Lab:
             running = self.running_state()
             if running is not None:
                 same = (running.profile, running.topology, running.workers) == (
-                    options.profile, options.topology, options.workers
+                    options.profile,
+                    options.topology,
+                    options.workers,
                 )
                 if same:
                     return running, False
@@ -176,16 +185,24 @@ class Lab:
         free = allocate(6 if api_port is None else 5, {api_port} if api_port else set())
         ports = Ports(
             apiserver=api_port or free.pop(),
-            etcd_client=free[0], etcd_peer=free[1], controller_manager=free[2],
-            scheduler=free[3], agent=free[4],
+            etcd_client=free[0],
+            etcd_peer=free[1],
+            controller_manager=free[2],
+            scheduler=free[3],
+            agent=free[4],
         )
         self._reset_files()
         progress(f"generating certificates in {self.paths.pki.directory}")
         self._write_credentials(topology, ports)
         state = LabState(
-            profile=profile.name, topology=topology.name, workers=options.workers,
-            kubernetes_version=bins.version, bin_dir=str(bins.directory),
-            ports=ports.as_dict(), processes=(), started_at=time.time(),
+            profile=profile.name,
+            topology=topology.name,
+            workers=options.workers,
+            kubernetes_version=bins.version,
+            bin_dir=str(bins.directory),
+            ports=ports.as_dict(),
+            processes=(),
+            started_at=time.time(),
         )
         try:
             state = self._start_processes(state, bins, ports, profile, topology, options, progress)
@@ -196,8 +213,12 @@ class Lab:
         return state, True
 
     def _reset_files(self) -> None:
-        for stale in (self.paths.etcd_data, self.paths.pki.directory, self.paths.internal,
-                      self.paths.logs):
+        for stale in (
+            self.paths.etcd_data,
+            self.paths.pki.directory,
+            self.paths.internal,
+            self.paths.logs,
+        ):
             shutil.rmtree(stale, ignore_errors=True)
         for directory in (self.paths.logs, self.paths.internal):
             directory.mkdir(parents=True, exist_ok=True)
@@ -209,8 +230,11 @@ class Lab:
         pki.generate(extra_addresses=addresses + ((topology.vip,) if topology.vip else ()))
         server = f"https://127.0.0.1:{ports.apiserver}"
         pki.write_kubeconfig(self.paths.kubeconfig, ADMIN, server, embed=True)
-        for name, who in (("controller-manager", CONTROLLER_MANAGER), ("scheduler", SCHEDULER),
-                          ("agent", AGENT)):
+        for name, who in (
+            ("controller-manager", CONTROLLER_MANAGER),
+            ("scheduler", SCHEDULER),
+            ("agent", AGENT),
+        ):
             pki.write_kubeconfig(self.paths.component_kubeconfig(name), who, server, embed=False)
         self.paths.agent_token.write_text(secrets.token_urlsafe(32))
         self.paths.agent_token.chmod(0o600)
@@ -222,8 +246,14 @@ class Lab:
         return state
 
     def _start_processes(
-        self, state: LabState, bins: binaries.BinarySet, ports: Ports, profile: TimingProfile,
-        topology: Topology, options: UpOptions, progress: Progress,
+        self,
+        state: LabState,
+        bins: binaries.BinarySet,
+        ports: Ports,
+        profile: TimingProfile,
+        topology: Topology,
+        options: UpOptions,
+        progress: Progress,
     ) -> LabState:
         paths, timeout = self.paths, options.ready_timeout
 
@@ -232,37 +262,79 @@ class Lab:
 
         progress(f"starting etcd on 127.0.0.1:{ports.etcd_client}")
         state = self._spawn(state, "etcd", etcd_argv(bins, paths, ports))
-        wait_until("etcd", lambda: probe(f"http://127.0.0.1:{ports.etcd_client}/health"),
-                   timeout=timeout, alive=alive("etcd"), log=paths.log("etcd"))
+        wait_until(
+            "etcd",
+            lambda: probe(f"http://127.0.0.1:{ports.etcd_client}/health"),
+            timeout=timeout,
+            alive=alive("etcd"),
+            log=paths.log("etcd"),
+        )
         progress(f"starting kube-apiserver {bins.version} on 127.0.0.1:{ports.apiserver}")
         state = self._spawn(state, "kube-apiserver", apiserver_argv(bins, paths, ports, profile))
-        wait_until("kube-apiserver", lambda: probe(f"{state.api_server}/readyz", paths),
-                   timeout=timeout, alive=alive("kube-apiserver"), log=paths.log("kube-apiserver"))
+        wait_until(
+            "kube-apiserver",
+            lambda: probe(f"{state.api_server}/readyz", paths),
+            timeout=timeout,
+            alive=alive("kube-apiserver"),
+            log=paths.log("kube-apiserver"),
+        )
         progress("starting kube-controller-manager and kube-scheduler")
-        state = self._spawn(state, "kube-controller-manager",
-                            controller_manager_argv(bins, paths, ports, profile))
+        state = self._spawn(
+            state, "kube-controller-manager", controller_manager_argv(bins, paths, ports, profile)
+        )
         state = self._spawn(state, "kube-scheduler", scheduler_argv(bins, paths, ports))
-        for name, port in (("kube-controller-manager", ports.controller_manager),
-                           ("kube-scheduler", ports.scheduler)):
-            wait_until(name, lambda port=port: probe(f"https://127.0.0.1:{port}/healthz", paths),
-                       timeout=timeout, alive=alive(name), log=paths.log(name))
+        for name, port in (
+            ("kube-controller-manager", ports.controller_manager),
+            ("kube-scheduler", ports.scheduler),
+        ):
+            wait_until(
+                name,
+                functools.partial(probe, f"https://127.0.0.1:{port}/healthz", paths),
+                timeout=timeout,
+                alive=alive(name),
+                log=paths.log(name),
+            )
         self._write_kubernetes_endpoints(topology)
         progress(f"starting {len(topology.nodes)} simulated kubelets ({topology.description})")
-        state = self._spawn(state, "agent", [
-            sys.executable, "-m", "fireproof.lab.agent", f"--state-dir={paths.root}",
-            f"--profile={profile.name}", f"--topology={topology.name}",
-            f"--port={ports.agent}", f"--kubelet-version={bins.version}",
-            *([f"--workers={options.workers}"] if options.workers is not None else []),
-        ])
-        wait_until("agent", lambda: probe(f"{state.agent_url}/healthz"),
-                   timeout=timeout, alive=alive("agent"), log=paths.log("agent"))
+        state = self._spawn(
+            state,
+            "agent",
+            [
+                sys.executable,
+                "-m",
+                "fireproof.lab.agent",
+                f"--state-dir={paths.root}",
+                f"--profile={profile.name}",
+                f"--topology={topology.name}",
+                f"--port={ports.agent}",
+                f"--kubelet-version={bins.version}",
+                *([f"--workers={options.workers}"] if options.workers is not None else []),
+            ],
+        )
+        wait_until(
+            "agent",
+            lambda: probe(f"{state.agent_url}/healthz"),
+            timeout=timeout,
+            alive=alive("agent"),
+            log=paths.log("agent"),
+        )
         progress("waiting for every node to be Ready")
         client = sync_client(load_kubeconfig(paths.kubeconfig), timeout=10)
-        wait_until("nodes", lambda: _all_ready(client, len(topology.nodes)),
-                   timeout=timeout, alive=alive("agent"), log=paths.log("agent"), interval=0.5)
-        wait_until("default service account", lambda: _has_default_sa(client),
-                   timeout=timeout, alive=alive("kube-controller-manager"),
-                   log=paths.log("kube-controller-manager"))
+        wait_until(
+            "nodes",
+            lambda: _all_ready(client, len(topology.nodes)),
+            timeout=timeout,
+            alive=alive("agent"),
+            log=paths.log("agent"),
+            interval=0.5,
+        )
+        wait_until(
+            "default service account",
+            lambda: _has_default_sa(client),
+            timeout=timeout,
+            alive=alive("kube-controller-manager"),
+            log=paths.log("kube-controller-manager"),
+        )
         return state
 
     def _write_kubernetes_endpoints(self, topology: Topology) -> None:
@@ -270,12 +342,17 @@ class Lab:
         client = sync_client(load_kubeconfig(self.paths.kubeconfig), timeout=10)
         addresses = [topology.vip] if topology.vip else [n.address for n in topology.control_plane]
         endpoints = Endpoints(
-            metadata=ObjectMeta(name="kubernetes", namespace="default",
-                                labels={"endpointslice.kubernetes.io/skip-mirror": "false"}),
-            subsets=[EndpointSubset(
-                addresses=[EndpointAddress(ip=a) for a in addresses],
-                ports=[EndpointPort(name="https", port=6443, protocol="TCP")],
-            )],
+            metadata=ObjectMeta(
+                name="kubernetes",
+                namespace="default",
+                labels={"endpointslice.kubernetes.io/skip-mirror": "false"},
+            ),
+            subsets=[
+                EndpointSubset(
+                    addresses=[EndpointAddress(ip=a) for a in addresses],
+                    ports=[EndpointPort(name="https", port=6443, protocol="TCP")],
+                )
+            ],
         )
         with translate_errors():
             client.apply(endpoints, field_manager="fireproof-lab", force=True)
@@ -292,8 +369,9 @@ class Lab:
     def _require_running(self) -> LabState:
         state = self.running_state()
         if state is None:
-            raise NotFoundError(f"no lab is running in {self.paths.root}",
-                                hint="start one with `fireproof lab up`")
+            raise NotFoundError(
+                f"no lab is running in {self.paths.root}", hint="start one with `fireproof lab up`"
+            )
         return state
 
     # -- down -------------------------------------------------------------------------------
@@ -365,7 +443,11 @@ def _node_status(node: Node, power: dict[str, dict[str, Any]]) -> NodeStatus:
     roles = sorted(k.split("/", 1)[1] for k in labels if k.startswith("node-role.kubernetes.io/"))
     status = node.status
     address = next(
-        (a.address for a in ((status.addresses if status else None) or []) if a.type == "InternalIP"),
+        (
+            a.address
+            for a in ((status.addresses if status else None) or [])
+            if a.type == "InternalIP"
+        ),
         "",
     )
     taints = tuple(
@@ -377,10 +459,12 @@ def _node_status(node: Node, power: dict[str, dict[str, Any]]) -> NodeStatus:
     if node.spec and node.spec.unschedulable:
         ready += ",SchedulingDisabled"
     return NodeStatus(
-        name=name, ready=ready, roles=",".join(roles) or "<none>",
-        power=str(sim.get("power", "?")), kubelet=str(sim.get("kubelet", "?")),
-        address=address, taints=taints,
+        name=name,
+        ready=ready,
+        roles=",".join(roles) or "<none>",
+        power=str(sim.get("power", "?")),
+        kubelet=str(sim.get("kubelet", "?")),
+        address=address,
+        taints=taints,
         version=(status.nodeInfo.kubeletVersion if status and status.nodeInfo else "") or "",
     )
-
-

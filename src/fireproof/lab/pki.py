@@ -82,7 +82,9 @@ class LabPKI:
         return self.directory / "sa.pub"
 
     def client(self, who: ClientIdentity) -> KeyPair:
-        return KeyPair(self.directory / f"{who.file_stem}.crt", self.directory / f"{who.file_stem}.key")
+        return KeyPair(
+            self.directory / f"{who.file_stem}.crt", self.directory / f"{who.file_stem}.key"
+        )
 
     def generate(self, extra_addresses: tuple[str, ...] = ()) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -162,7 +164,9 @@ class LabPKI:
             )
         )
 
-    def write_kubeconfig(self, path: Path, who: ClientIdentity, server: str, *, embed: bool) -> None:
+    def write_kubeconfig(
+        self, path: Path, who: ClientIdentity, server: str, *, embed: bool
+    ) -> None:
         """Write a kubeconfig for ``who``; ``embed`` copies the PEMs in so the file travels."""
         pair = self.client(who)
         cluster: dict[str, str] = {"server": server}

@@ -89,8 +89,13 @@ def tazlab(workers: int | None = None) -> Topology:
     hosts = ("pve-01", "pve-02")
     # Addresses follow the incident: control plane at .71-.73, VIP .250.
     cps = tuple(
-        NodeSpec(f"tazlab-cp-{i + 1:02d}", Role.CONTROL_PLANE, documentation_address(70 + i),
-                 hosts[i % 2], 101 + i)
+        NodeSpec(
+            f"tazlab-cp-{i + 1:02d}",
+            Role.CONTROL_PLANE,
+            documentation_address(70 + i),
+            hosts[i % 2],
+            101 + i,
+        )
         for i in range(3)
     )
     return Topology(

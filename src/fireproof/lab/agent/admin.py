@@ -26,8 +26,8 @@ async def _auth(request: web.Request, handler: Any) -> web.StreamResponse:
     expected = "Bearer " + request.app[TOKEN_KEY]
     if not hmac.compare_digest(request.headers.get("Authorization", ""), expected):
         return web.json_response({"error": "unauthorized"}, status=401)
-    response = await handler(request)
-    return response
+    authorized: web.StreamResponse = await handler(request)
+    return authorized
 
 
 async def _healthz(_request: web.Request) -> web.Response:

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 import lightkube
 from lightkube.resources.coordination_v1 import Lease
@@ -111,15 +112,25 @@ class Fleet:
 
     # -- events -----------------------------------------------------------------------------
 
-    async def emit(self, involved: dict[str, str], reason: str, message: str,
-                   *, warning: bool = False, host: str | None = None) -> None:
+    async def emit(
+        self,
+        involved: dict[str, str],
+        reason: str,
+        message: str,
+        *,
+        warning: bool = False,
+        host: str | None = None,
+    ) -> None:
         manifest = event_manifest(
-            involved=involved, reason=reason, message=message,
-            event_type="Warning" if warning else "Normal", host=host,
+            involved=involved,
+            reason=reason,
+            message=message,
+            event_type="Warning" if warning else "Normal",
+            host=host,
         )
         try:
             with translate_errors():
-                await self.client.create(Event.from_dict(manifest))
+                await self.client.create(cast(Event, Event.from_dict(manifest)))
         except (KubeApiError, KubeUnreachableError) as exc:
             log.debug("event %s not recorded: %s", reason, exc)
 
@@ -133,7 +144,7 @@ class Fleet:
         with translate_errors():
             try:
                 created = await self.client.create(
-                    Node.from_dict(node_manifest(node.spec, node.index))
+                    cast(Node, Node.from_dict(node_manifest(node.spec, node.index)))
                 )
                 node.uid = str(created.metadata.uid) if created.metadata else ""
             except lightkube.ApiError as exc:
@@ -144,11 +155,10 @@ class Fleet:
             node.ready_since = timestamp()
             await self.post_status(node)
             try:
-                await self.client.create(
-                    Lease.from_dict(
-                        lease_manifest(node.spec.name, node.uid, self.profile.lease_duration_seconds)
-                    )
+                lease = lease_manifest(
+                    node.spec.name, node.uid, self.profile.lease_duration_seconds
                 )
+                await self.client.create(cast(Lease, Lease.from_dict(lease)))
             except lightkube.ApiError as exc:
                 if exc.status.code != 409:
                     raise
@@ -261,17 +271,27 @@ class Fleet:
             except (KubeApiError, KubeUnreachableError) as exc:
                 log.warning("%s: registration failed (%s), retry %d", node.spec.name, exc, attempt)
                 await asyncio.sleep(1)
-        await self.emit(self._node_ref(node), "Rebooted",
-                        f"Node {node.spec.name} has been rebooted, boot id: {node.boot_id}",
-                        warning=True, host=node.spec.name)
-        await self.emit(self._node_ref(node), "NodeReady",
-                        f"Node {node.spec.name} status is now: NodeReady", host=node.spec.name)
+        await self.emit(
+            self._node_ref(node),
+            "Rebooted",
+            f"Node {node.spec.name} has been rebooted, boot id: {node.boot_id}",
+            warning=True,
+            host=node.spec.name,
+        )
+        await self.emit(
+            self._node_ref(node),
+            "NodeReady",
+            f"Node {node.spec.name} status is now: NodeReady",
+            host=node.spec.name,
+        )
         for hook in self._boot_hooks:
             await hook(node)
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    async def start(self, progress: Callable[[str], None] = lambda _m: None) -> list[asyncio.Task[None]]:
+    async def start(
+        self, progress: Callable[[str], None] = lambda _m: None
+    ) -> list[asyncio.Task[None]]:
         # Register in small concurrent batches: fast, without a thundering herd on the API server.
         sem = asyncio.Semaphore(10)
 

@@ -16,7 +16,12 @@ CONTROL_PLANE_LABEL = "node-role.kubernetes.io/control-plane"
 Json = dict[str, Any]
 
 _CAPACITY = {"cpu": "4", "memory": "8129368Ki", "pods": "110", "ephemeral-storage": "61202244Ki"}
-_ALLOCATABLE = {"cpu": "4", "memory": "8026968Ki", "pods": "110", "ephemeral-storage": "56403987563"}
+_ALLOCATABLE = {
+    "cpu": "4",
+    "memory": "8026968Ki",
+    "pods": "110",
+    "ephemeral-storage": "56403987563",
+}
 _OS_IMAGE = "Talos (v1.11.5)"
 _KERNEL = "6.12.57-talos"
 _RUNTIME = "containerd://2.1.5"
@@ -87,14 +92,33 @@ def node_status(
         "capacity": _CAPACITY,
         "allocatable": _ALLOCATABLE,
         "conditions": [
-            _condition("MemoryPressure", "False", "KubeletHasSufficientMemory",
-                       "kubelet has sufficient memory available", now, ready_since),
-            _condition("DiskPressure", "False", "KubeletHasNoDiskPressure",
-                       "kubelet has no disk pressure", now, ready_since),
-            _condition("PIDPressure", "False", "KubeletHasSufficientPID",
-                       "kubelet has sufficient PID available", now, ready_since),
-            _condition("Ready", "True", "KubeletReady",
-                       "kubelet is posting ready status", now, ready_since),
+            _condition(
+                "MemoryPressure",
+                "False",
+                "KubeletHasSufficientMemory",
+                "kubelet has sufficient memory available",
+                now,
+                ready_since,
+            ),
+            _condition(
+                "DiskPressure",
+                "False",
+                "KubeletHasNoDiskPressure",
+                "kubelet has no disk pressure",
+                now,
+                ready_since,
+            ),
+            _condition(
+                "PIDPressure",
+                "False",
+                "KubeletHasSufficientPID",
+                "kubelet has sufficient PID available",
+                now,
+                ready_since,
+            ),
+            _condition(
+                "Ready", "True", "KubeletReady", "kubelet is posting ready status", now, ready_since
+            ),
         ],
         "addresses": [
             {"type": "InternalIP", "address": spec.address},

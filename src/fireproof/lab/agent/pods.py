@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import lightkube
@@ -31,7 +31,8 @@ StartGate = Callable[[Pod, SimNode], Awaitable[bool]]
 
 def _key(pod: Pod) -> Key:
     meta = pod.metadata
-    assert meta is not None and meta.name is not None  # noqa: S101 - API objects always have both
+    if meta is None or meta.name is None:
+        raise ValueError("pod without a name")  # the API server never sends one
     return (meta.namespace or "default", meta.name)
 
 
@@ -69,7 +70,9 @@ class PodRunner:
             return lightkube.types.OnErrorResult(lightkube.types.OnErrorAction.RETRY, sleep=1)
 
         async for kind, pod in self.client.watch(
-            Pod, namespace=lightkube.ALL_NS, fields={"spec.nodeName": lightkube.operators.not_equal("")},
+            Pod,
+            namespace=lightkube.ALL_NS,
+            fields={"spec.nodeName": lightkube.operators.not_equal("")},
             on_error=retry,
         ):
             key = _key(pod)
@@ -96,7 +99,7 @@ class PodRunner:
         node = self.fleet.nodes.get(pod.spec.nodeName)
         if node is None or not node.active or not node.booted.is_set():
             return
-        action: Callable[[Key, Pod, SimNode], Awaitable[None]] | None = None
+        action: Callable[[Key, Pod, SimNode], Coroutine[Any, Any, None]] | None = None
         if pod.metadata and pod.metadata.deletionTimestamp is not None:
             action = self._stop
         elif self._needs_start(key, pod, node):
@@ -104,7 +107,7 @@ class PodRunner:
         if action is None:
             return
         self._busy.add(key)
-        task = asyncio.get_running_loop().create_task(action(key, pod, node))
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(action(key, pod, node))
         task.add_done_callback(lambda _t: self._busy.discard(key))
 
     def _needs_start(self, key: Key, pod: Pod, node: SimNode) -> bool:
@@ -124,7 +127,8 @@ class PodRunner:
         if not node.active:
             return
         spec = pod.spec
-        assert spec is not None and pod.metadata is not None  # noqa: S101 - checked by caller
+        if spec is None or pod.metadata is None:
+            return
         running = (pod.status.phase if pod.status else None) == "Running"
         restarts = _restart_count(pod) + (1 if running else 0)
         count = self._pod_counter.get(node.spec.name, 0)
@@ -146,7 +150,9 @@ class PodRunner:
             log.info("pod %s/%s not started: %s", *key, exc)
             return
         self._started_boot[key] = node.boot_id
-        await self.fleet.emit(self._ref(pod), "Started", "Started container(s)", host=node.spec.name)
+        await self.fleet.emit(
+            self._ref(pod), "Started", "Started container(s)", host=node.spec.name
+        )
 
     async def _stop(self, key: Key, pod: Pod, node: SimNode) -> None:
         grace = pod.metadata.deletionGracePeriodSeconds if pod.metadata else None
@@ -158,7 +164,9 @@ class PodRunner:
     async def _delete(self, key: Key, pod: Pod) -> None:
         current = self.cache.get(key)
         # A StatefulSet may have recreated the name elsewhere: only delete the object we saw.
-        if current is None or (current.metadata and pod.metadata and current.metadata.uid != pod.metadata.uid):
+        if current is None or (
+            current.metadata and pod.metadata and current.metadata.uid != pod.metadata.uid
+        ):
             return
         try:
             with translate_errors():
@@ -177,11 +185,10 @@ class PodRunner:
     @staticmethod
     def _ref(pod: Pod) -> dict[str, Any]:
         meta = pod.metadata
-        assert meta is not None  # noqa: S101
         return {
             "kind": "Pod",
             "apiVersion": "v1",
-            "name": meta.name,
-            "namespace": meta.namespace,
-            "uid": meta.uid,
+            "name": meta.name if meta else None,
+            "namespace": meta.namespace if meta else None,
+            "uid": meta.uid if meta else None,
         }

@@ -1,0 +1,55 @@
+# Two entry points: `make demo` and `make test`. Both install what they need themselves:
+# uv from PyPI into .tools/, the locked Python deps into .venv/, and the upstream Kubernetes
+# control plane (built from the Go module proxy into ~/.cache/fireproof, once).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+UV := .tools/bin/uv
+VENV := .venv
+FIREPROOF := $(VENV)/bin/fireproof
+PYTEST_ARGS ?=
+
+.PHONY: all venv k8s lint test test-unit test-lab demo bench clean help
+
+help:
+	@echo "make demo   run the lab demo (installs everything it needs)"
+	@echo "make test   lint, type-check and run every test (unit, integration, e2e)"
+	@echo "make bench  run the benchmarks (minutes; prints figures)"
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.synced: $(UV) uv.lock pyproject.toml
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --quiet
+	touch $@
+
+venv: $(VENV)/.synced
+
+k8s: venv
+	$(FIREPROOF) lab build
+
+lint: venv
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+# pytest exits 5 when it collected no test: that is a failure here, never a pass.
+test: lint k8s
+	$(VENV)/bin/pytest -m "not slow" $(PYTEST_ARGS) tests; rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "error: no tests ran" >&2; exit 1; fi; exit $$rc
+
+test-unit: venv
+	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
+
+demo: k8s
+	bash scripts/demo.sh
+
+bench: k8s
+	$(VENV)/bin/python benchmarks/heartbeats.py
+	$(VENV)/bin/python benchmarks/real_profile_timeline.py
+
+clean:
+	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache

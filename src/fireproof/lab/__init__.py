@@ -1,0 +1,1 @@
+"""The lab: a local replica cluster with a real control plane and simulated machines."""
