@@ -1,0 +1,115 @@
+"""Helpers shared by the lab-backed tests: run the real CLI and kubectl, wait for conditions."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+REPO = Path(__file__).resolve().parents[1]
+FIREPROOF = Path(sys.executable).parent / "fireproof"
+T = TypeVar("T")
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 600, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``fireproof`` exactly as a user would, from its console script."""
+    return subprocess.run(
+        [str(FIREPROOF), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        input=input,
+    )
+
+
+def wait_for(
+    what: str, probe: Callable[[], T | None], *, timeout: float = 60, interval: float = 0.5
+) -> T:
+    """Poll ``probe`` until it returns something truthy; fail with ``what`` on timeout."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+
+
+@dataclass
+class LabHandle:
+    state_dir: Path
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state_dir / "kubeconfig"
+
+    @property
+    def state(self) -> dict[str, Any]:
+        return json.loads((self.state_dir / "lab.json").read_text())
+
+    @property
+    def kubectl_path(self) -> Path:
+        return Path(self.state["bin_dir"]) / "kubectl"
+
+    def cli(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        return run_cli(*args, "--state-dir", str(self.state_dir), timeout=timeout)
+
+    def kubectl(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(self.kubectl_path), "--kubeconfig", str(self.kubeconfig), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            input=input,
+        )
+
+    def kubectl_json(self, *args: str) -> Any:
+        result = self.kubectl(*args, "-o", "json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    def apply(self, manifest: str) -> None:
+        result = self.kubectl("apply", "-f", "-", input=manifest)
+        assert result.returncode == 0, result.stderr
+
+
+def node_ready(node: dict[str, Any]) -> str:
+    for cond in node.get("status", {}).get("conditions", []):
+        if cond["type"] == "Ready":
+            return str(cond["status"])
+    return "Unknown"
+
+
+def has_taint(node: dict[str, Any], key: str, effect: str) -> bool:
+    return any(
+        t["key"] == key and t["effect"] == effect for t in node.get("spec", {}).get("taints", [])
+    )
+
+
+def deployment_manifest(name: str, namespace: str, replicas: int, image: str = "nginx:1.27") -> str:
+    return f"""
+apiVersion: v1
+kind: Namespace
+metadata: {{name: {namespace}}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}, namespace: {namespace}}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      containers: [{{name: main, image: "{image}"}}]
+"""
