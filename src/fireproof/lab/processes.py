@@ -5,11 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from fireproof.errors import PermanentError
 from fireproof.lab.state import ProcessRecord
 
 
@@ -50,22 +50,31 @@ def spawn(
     log: Path,
     *,
     env: Mapping[str, str] | None = None,
-    cwd: Path | None = None,
 ) -> ProcessRecord:
-    """Start ``argv`` in its own session (so it survives the CLI), output appended to ``log``."""
+    """Start ``argv`` in its own session (so it survives the CLI), output appended to ``log``.
+
+    posix_spawn rather than subprocess.Popen: the child is meant to outlive this process, and a
+    Popen object would have to be kept (or leak a ResourceWarning) for nothing.
+    """
     log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        pid = os.posix_spawn(
+            argv[0],
             list(argv),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-            env=dict(env) if env is not None else None,
-            cwd=cwd,
+            dict(env) if env is not None else dict(os.environ),
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_DUP2, fd, 1),
+                (os.POSIX_SPAWN_DUP2, fd, 2),
+            ],
+            setsid=True,
         )
-    return ProcessRecord(name=name, pid=proc.pid, start_ticks=start_ticks(proc.pid))
+    except OSError as exc:
+        raise PermanentError(f"cannot start {name} ({argv[0]}): {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    return ProcessRecord(name=name, pid=pid, start_ticks=start_ticks(pid))
 
 
 def stop(record: ProcessRecord, *, grace_seconds: float = 10.0) -> bool:

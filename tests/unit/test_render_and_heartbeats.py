@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from fireproof.cli.render import table
+from fireproof.lab.agent.fleet import HeartbeatStats
+
+
+def test_table_aligns_columns_like_kubectl() -> None:
+    out = table(["NAME", "STATUS"], [("a-long-name", "Ready"), ("b", "NotReady")])
+    lines = out.splitlines()
+    assert lines[0] == "NAME          STATUS"
+    assert lines[1] == "a-long-name   Ready"
+    assert lines[2] == "b             NotReady"
+
+
+def test_heartbeat_gaps_ignore_intentional_outages() -> None:
+    stats = HeartbeatStats()
+    stats.record(0.0)
+    stats.record(1.1)
+    stats.interrupt()  # powered off: the silence that follows is not lag
+    stats.record(50.0)
+    stats.record(51.5)
+    assert stats.gaps == [1.1, 1.5]
+    assert stats.max_gap == 1.5
+    assert stats.renewals == 4
