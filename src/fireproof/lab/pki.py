@@ -60,6 +60,64 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
+def _make_ca(
+    pair: KeyPair, common_name: str, now: dt.datetime
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Name]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + _VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    pair.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_private(pair.key, _key_pem(key))
+    return key, name
+
+
+def _issue(
+    ca_key: ec.EllipticCurvePrivateKey,
+    ca_name: x509.Name,
+    now: dt.datetime,
+    pair: KeyPair,
+    subject: x509.Name,
+    usage: x509.ObjectIdentifier,
+    sans: list[x509.GeneralName] | None = None,
+) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + _VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+    )
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    cert = builder.sign(ca_key, hashes.SHA256())
+    pair.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_private(pair.key, _key_pem(key))
+
+
 @dataclass(frozen=True, slots=True)
 class LabPKI:
     directory: Path
@@ -86,29 +144,35 @@ class LabPKI:
             self.directory / f"{who.file_stem}.crt", self.directory / f"{who.file_stem}.key"
         )
 
+    @property
+    def pve_ca(self) -> KeyPair:
+        """The emulated Proxmox cluster's own CA (pve-root-ca), separate from Kubernetes'."""
+        return KeyPair(self.directory / "pve-root-ca.pem", self.directory / "pve-root-ca.key")
+
+    @property
+    def pve_serving(self) -> KeyPair:
+        return KeyPair(self.directory / "pve-ssl.pem", self.directory / "pve-ssl.key")
+
+    def generate_pve(self) -> None:
+        """Proxmox CA and the API's serving certificate for 127.0.0.1."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+        ca_key, ca_name = _make_ca(self.pve_ca, "Proxmox Virtual Environment (fireproof lab)", now)
+        _issue(
+            ca_key,
+            ca_name,
+            now,
+            self.pve_serving,
+            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pve-lab")]),
+            ExtendedKeyUsageOID.SERVER_AUTH,
+            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
+        )
+
     def generate(self, extra_addresses: tuple[str, ...] = ()) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.directory.chmod(0o700)
         now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
-        ca_key = ec.generate_private_key(ec.SECP256R1())
-        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fireproof-lab-ca")])
-        ca_cert = (
-            x509.CertificateBuilder()
-            .subject_name(ca_name)
-            .issuer_name(ca_name)
-            .public_key(ca_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now)
-            .not_valid_after(now + _VALIDITY)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-                critical=True,
-            )
-            .sign(ca_key, hashes.SHA256())
-        )
-        self.ca.cert.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-        _write_private(self.ca.key, _key_pem(ca_key))
+        ca_key, ca_name = _make_ca(self.ca, "fireproof-lab-ca", now)
 
         def issue(
             pair: KeyPair,
@@ -116,23 +180,7 @@ class LabPKI:
             usage: x509.ObjectIdentifier,
             sans: list[x509.GeneralName] | None = None,
         ) -> None:
-            key = ec.generate_private_key(ec.SECP256R1())
-            builder = (
-                x509.CertificateBuilder()
-                .subject_name(subject)
-                .issuer_name(ca_name)
-                .public_key(key.public_key())
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(now)
-                .not_valid_after(now + _VALIDITY)
-                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-            )
-            if sans:
-                builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            cert = builder.sign(ca_key, hashes.SHA256())
-            pair.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-            _write_private(pair.key, _key_pem(key))
+            _issue(ca_key, ca_name, now, pair, subject, usage, sans)
 
         dns = [
             "localhost",

@@ -31,6 +31,14 @@ class TimingProfile:
     """Simulated time to pull and start a pod's containers."""
     pod_stop_seconds: float
     """Simulated time to stop a pod's containers after deletion was requested."""
+    vm_task_seconds: float
+    """How long a Proxmox stop/start task runs."""
+    ha_stop_delay_seconds: float
+    """How long an HA-managed VM keeps running after its (already finished) stop task."""
+    attach_seconds: float
+    """Simulated CSI attach / detach latency."""
+    crash_backoff_seconds: float
+    """First CrashLoopBackOff delay (doubles up to 30x), kubelet: 10 s."""
 
 
 FAST = TimingProfile(
@@ -46,6 +54,10 @@ FAST = TimingProfile(
     toleration_seconds=10,
     pod_start_seconds=0.3,
     pod_stop_seconds=0.2,
+    vm_task_seconds=0.3,
+    ha_stop_delay_seconds=2.0,
+    attach_seconds=0.3,
+    crash_backoff_seconds=1.0,
 )
 
 REAL = TimingProfile(
@@ -61,6 +73,10 @@ REAL = TimingProfile(
     toleration_seconds=300,
     pod_start_seconds=2.0,
     pod_stop_seconds=1.0,
+    vm_task_seconds=2.0,
+    ha_stop_delay_seconds=10.0,
+    attach_seconds=2.0,
+    crash_backoff_seconds=10.0,
 )
 
 PROFILES: dict[str, TimingProfile] = {p.name: p for p in (FAST, REAL)}

@@ -26,6 +26,8 @@ class NodeSpec:
     hypervisor_host: str
     """Proxmox node (host) that runs the VM."""
     vmid: int
+    ha_managed: bool = False
+    """Whether Proxmox HA manages the VM (its stop task then ends before the VM is off)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,13 +97,20 @@ def tazlab(workers: int | None = None) -> Topology:
             documentation_address(70 + i),
             hosts[i % 2],
             101 + i,
+            ha_managed=True,
         )
         for i in range(3)
+    )
+    plain = _workers("tazlab", count, 80, hosts, 201, frozenset({_TAZLAB_VIP}))
+    # Every second worker is an HA resource too, so both Proxmox stop paths are exercised.
+    workers = tuple(
+        NodeSpec(w.name, w.role, w.address, w.hypervisor_host, w.vmid, ha_managed=i % 2 == 1)
+        for i, w in enumerate(plain)
     )
     return Topology(
         name="tazlab",
         description="3 control-plane + 4 workers on two Proxmox hosts, VIP 192.0.2.250",
-        nodes=(*cps, *_workers("tazlab", count, 80, hosts, 201, frozenset({_TAZLAB_VIP}))),
+        nodes=(*cps, *workers),
         vip=_TAZLAB_VIP,
     )
 

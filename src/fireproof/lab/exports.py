@@ -1,0 +1,155 @@
+"""Files the lab writes for the tools that manage it: Proxmox credentials, the node -> VM
+inventory, and a Terraform state describing the same VMs (bpg/proxmox provider format)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fireproof.errors import UsageError
+from fireproof.lab.topology import Role, Topology
+
+DEVICE_NAME = "lab-proxmox"
+
+
+@dataclass(frozen=True, slots=True)
+class ProxmoxAccess:
+    """How to reach the lab's Proxmox emulator (``DIR/proxmox.yaml``, mode 0600)."""
+
+    url: str
+    ca_file: str
+    user: str
+    password: str
+    token_id: str
+    token_secret: str
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.url}/api2/json"
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    @classmethod
+    def generate(cls, port: int, ca_file: Path) -> ProxmoxAccess:
+        return cls(
+            url=f"https://127.0.0.1:{port}",
+            ca_file=str(ca_file),
+            user="root@pam",
+            password=secrets.token_urlsafe(18),
+            token_id="root@pam!fireproof",
+            token_secret=str(uuid.uuid4()),
+        )
+
+    def save(self, path: Path) -> None:
+        doc = {
+            "url": self.url,
+            "ca_file": self.ca_file,
+            "user": self.user,
+            "password": self.password,
+            "token_id": self.token_id,
+            "token_secret": self.token_secret,
+        }
+        path.write_text(
+            "# Credentials of the lab's Proxmox VE emulator (secrets: keep this file private)\n"
+            + yaml.safe_dump(doc, sort_keys=False)
+        )
+        path.chmod(0o600)
+
+    @classmethod
+    def load(cls, path: Path) -> ProxmoxAccess:
+        try:
+            doc = yaml.safe_load(path.read_text())
+            return cls(**{k: str(doc[k]) for k in cls.__dataclass_fields__})
+        except FileNotFoundError:
+            raise UsageError(f"{path} is missing; is the lab running?") from None
+        except (yaml.YAMLError, KeyError, TypeError) as exc:
+            raise UsageError(f"{path} is malformed: {type(exc).__name__}") from None
+
+
+def write_inventory(path: Path, topology: Topology, access: ProxmoxAccess) -> None:
+    """Node -> machine map, with the Proxmox device that can fence each machine."""
+    doc: dict[str, Any] = {
+        "devices": {
+            DEVICE_NAME: {
+                "type": "proxmox",
+                "url": access.url,
+                "ca_file": access.ca_file,
+                "token_id": access.token_id,
+                "token_secret_file": str(path.parent / "proxmox.yaml"),
+            }
+        },
+        "nodes": {
+            n.name: {
+                "device": DEVICE_NAME,
+                "host": n.hypervisor_host,
+                "vmid": n.vmid,
+                "address": n.address,
+                "role": str(n.role),
+            }
+            for n in topology.nodes
+        },
+    }
+    path.write_text(
+        "# fireproof inventory of the lab: Kubernetes node -> Proxmox VM\n"
+        + yaml.safe_dump(doc, sort_keys=False)
+    )
+
+
+def terraform_state(topology: Topology) -> dict[str, Any]:
+    """A Terraform v4 state as the bpg/proxmox provider writes it for these VMs."""
+
+    def instances(role: Role) -> list[dict[str, Any]]:
+        return [
+            {
+                "index_key": i,
+                "schema_version": 0,
+                "attributes": {
+                    "id": str(n.vmid),
+                    "name": n.name,
+                    "node_name": n.hypervisor_host,
+                    "vm_id": n.vmid,
+                    "started": True,
+                    "tags": ["talos", "kubernetes", str(role)],
+                    # bpg lists addresses per network interface, loopback first.
+                    "ipv4_addresses": [["127.0.0.1"], [n.address]],
+                    "mac_addresses": [
+                        "00:00:00:00:00:00",
+                        f"BC:24:11:00:{i // 256:02X}:{i % 256:02X}",
+                    ],
+                },
+                "sensitive_attributes": [],
+            }
+            for i, n in enumerate(x for x in topology.nodes if x.role is role)
+        ]
+
+    provider = 'provider["registry.terraform.io/bpg/proxmox"]'
+    return {
+        "version": 4,
+        "terraform_version": "1.9.8",
+        "serial": 7,
+        "lineage": str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{topology.name}.fireproof.lab")),
+        "outputs": {},
+        "resources": [
+            {
+                "mode": "managed",
+                "type": "proxmox_virtual_environment_vm",
+                "name": name,
+                "provider": provider,
+                "instances": instances(role),
+            }
+            for name, role in (("control_plane", Role.CONTROL_PLANE), ("worker", Role.WORKER))
+        ],
+        "check_results": None,
+    }
+
+
+def write_terraform_state(path: Path, topology: Topology) -> None:
+    path.write_text(json.dumps(terraform_state(topology), indent=2))

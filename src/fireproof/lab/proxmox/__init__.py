@@ -1,0 +1,1 @@
+"""A Proxmox VE API emulator: the lab's hypervisors, spoken to over HTTPS by real clients."""

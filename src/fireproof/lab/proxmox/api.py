@@ -1,0 +1,337 @@
+"""The Proxmox VE HTTP API (``/api2/json``) over aiohttp.
+
+Follows the real API's conventions: data in a ``{"data": …}`` envelope, errors as HTTP status
+with the message in the reason phrase and ``{"data": null}`` (plus ``errors`` for parameter
+problems), CSRF token required on writes authenticated by ticket, ``skiplock`` refused to
+anyone but root@pam (so to every API token).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from http.cookies import CookieError, SimpleCookie
+from typing import Any
+
+from aiohttp import web
+
+from fireproof.lab.proxmox.auth import Authenticator, Identity
+from fireproof.lab.proxmox.model import Cluster, FaultKind, PveError
+from fireproof.lab.proxmox.upid import parse_upid
+
+log = logging.getLogger(__name__)
+CLUSTER_KEY = web.AppKey("cluster", Cluster)
+AUTH_KEY = web.AppKey("auth", Authenticator)
+IDENTITY = "pve_identity"
+PVE_VERSION = {"version": "8.4.1", "release": "8.4", "repoid": "2a5fa54a8503f96d"}
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _error(status: int, reason: str, errors: dict[str, str] | None = None) -> web.Response:
+    body: dict[str, Any] = {"data": None}
+    if errors:
+        body["errors"] = errors
+    # Proxmox puts the message in the reason phrase; keep it on one line, as HTTP requires.
+    return web.json_response(body, status=status, reason=reason.replace("\n", " ")[:200])
+
+
+def _data(value: Any) -> web.Response:
+    return web.json_response({"data": value})
+
+
+def _param_error(errors: dict[str, str]) -> PveError:
+    return PveError(400, "Parameter verification failed.", errors)
+
+
+async def _params(request: web.Request) -> dict[str, str]:
+    params = dict(request.query)
+    if request.method in ("POST", "PUT") and request.can_read_body:
+        if request.content_type == "application/json":
+            try:
+                body = await request.json()
+            except ValueError:
+                raise _param_error({"body": "malformed JSON"}) from None
+            if isinstance(body, dict):
+                params.update({k: str(v) for k, v in body.items()})
+        else:
+            form = await request.post()
+            params.update({k: str(v) for k, v in form.items()})
+    return params
+
+
+def _authenticate(request: web.Request) -> Identity:
+    auth = request.app[AUTH_KEY]
+    cluster = request.app[CLUSTER_KEY]
+    header = request.headers.get("Authorization", "")
+    if header:
+        token_user = auth.token_ok(header)
+        if token_user is None or cluster.fault(FaultKind.AUTH_FAILURE):
+            raise PveError(401, "invalid token value!")
+        return Identity(token_user, via_ticket=False)
+    ticket = None
+    raw_cookie = request.headers.get("Cookie", "")
+    if raw_cookie:
+        try:
+            jar: SimpleCookie = SimpleCookie()
+            jar.load(raw_cookie)
+            if "PVEAuthCookie" in jar:
+                ticket = jar["PVEAuthCookie"].value
+        except CookieError:
+            # fence_pve sends a cookie line with attributes mixed in; fall back to a plain split.
+            for part in raw_cookie.split(";"):
+                name, _, value = part.strip().partition("=")
+                if name == "PVEAuthCookie":
+                    ticket = value
+    if ticket is None:
+        raise PveError(401, "No ticket")
+    checked = auth.ticket_user(ticket)
+    if checked is None or cluster.fault(FaultKind.AUTH_FAILURE):
+        raise PveError(401, "permission denied - invalid PVE ticket")
+    user, stamp = checked
+    if request.method != "GET":
+        csrf = request.headers.get("CSRFPreventionToken", "")
+        if csrf != auth.csrf_token(user, stamp):
+            raise PveError(401, "Permission denied - invalid csrf token")
+    return Identity(user, via_ticket=True)
+
+
+@web.middleware
+async def _envelope(request: web.Request, handler: Handler) -> web.StreamResponse:
+    cluster = request.app[CLUSTER_KEY]
+    try:
+        while cluster.fault(FaultKind.HANG):
+            await asyncio.sleep(0.2)  # answers once the fault is cleared, if anyone still waits
+        if latency := cluster.fault(FaultKind.LATENCY):
+            await asyncio.sleep(latency.seconds)
+        if cluster.fault(FaultKind.API_ERROR):
+            raise PveError(500, "Internal Server Error")
+        cluster.tick()
+        if request.path != "/api2/json/access/ticket":
+            request[IDENTITY] = _authenticate(request)
+        return await handler(request)
+    except PveError as exc:
+        return _error(exc.status, exc.reason, exc.errors)
+    except web.HTTPNotFound:
+        return _error(
+            501, f"Method '{request.method} {request.path[len('/api2/json') :]}' not implemented"
+        )
+    except web.HTTPMethodNotAllowed:
+        return _error(
+            501, f"Method '{request.method} {request.path[len('/api2/json') :]}' not implemented"
+        )
+
+
+def _vmid(request: web.Request) -> int:
+    raw = request.match_info["vmid"]
+    if not raw.isdigit() or not 100 <= int(raw) <= 999_999_999:
+        raise _param_error(
+            {
+                "vmid": f"type check ('integer') failed - got '{raw}'"
+                if not raw.isdigit()
+                else "value must be between 100 and 999999999"
+            }
+        )
+    return int(raw)
+
+
+async def ticket(request: web.Request) -> web.Response:
+    params = await _params(request)
+    missing = {
+        k: "property is missing and it is not optional"
+        for k in ("username", "password")
+        if k not in params
+    }
+    if missing:
+        raise _param_error(missing)
+    username = params["username"]
+    if "realm" in params and "@" not in username:
+        username = f"{username}@{params['realm']}"
+    auth = request.app[AUTH_KEY]
+    issued = (
+        None
+        if request.app[CLUSTER_KEY].fault(FaultKind.AUTH_FAILURE)
+        else auth.login(username, params["password"])
+    )
+    if issued is None:
+        raise PveError(401, "authentication failure")
+    ticket_value, csrf = issued
+    user = username if "@" in username else f"{username}@pam"
+    return _data(
+        {
+            "ticket": ticket_value,
+            "CSRFPreventionToken": csrf,
+            "username": user,
+            "cap": {"vms": {"VM.PowerMgmt": 1, "VM.Audit": 1}},
+        }
+    )
+
+
+async def version(_request: web.Request) -> web.Response:
+    return _data(PVE_VERSION)
+
+
+async def nodes(request: web.Request) -> web.Response:
+    cluster = request.app[CLUSTER_KEY]
+    out = []
+    for host in cluster.hosts:
+        offline = cluster.fault(FaultKind.HOST_UNREACHABLE, host=host) is not None
+        out.append(
+            {
+                "node": host,
+                "id": f"node/{host}",
+                "type": "node",
+                "status": "offline" if offline else "online",
+                "level": "",
+                "maxcpu": 16,
+                "maxmem": 128 * 1024**3,
+                "uptime": 0 if offline else 864000,
+            }
+        )
+    return _data(out)
+
+
+def _vm_summary(vm: Any) -> dict[str, Any]:
+    return {
+        "vmid": vm.vmid,
+        "name": vm.name,
+        "status": vm.status,
+        "cpus": vm.cpus,
+        "maxmem": vm.maxmem,
+        "uptime": vm.uptime,
+        "template": 0,
+    }
+
+
+async def cluster_resources(request: web.Request) -> web.Response:
+    cluster = request.app[CLUSTER_KEY]
+    kind = request.query.get("type")
+    if kind not in (None, "vm", "node", "storage", "sdn"):
+        raise _param_error(
+            {
+                "type": f"value '{kind}' does not have a value in the enumeration "
+                "'vm, storage, node, sdn'"
+            }
+        )
+    out: list[dict[str, Any]] = []
+    if kind in (None, "vm"):
+        for vm in cluster.vms.values():
+            entry = {
+                **_vm_summary(vm),
+                "id": f"qemu/{vm.vmid}",
+                "type": "qemu",
+                "node": vm.host,
+                "maxcpu": vm.cpus,
+            }
+            if vm.ha_managed:
+                entry["hastate"] = "started" if vm.running else "stopped"
+            out.append(entry)
+    if kind in (None, "node"):
+        out += [
+            {"id": f"node/{h}", "type": "node", "node": h, "status": "online"}
+            for h in cluster.hosts
+        ]
+    return _data(out)
+
+
+async def ha_resources(request: web.Request) -> web.Response:
+    cluster = request.app[CLUSTER_KEY]
+    return _data(
+        [
+            {
+                "sid": f"vm:{vm.vmid}",
+                "type": "vm",
+                "state": "started",
+                "max_restart": 1,
+                "max_relocate": 1,
+            }
+            for vm in cluster.vms.values()
+            if vm.ha_managed
+        ]
+    )
+
+
+async def node_qemu(request: web.Request) -> web.Response:
+    cluster = request.app[CLUSTER_KEY]
+    host = request.match_info["node"]
+    cluster.check_host(host)
+    return _data([_vm_summary(vm) for vm in cluster.vms.values() if vm.host == host])
+
+
+async def vm_status(request: web.Request) -> web.Response:
+    cluster = request.app[CLUSTER_KEY]
+    vm = cluster.vm_on(request.match_info["node"], _vmid(request))
+    ha: dict[str, Any] = {"managed": 0}
+    if vm.ha_managed:
+        ha = {"managed": 1, "state": "started" if vm.running else "stopped", "group": None}
+    return _data(
+        {
+            **_vm_summary(vm),
+            "qmpstatus": vm.status,
+            "ha": ha,
+            "agent": 0,
+            "mem": vm.maxmem // 4 if vm.running else 0,
+            "pid": 4000 + vm.vmid if vm.running else None,
+        }
+    )
+
+
+async def vm_power(request: web.Request) -> web.Response:
+    cluster = request.app[CLUSTER_KEY]
+    identity: Identity = request[IDENTITY]
+    action = request.match_info["action"]
+    host = request.match_info["node"]
+    vmid = _vmid(request)
+    params = await _params(request)
+    if params.get("skiplock") not in (None, "0") and identity.user != "root@pam":
+        raise _param_error({"skiplock": "Only root may use this option."})
+    vm = cluster.vm_on(host, vmid)
+    if action == "start" and vm.running and not vm.ha_managed:
+        raise PveError(500, f"VM {vmid} already running")
+    upid = cluster.power_task(host, vmid, action, identity.user)
+    log.info("%s %s vm %d by %s -> %s", host, action, vmid, identity.user, upid)
+    return _data(str(upid))
+
+
+async def task_status(request: web.Request) -> web.Response:
+    cluster = request.app[CLUSTER_KEY]
+    host = request.match_info["node"]
+    raw = request.match_info["upid"]
+    upid = parse_upid(raw)
+    if upid is None:
+        raise _param_error({"upid": f"unable to parse worker upid '{raw}'"})
+    task = cluster.task(host, raw)
+    body: dict[str, Any] = {
+        "upid": raw,
+        "node": upid.node,
+        "pid": upid.pid,
+        "pstart": upid.pstart,
+        "starttime": upid.starttime,
+        "type": upid.type,
+        "id": upid.id,
+        "user": upid.user,
+        "status": task.status,
+    }
+    if task.finished:
+        body["exitstatus"] = task.exitstatus
+    return _data(body)
+
+
+def make_app(cluster: Cluster, auth: Authenticator) -> web.Application:
+    app = web.Application(middlewares=[_envelope])
+    app[CLUSTER_KEY] = cluster
+    app[AUTH_KEY] = auth
+    r = app.router
+    p = "/api2/json"
+    r.add_post(f"{p}/access/ticket", ticket)
+    r.add_get(f"{p}/version", version)
+    r.add_get(f"{p}/nodes", nodes)
+    r.add_get(f"{p}/cluster/resources", cluster_resources)
+    r.add_get(f"{p}/cluster/ha/resources", ha_resources)
+    r.add_get(f"{p}/nodes/{{node}}/qemu", node_qemu)
+    r.add_get(f"{p}/nodes/{{node}}/qemu/{{vmid}}/status/current", vm_status)
+    r.add_post(
+        f"{p}/nodes/{{node}}/qemu/{{vmid}}/status/{{action:stop|start|shutdown|reset}}", vm_power
+    )
+    r.add_get(f"{p}/nodes/{{node}}/tasks/{{upid}}/status", task_status)
+    return app

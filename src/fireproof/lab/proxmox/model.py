@@ -1,0 +1,245 @@
+"""The emulated Proxmox cluster: hosts, VMs, HA resources, tasks and injected faults.
+
+Pure state and rules; the HTTP layer (api.py) and the wiring to simulated kubelets (power
+hooks) sit outside. Timings come from the lab profile so tests stay fast.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from fireproof.lab.proxmox.upid import Upid
+
+
+class FaultKind(StrEnum):
+    API_ERROR = "api-error"
+    """Every API call answers 500 (pveproxy or pvedaemon broken)."""
+    LATENCY = "latency"
+    """Every API call is delayed by ``seconds``."""
+    HANG = "hang"
+    """API calls never answer (until the client gives up)."""
+    AUTH_FAILURE = "auth-failure"
+    """Every login and token is refused (401), as after a password or token rotation."""
+    IGNORE_STOP = "ignore-stop"
+    """The VM's stop and shutdown tasks end OK but the VM keeps running."""
+    HANG_TASKS = "hang-tasks"
+    """Power tasks never finish (status stays ``running``) and change nothing."""
+    HOST_UNREACHABLE = "host-unreachable"
+    """A whole Proxmox host is cut off from the API (595); its VMs keep running."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    kind: FaultKind
+    host: str | None = None
+    vmid: int | None = None
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "kind": str(self.kind),
+            "host": self.host,
+            "vmid": self.vmid,
+            "seconds": self.seconds,
+        }
+
+
+@dataclass(slots=True)
+class Vm:
+    vmid: int
+    name: str
+    host: str
+    running: bool = True
+    ha_managed: bool = False
+    started_at: float = field(default_factory=time.time)
+    cpus: int = 4
+    maxmem: int = 8 * 1024**3
+
+    @property
+    def status(self) -> str:
+        return "running" if self.running else "stopped"
+
+    @property
+    def uptime(self) -> int:
+        return int(time.time() - self.started_at) if self.running else 0
+
+
+@dataclass(slots=True)
+class Task:
+    upid: Upid
+    done_at: float | None
+    """Monotonic time at which the task ends; None: never (a hung task)."""
+    exitstatus: str = "OK"
+    on_done: Callable[[], None] | None = None
+    finished: bool = False
+
+    def poll(self, now: float) -> None:
+        if not self.finished and self.done_at is not None and now >= self.done_at:
+            self.finished = True
+            if self.on_done is not None:
+                self.on_done()
+
+    @property
+    def status(self) -> str:
+        return "stopped" if self.finished else "running"
+
+
+class PveError(Exception):
+    """An API error as Proxmox reports it: HTTP status, reason phrase, optional field errors."""
+
+    def __init__(self, status: int, reason: str, errors: dict[str, str] | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.errors = errors
+
+
+PowerHook = Callable[[Vm], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Timings:
+    task_seconds: float
+    """How long a stop/start task runs."""
+    ha_stop_delay_seconds: float
+    """How long after an HA stop task ends the VM really goes off."""
+
+
+class Cluster:
+    def __init__(self, hosts: list[str], vms: list[Vm], timings: Timings) -> None:
+        self.hosts = hosts
+        self.vms = {vm.vmid: vm for vm in vms}
+        self.timings = timings
+        self.tasks: dict[str, Task] = {}
+        self.faults: list[Fault] = []
+        self._pids = itertools.count(0x10000)
+        self._pending: list[tuple[float, Callable[[], None]]] = []
+        self.on_power_off: list[PowerHook] = []
+        self.on_power_on: list[PowerHook] = []
+
+    # -- faults -----------------------------------------------------------------------------
+
+    def fault(
+        self, kind: FaultKind, *, host: str | None = None, vmid: int | None = None
+    ) -> Fault | None:
+        for f in self.faults:
+            if f.kind is not kind:
+                continue
+            if f.host is not None and host is not None and f.host != host:
+                continue
+            if f.vmid is not None and f.vmid != vmid:
+                continue
+            if f.host is not None and host is None:
+                continue
+            return f
+        return None
+
+    # -- lookups ----------------------------------------------------------------------------
+
+    def check_host(self, host: str) -> None:
+        if host not in self.hosts:
+            raise PveError(500, f"no such cluster node '{host}'")
+        if self.fault(FaultKind.HOST_UNREACHABLE, host=host):
+            raise PveError(595, f"Connection refused - node '{host}' unreachable")
+
+    def vm_on(self, host: str, vmid: int) -> Vm:
+        self.check_host(host)
+        vm = self.vms.get(vmid)
+        if vm is None or vm.host != host:
+            raise PveError(
+                500, f"Configuration file 'nodes/{host}/qemu-server/{vmid}.conf' does not exist"
+            )
+        return vm
+
+    def vm_by_name(self, name: str) -> Vm | None:
+        return next((vm for vm in self.vms.values() if vm.name == name), None)
+
+    # -- time -------------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Advance tasks and delayed effects; called before every API answer and periodically."""
+        now = time.monotonic()
+        for task in self.tasks.values():
+            task.poll(now)
+        due = [p for p in self._pending if p[0] <= now]
+        self._pending = [p for p in self._pending if p[0] > now]
+        for _at, action in due:
+            action()
+
+    def _later(self, delay: float, action: Callable[[], None]) -> None:
+        self._pending.append((time.monotonic() + delay, action))
+
+    # -- power ------------------------------------------------------------------------------
+
+    def set_power(self, vm: Vm, running: bool) -> None:
+        if vm.running == running:
+            return
+        vm.running = running
+        if running:
+            vm.started_at = time.time()
+            for hook in self.on_power_on:
+                hook(vm)
+        else:
+            for hook in self.on_power_off:
+                hook(vm)
+
+    def power_task(self, host: str, vmid: int, action: str, user: str) -> Upid:
+        """Start a stop/start/shutdown/reset task as ``qm`` would, returning its UPID."""
+        vm = self.vm_on(host, vmid)
+        now = time.time()
+        ha = vm.ha_managed and action in ("stop", "start", "shutdown")
+        kind = {"stop": "qmstop", "start": "qmstart", "shutdown": "qmshutdown", "reset": "qmreset"}[
+            action
+        ]
+        if ha:
+            kind = "ha" + action  # the HA stack takes the request and answers at once
+        upid = Upid(
+            host,
+            next(self._pids),
+            int(time.monotonic() * 100) & 0xFFFFFFFF,
+            int(now),
+            kind,
+            str(vmid),
+            user,
+        )
+        hung = self.fault(FaultKind.HANG_TASKS, host=host, vmid=vmid) is not None
+        ignore_stop = self.fault(FaultKind.IGNORE_STOP, host=host, vmid=vmid) is not None
+        effect: Callable[[], None] | None = None
+        if not hung:
+            if action in ("stop", "shutdown") and not ignore_stop:
+                if ha:
+                    # The hastop task ends before the VM is off: only status/current tells.
+                    def effect() -> None:
+                        self._later(
+                            self.timings.ha_stop_delay_seconds, lambda: self.set_power(vm, False)
+                        )
+                else:
+
+                    def effect() -> None:
+                        self.set_power(vm, False)
+            elif action == "start":
+
+                def effect() -> None:
+                    self.set_power(vm, True)
+            elif action == "reset":
+
+                def effect() -> None:
+                    if vm.running:
+                        self.set_power(vm, False)
+                        self.set_power(vm, True)
+
+        delay = 0.05 if ha else self.timings.task_seconds
+        task = Task(upid, None if hung else time.monotonic() + delay, on_done=effect)
+        self.tasks[str(upid)] = task
+        return upid
+
+    def task(self, host: str, upid: str) -> Task:
+        self.check_host(host)
+        task = self.tasks.get(upid)
+        if task is None or task.upid.node != host:
+            raise PveError(500, f"no such task '{upid}'")
+        return task
