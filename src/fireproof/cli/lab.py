@@ -14,6 +14,7 @@ from fireproof.cli.render import emit_json, progress, table
 from fireproof.lab import binaries
 from fireproof.lab.lab import Lab, UpOptions
 from fireproof.lab.profiles import PROFILES
+from fireproof.lab.proxmox.model import FaultKind
 from fireproof.lab.state import default_state_dir
 from fireproof.lab.topology import MAX_WORKERS, TOPOLOGIES
 
@@ -42,14 +43,26 @@ def lab() -> None:
     """
 
 
+kubernetes_option = click.option(
+    "--kubernetes",
+    "release",
+    type=click.Choice(list(binaries.COMPAT_RELEASES)),
+    default=None,
+    help="An older release instead of the newest pin (1.36: the last one whose attach/detach "
+    "controller reports `Multi-Attach error`).",
+)
+
+
 @lab.command()
 @click.option("--rebuild", is_flag=True, help="Build again even if a verified set is cached.")
-def build(rebuild: bool) -> None:
+@kubernetes_option
+def build(rebuild: bool, release: str | None) -> None:
     """Build the pinned Kubernetes control plane from the Go module proxy (once).
 
     Binaries go to a cache outside the repository and are reused until the pin changes.
+    Prints the directory that holds them.
     """
-    bins, built = binaries.build(rebuild=rebuild, progress=progress)
+    bins, built = binaries.build(release=release, rebuild=rebuild, progress=progress)
     if not built:
         progress(f"Kubernetes {bins.version} binaries already built")
     click.echo(str(bins.directory))
@@ -67,9 +80,9 @@ def build(rebuild: bool) -> None:
 @click.option(
     "--topology",
     type=click.Choice(sorted(TOPOLOGIES)),
-    default="minimal",
+    default="tazlab",
     show_default=True,
-    help="Cluster shape: minimal (1 CP + 3 workers) or tazlab.",
+    help="tazlab: 3 CP + 4 workers on 2 Proxmox hosts, VIP; minimal: 1 CP + 3 workers.",
 )
 @click.option(
     "--workers",
@@ -84,6 +97,7 @@ def build(rebuild: bool) -> None:
     help="kube-apiserver port on 127.0.0.1 (default: a free port).",
 )
 @bin_dir_option
+@kubernetes_option
 @click.option(
     "--timeout",
     type=click.FloatRange(1),
@@ -98,9 +112,10 @@ def up(
     workers: int | None,
     api_port: int | None,
     bin_dir: Path | None,
+    release: str | None,
     timeout: float,
 ) -> None:
-    """Start the lab and wait until every node is Ready."""
+    """Start the lab and wait until every node is Ready and its workloads run."""
     the_lab = Lab(state_dir)
     options = UpOptions(
         profile=profile,
@@ -108,6 +123,7 @@ def up(
         workers=workers,
         api_port=api_port,
         bin_dir=bin_dir,
+        release=release,
         ready_timeout=timeout,
     )
     state, started = the_lab.up(options, progress)
@@ -198,18 +214,121 @@ def down(state_dir: Path) -> None:
 @state_dir_option
 @click.argument("node")
 def power_off(state_dir: Path, node: str) -> None:
-    """Cut a machine's power: its node falls silent at once (no Lease, status or pod updates)."""
-    view = Lab(state_dir).power(node, on=False)
-    click.echo(f"{view['name']}: power {view['power']}")
+    """Stop NODE's VM through the Proxmox API (a hard stop, like pulling the plug).
+
+    The node falls silent at once: no Lease, no status, no pod updates.
+    """
+    spec, upid = Lab(state_dir).power(node, on=False)
+    click.echo(f"{node}: VM {spec.vmid} on {spec.hypervisor_host} stopped ({upid})")
 
 
 @lab.command("power-on")
 @state_dir_option
 @click.argument("node")
 def power_on(state_dir: Path, node: str) -> None:
-    """Power a machine on: its kubelet boots, re-registers and cleans up its pods."""
-    view = Lab(state_dir).power(node, on=True)
-    click.echo(f"{view['name']}: power {view['power']}")
+    """Start NODE's VM through the Proxmox API: its kubelet boots and re-registers."""
+    spec, upid = Lab(state_dir).power(node, on=True)
+    click.echo(f"{node}: VM {spec.vmid} on {spec.hypervisor_host} running ({upid})")
+
+
+@lab.command()
+@state_dir_option
+@click.argument("node")
+def partition(state_dir: Path, node: str) -> None:
+    """Cut NODE off the network: its kubelet falls silent but its VM keeps running.
+
+    The VM stays `running` in Proxmox and keeps its volumes in use: the split-brain case
+    that only fencing resolves safely.
+    """
+    Lab(state_dir).partition(node, cut=True)
+    click.echo(f"{node}: partitioned (VM still running)")
+
+
+@lab.command()
+@state_dir_option
+@click.argument("node")
+def unpartition(state_dir: Path, node: str) -> None:
+    """Reconnect NODE after `partition`."""
+    Lab(state_dir).partition(node, cut=False)
+    click.echo(f"{node}: reconnected")
+
+
+@lab.command("change-ip")
+@state_dir_option
+@click.argument("node")
+@click.argument("new_ip")
+def change_ip(state_dir: Path, node: str, new_ip: str) -> None:
+    """Give NODE's VM a new address, leaving the `kubernetes` Endpoints stale.
+
+    NEW_IP must be in a documentation range (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24).
+    """
+    spec, _view = Lab(state_dir).change_ip(node, new_ip)
+    click.echo(
+        f"{node}: address {spec.address} -> {new_ip}; the kubernetes Endpoints were not updated"
+    )
+
+
+@lab.group()
+def fault() -> None:
+    """Inject faults into the lab's Proxmox emulator."""
+
+
+@fault.command("add")
+@state_dir_option
+@click.argument("kind", type=click.Choice([k.value for k in FaultKind]))
+@click.option("--host", default=None, help="Proxmox host the fault applies to.")
+@click.option("--vmid", type=int, default=None, help="VM the fault applies to.")
+@click.option(
+    "--seconds", type=click.FloatRange(0), default=0.0, help="Delay for the latency fault."
+)
+def fault_add(
+    state_dir: Path, kind: str, host: str | None, vmid: int | None, seconds: float
+) -> None:
+    """Add a fault.
+
+    \b
+    api-error         every API call answers 500
+    latency           every API call is delayed by --seconds
+    hang              API calls never answer
+    auth-failure      logins and tokens are refused (401)
+    ignore-stop       --vmid's stop tasks end OK but the VM keeps running
+    hang-tasks        power tasks never finish (optionally only --host / --vmid)
+    host-unreachable  --host cannot be reached (595); its VMs keep running
+    """
+    if kind == FaultKind.LATENCY and seconds <= 0:
+        raise click.BadParameter("latency needs --seconds > 0", param_hint="--seconds")
+    added = (
+        Lab(state_dir)
+        .agent()
+        .add_fault({"kind": kind, "host": host, "vmid": vmid, "seconds": seconds})
+    )
+    click.echo(f"fault added: {_describe_fault(added)}")
+
+
+@fault.command("list")
+@state_dir_option
+def fault_list(state_dir: Path) -> None:
+    """List active faults."""
+    faults = Lab(state_dir).agent().faults()
+    if not faults:
+        click.echo("no faults")
+    for item in faults:
+        click.echo(_describe_fault(item))
+
+
+@fault.command("clear")
+@state_dir_option
+def fault_clear(state_dir: Path) -> None:
+    """Remove every fault."""
+    cleared = Lab(state_dir).agent().clear_faults()
+    click.echo(f"cleared {cleared} fault(s)")
+
+
+def _describe_fault(item: dict[str, object]) -> str:
+    scope = [f"{k}={item[k]}" for k in ("host", "vmid") if item.get(k) is not None]
+    if item.get("kind") == FaultKind.LATENCY:
+        scope.append(f"seconds={item['seconds']}")
+    return " ".join([str(item["kind"]), *scope])
 
 
 @lab.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})

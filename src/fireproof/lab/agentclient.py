@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx2 as httpx
 
-from fireproof.errors import NotFoundError, PermanentError, TransientError
+from fireproof.errors import NotFoundError, TransientError, UsageError
 from fireproof.lab.state import LabPaths, LabState
 
 
@@ -29,18 +29,39 @@ class AgentClient:
         if response.status_code == 404:
             raise NotFoundError(response.json().get("error", f"not found: {path}"))
         if response.status_code >= 400:
-            raise PermanentError(f"lab agent refused {method} {path}: {response.text.strip()}")
+            try:
+                reason = str(response.json()["error"])
+            except (ValueError, KeyError, TypeError):
+                reason = response.text.strip()
+            raise UsageError(reason)
         return response.json()
 
     def nodes(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self._request("GET", "/v1/nodes")["nodes"]
         return result
 
-    def power(self, node: str, on: bool) -> dict[str, Any]:
+    def partition(self, node: str, reachable: bool) -> dict[str, Any]:
         result: dict[str, Any] = self._request(
-            "POST", f"/v1/nodes/{node}/power", {"state": "on" if on else "off"}
+            "POST", f"/v1/nodes/{node}/partition", {"reachable": reachable}
         )
         return result
+
+    def set_address(self, node: str, address: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._request(
+            "POST", f"/v1/nodes/{node}/address", {"address": address}
+        )
+        return result
+
+    def faults(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._request("GET", "/v1/faults")["faults"]
+        return result
+
+    def add_fault(self, fault: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("POST", "/v1/faults", fault)
+        return result
+
+    def clear_faults(self) -> int:
+        return int(self._request("DELETE", "/v1/faults")["cleared"])
 
     def heartbeats(self) -> dict[str, Any]:
         result: dict[str, Any] = self._request("GET", "/v1/stats/heartbeats")

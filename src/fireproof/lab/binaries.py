@@ -50,13 +50,25 @@ class BinarySet:
         return self.directory / component
 
 
-def module_dir() -> Path:
-    """The Go wrapper module: ``lab/k8s`` of a checkout, or the copy shipped in the wheel."""
+COMPAT_RELEASES = ("1.36",)
+"""Older releases with a wrapper module of their own (``lab/k8s-<release>``), for behaviour
+that changed upstream (v1.37 renamed the attach/detach controller's Multi-Attach event)."""
+
+
+def module_dir(release: str | None = None) -> Path:
+    """The Go wrapper module: ``lab/k8s`` (newest pin) or ``lab/k8s-<release>``, from a checkout
+    or from the copy shipped in the wheel."""
+    if release is not None and release not in COMPAT_RELEASES:
+        known = ", ".join(("default", *COMPAT_RELEASES))
+        raise UsageError(f"no wrapper module for Kubernetes {release} (known: {known})")
+    suffix = f"-{release}" if release else ""
     here = Path(__file__).resolve().parent
-    for candidate in (here.parents[2] / "lab" / "k8s", here / "gomodule"):
+    for candidate in (here.parents[2] / "lab" / f"k8s{suffix}", here / f"gomodule{suffix}"):
         if (candidate / "go.mod").is_file():
             return candidate
-    raise PermanentError("the Go wrapper module (lab/k8s/go.mod) is missing from this install")
+    raise PermanentError(
+        f"the Go wrapper module lab/k8s{suffix}/go.mod is missing from this install"
+    )
 
 
 def pinned_version(module: Path) -> str:
@@ -126,7 +138,7 @@ def _verify_manifest(directory: Path) -> str:
     return version
 
 
-def locate(bin_dir: Path | None = None) -> BinarySet:
+def locate(bin_dir: Path | None = None, release: str | None = None) -> BinarySet:
     """Binaries from ``bin_dir`` / ``$FIREPROOF_K8S_BIN_DIR``, else the verified cache."""
     chosen = bin_dir or (Path(os.environ[BIN_DIR_ENV]) if os.environ.get(BIN_DIR_ENV) else None)
     if chosen is not None:
@@ -134,12 +146,13 @@ def locate(bin_dir: Path | None = None) -> BinarySet:
             raise UsageError(f"--bin-dir {chosen} is not a directory")
         _check_executables(chosen, "--bin-dir")
         return BinarySet(chosen, _reported_version(chosen / "kube-apiserver"))
-    module = module_dir()
+    module = module_dir(release)
     directory = cache_dir(module)
     if not directory.exists():
+        flag = f" --kubernetes {release}" if release else ""
         raise BinaryCacheError(
             f"control-plane binaries for Kubernetes {pinned_version(module)} are not built yet",
-            hint="run `fireproof lab build` (takes minutes the first time) or pass --bin-dir",
+            hint=f"run `fireproof lab build{flag}` (minutes the first time) or pass --bin-dir",
         )
     return BinarySet(directory, _verify_manifest(directory))
 
@@ -176,13 +189,16 @@ def _ldflags(version: str) -> str:
 
 
 def build(
-    *, rebuild: bool = False, progress: Callable[[str], None] = lambda _m: None
+    *,
+    release: str | None = None,
+    rebuild: bool = False,
+    progress: Callable[[str], None] = lambda _m: None,
 ) -> tuple[BinarySet, bool]:
     """Build the pinned binaries into the cache unless a verified set is there.
 
     Returns the set and whether a build ran.
     """
-    module = module_dir()
+    module = module_dir(release)
     version = pinned_version(module)
     target = cache_dir(module)
     if target.exists() and not rebuild:

@@ -22,6 +22,7 @@ class Ports:
     controller_manager: int
     scheduler: int
     agent: int
+    proxmox: int
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -31,6 +32,7 @@ class Ports:
             "controller_manager": self.controller_manager,
             "scheduler": self.scheduler,
             "agent": self.agent,
+            "proxmox": self.proxmox,
         }
 
 

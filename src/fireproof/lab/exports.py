@@ -44,7 +44,7 @@ class ProxmoxAccess:
             ca_file=str(ca_file),
             user="root@pam",
             password=secrets.token_urlsafe(18),
-            token_id="root@pam!fireproof",
+            token_id="root@pam!fireproof",  # noqa: S106 - an identifier, not a secret
             token_secret=str(uuid.uuid4()),
         )
 

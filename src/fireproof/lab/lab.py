@@ -33,12 +33,15 @@ from fireproof.lab.controlplane import (
     etcd_argv,
     scheduler_argv,
 )
+from fireproof.lab.exports import ProxmoxAccess, write_inventory, write_terraform_state
 from fireproof.lab.health import probe, wait_until
 from fireproof.lab.pki import ADMIN, AGENT, CONTROLLER_MANAGER, SCHEDULER
 from fireproof.lab.ports import allocate, require_free
 from fireproof.lab.profiles import PROFILES, TimingProfile
+from fireproof.lab.pveclient import PveClient
 from fireproof.lab.state import LabPaths, LabState
-from fireproof.lab.topology import Topology, build_topology
+from fireproof.lab.topology import NodeSpec, Topology, build_topology
+from fireproof.lab.workloads import apply_workloads, workloads_ready
 
 Progress = Callable[[str], None]
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "agent")
@@ -51,10 +54,12 @@ class LabAlreadyRunningError(FireproofError):
 @dataclass(frozen=True, slots=True)
 class UpOptions:
     profile: str = "fast"
-    topology: str = "minimal"
+    topology: str = "tazlab"
     workers: int | None = None
     api_port: int | None = None
     bin_dir: Path | None = None
+    release: str | None = None
+    """An older Kubernetes release (``binaries.COMPAT_RELEASES``) instead of the newest pin."""
     ready_timeout: float = 180.0
 
 
@@ -180,9 +185,9 @@ class Lab:
                     f"(profile {running.profile}, topology {running.topology})",
                     hint="stop it first with `fireproof lab down`",
                 )
-        bins = binaries.locate(options.bin_dir)
+        bins = binaries.locate(options.bin_dir, options.release)
         api_port = require_free(options.api_port, "--api-port") if options.api_port else None
-        free = allocate(6 if api_port is None else 5, {api_port} if api_port else set())
+        free = allocate(7 if api_port is None else 6, {api_port} if api_port else set())
         ports = Ports(
             apiserver=api_port or free.pop(),
             etcd_client=free[0],
@@ -190,6 +195,7 @@ class Lab:
             controller_manager=free[2],
             scheduler=free[3],
             agent=free[4],
+            proxmox=free[5],
         )
         self._reset_files()
         progress(f"generating certificates in {self.paths.pki.directory}")
@@ -238,6 +244,11 @@ class Lab:
             pki.write_kubeconfig(self.paths.component_kubeconfig(name), who, server, embed=False)
         self.paths.agent_token.write_text(secrets.token_urlsafe(32))
         self.paths.agent_token.chmod(0o600)
+        pki.generate_pve()
+        access = ProxmoxAccess.generate(ports.proxmox, pki.pve_ca.cert)
+        access.save(self.paths.proxmox)
+        write_inventory(self.paths.inventory, topology, access)
+        write_terraform_state(self.paths.terraform_state, topology)
 
     def _spawn(self, state: LabState, name: str, argv: list[str]) -> LabState:
         record = processes.spawn(name, argv, self.paths.log(name))
@@ -335,12 +346,29 @@ class Lab:
             alive=alive("kube-controller-manager"),
             log=paths.log("kube-controller-manager"),
         )
+        progress(
+            "deploying workloads: Longhorn-like storage, CoreDNS, kube-proxy, "
+            "longhorn-manager, Traefik (RWO volume), a StatefulSet"
+        )
+        apply_workloads(client, topology.name)
+        if topology.workers:
+            wait_until(
+                "workloads",
+                lambda: workloads_ready(client),
+                timeout=timeout,
+                alive=alive("agent"),
+                log=paths.log("agent"),
+                interval=0.5,
+            )
         return state
 
     def _write_kubernetes_endpoints(self, topology: Topology) -> None:
-        """The lab plays the apiserver's endpoint reconciler: VIP if any, else the CP nodes."""
+        """The lab plays the apiserver's endpoint reconciler: one address per control-plane node.
+
+        It never updates them afterwards: `change-ip` leaves them stale, as in the incident.
+        """
         client = sync_client(load_kubeconfig(self.paths.kubeconfig), timeout=10)
-        addresses = [topology.vip] if topology.vip else [n.address for n in topology.control_plane]
+        addresses = [n.address for n in topology.control_plane]
         endpoints = Endpoints(
             metadata=ObjectMeta(
                 name="kubernetes",
@@ -359,9 +387,30 @@ class Lab:
 
     # -- power ------------------------------------------------------------------------------
 
-    def power(self, node: str, on: bool) -> dict[str, Any]:
+    def machine(self, node: str) -> NodeSpec:
         state = self._require_running()
-        return AgentClient(self.paths, state).power(node, on)
+        spec = build_topology(state.topology, state.workers).node(node)
+        if spec is None:
+            raise NotFoundError(f"unknown node {node} (see `fireproof lab status`)")
+        return spec
+
+    def power(self, node: str, on: bool) -> tuple[NodeSpec, str]:
+        """Stop or start the node's VM through the Proxmox API; returns the task's UPID."""
+        spec = self.machine(node)
+        with PveClient(ProxmoxAccess.load(self.paths.proxmox)) as pve:
+            upid = pve.power(spec.hypervisor_host, spec.vmid, "start" if on else "stop")
+        return spec, upid
+
+    def partition(self, node: str, cut: bool) -> dict[str, Any]:
+        self.machine(node)
+        return AgentClient(self.paths, self._require_running()).partition(node, not cut)
+
+    def change_ip(self, node: str, address: str) -> tuple[NodeSpec, dict[str, Any]]:
+        spec = self.machine(node)
+        return spec, AgentClient(self.paths, self._require_running()).set_address(node, address)
+
+    def agent(self) -> AgentClient:
+        return AgentClient(self.paths, self._require_running())
 
     def heartbeats(self) -> dict[str, Any]:
         return AgentClient(self.paths, self._require_running()).heartbeats()
@@ -455,6 +504,7 @@ def _node_status(node: Node, power: dict[str, dict[str, Any]]) -> NodeStatus:
         for t in ((node.spec.taints if node.spec else None) or [])
     )
     sim = power.get(name, {})
+    vm_status = str(sim.get("vm_status", "?"))
     ready = {"True": "Ready", "False": "NotReady"}.get(_ready(node), "NotReady (Unknown)")
     if node.spec and node.spec.unschedulable:
         ready += ",SchedulingDisabled"
@@ -462,7 +512,7 @@ def _node_status(node: Node, power: dict[str, dict[str, Any]]) -> NodeStatus:
         name=name,
         ready=ready,
         roles=",".join(roles) or "<none>",
-        power=str(sim.get("power", "?")),
+        power=vm_status,
         kubelet=str(sim.get("kubelet", "?")),
         address=address,
         taints=taints,

@@ -39,6 +39,8 @@ class TimingProfile:
     """Simulated CSI attach / detach latency."""
     crash_backoff_seconds: float
     """First CrashLoopBackOff delay (doubles up to 30x), kubelet: 10 s."""
+    mount_timeout_seconds: float
+    """How long a kubelet waits for a volume before a FailedMount event (kubelet: 2 min)."""
 
 
 FAST = TimingProfile(
@@ -58,6 +60,7 @@ FAST = TimingProfile(
     ha_stop_delay_seconds=2.0,
     attach_seconds=0.3,
     crash_backoff_seconds=1.0,
+    mount_timeout_seconds=10.0,
 )
 
 REAL = TimingProfile(
@@ -77,6 +80,7 @@ REAL = TimingProfile(
     ha_stop_delay_seconds=10.0,
     attach_seconds=2.0,
     crash_backoff_seconds=10.0,
+    mount_timeout_seconds=120.0,
 )
 
 PROFILES: dict[str, TimingProfile] = {p.name: p for p in (FAST, REAL)}

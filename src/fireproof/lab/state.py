@@ -56,6 +56,19 @@ class LabPaths:
         return self.internal / "agent.token"
 
     @property
+    def proxmox(self) -> Path:
+        """Credentials of the Proxmox emulator (0600)."""
+        return self.root / "proxmox.yaml"
+
+    @property
+    def inventory(self) -> Path:
+        return self.root / "inventory.yaml"
+
+    @property
+    def terraform_state(self) -> Path:
+        return self.root / "terraform.tfstate"
+
+    @property
     def pki(self) -> LabPKI:
         return LabPKI(self.root / "pki")
 

@@ -103,14 +103,14 @@ def tazlab(workers: int | None = None) -> Topology:
     )
     plain = _workers("tazlab", count, 80, hosts, 201, frozenset({_TAZLAB_VIP}))
     # Every second worker is an HA resource too, so both Proxmox stop paths are exercised.
-    workers = tuple(
+    ha_workers = tuple(
         NodeSpec(w.name, w.role, w.address, w.hypervisor_host, w.vmid, ha_managed=i % 2 == 1)
         for i, w in enumerate(plain)
     )
     return Topology(
         name="tazlab",
         description="3 control-plane + 4 workers on two Proxmox hosts, VIP 192.0.2.250",
-        nodes=(*cps, *workers),
+        nodes=(*cps, *ha_workers),
         vip=_TAZLAB_VIP,
     )
 

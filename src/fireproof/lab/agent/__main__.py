@@ -1,4 +1,8 @@
-"""Entry point of the lab agent process: ``python -m fireproof.lab.agent --state-dir DIR …``."""
+"""Entry point of the lab agent process: ``python -m fireproof.lab.agent --state-dir DIR …``.
+
+One asyncio process plays every machine of the lab: the Proxmox hosts and their API, each
+VM's kubelet, the Longhorn-like storage, and the in-cluster path to the API server.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +17,12 @@ from aiohttp import web
 
 from fireproof.kube import async_client, load_kubeconfig
 from fireproof.lab.agent.admin import make_app
+from fireproof.lab.agent.apipath import ApiPath
 from fireproof.lab.agent.fleet import Fleet
+from fireproof.lab.agent.hypervisor import build_cluster, serve, wire_power
 from fireproof.lab.agent.pods import PodRunner
+from fireproof.lab.agent.storage import Storage
+from fireproof.lab.exports import ProxmoxAccess
 from fireproof.lab.profiles import PROFILES
 from fireproof.lab.state import LabPaths
 from fireproof.lab.topology import build_topology
@@ -27,14 +35,21 @@ async def run(args: argparse.Namespace) -> None:
     profile = PROFILES[args.profile]
     topology = build_topology(args.topology, args.workers)
     token = paths.agent_token.read_text().strip()
-    config = load_kubeconfig(paths.component_kubeconfig("agent"))
-    client = async_client(config, timeout=15)
+    access = ProxmoxAccess.load(paths.proxmox)
+    client = async_client(load_kubeconfig(paths.component_kubeconfig("agent")), timeout=15)
+
     fleet = Fleet(client, topology.nodes, profile, args.kubelet_version)
     pods = PodRunner(fleet)
+    storage = Storage(fleet, pods, profile.mount_timeout_seconds)
+    api_path = ApiPath(fleet, pods, topology.vip)
+    cluster = build_cluster(topology, profile)
+    wire_power(cluster, fleet)
 
-    runner = web.AppRunner(make_app(fleet, token), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", args.port).start()
+    pve_runner, ticker = await serve(cluster, access, paths.pki)
+    log.info("Proxmox VE API on %s", access.url)
+    admin = web.AppRunner(make_app(fleet, cluster, token), access_log=None)
+    await admin.setup()
+    await web.TCPSite(admin, "127.0.0.1", args.port).start()
     log.info("admin API on 127.0.0.1:%d", args.port)
 
     stop = asyncio.Event()
@@ -43,9 +58,18 @@ async def run(args: argparse.Namespace) -> None:
         loop.add_signal_handler(sig, stop.set)
 
     tasks = await fleet.start(progress=log.info)
-    tasks.append(asyncio.create_task(pods.watch()))
-    tasks.append(asyncio.create_task(pods.resync(max(profile.status_check_seconds, 1.0))))
-    log.info("ready: %d nodes", len(fleet.nodes))
+    await storage.register_csi_nodes()
+    tasks += [
+        ticker,
+        asyncio.create_task(pods.watch()),
+        asyncio.create_task(pods.resync(max(profile.status_check_seconds, 1.0))),
+        asyncio.create_task(storage.watch_claims()),
+        asyncio.create_task(storage.watch_volumes()),
+        asyncio.create_task(storage.watch_attachments()),
+        asyncio.create_task(api_path.watch_endpoints()),
+        asyncio.create_task(api_path.run()),
+    ]
+    log.info("ready: %d nodes on %d Proxmox hosts", len(fleet.nodes), len(cluster.hosts))
     await stop.wait()
     log.info("stopping")
     for task in tasks:
@@ -53,7 +77,8 @@ async def run(args: argparse.Namespace) -> None:
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
-    await runner.cleanup()
+    await admin.cleanup()
+    await pve_runner.cleanup()
     await client.close()
 
 

@@ -77,6 +77,11 @@ class SimNode:
     status_dirty: bool = True
     booted: asyncio.Event = field(default_factory=asyncio.Event)
     stats: HeartbeatStats = field(default_factory=HeartbeatStats)
+    address: str = ""
+    """Current InternalIP; starts as the spec's, changed by `lab change-ip`."""
+
+    def __post_init__(self) -> None:
+        self.address = self.address or self.spec.address
 
     @property
     def active(self) -> bool:
@@ -101,10 +106,37 @@ class Fleet:
         self.nodes = {spec.name: SimNode(spec, i) for i, spec in enumerate(nodes)}
         self._boot_hooks: list[BootHook] = []
         self._status_extras: list[Callable[[SimNode], dict[str, object]]] = []
+        self._node_listeners: list[Callable[[Node], None]] = []
+        self._power_off_hooks: list[Callable[[SimNode], None]] = []
+        self.api_nodes: dict[str, Node] = {}
+        """Latest Node objects as the API server has them (from one watch)."""
 
     def on_boot(self, hook: BootHook) -> None:
         """Run ``hook`` after a node's kubelet (re)registers, e.g. to clean up its pods."""
         self._boot_hooks.append(hook)
+
+    def on_power_off(self, hook: Callable[[SimNode], None]) -> None:
+        self._power_off_hooks.append(hook)
+
+    def on_node_update(self, listener: Callable[[Node], None]) -> None:
+        """Call ``listener`` with every Node the API server reports (e.g. volumesAttached)."""
+        self._node_listeners.append(listener)
+
+    async def watch_nodes(self) -> None:
+        def retry(exc: Exception, count: int) -> lightkube.types.OnErrorResult:
+            log.warning("node watch error (%d): %s", count, exc)
+            return lightkube.types.OnErrorResult(lightkube.types.OnErrorAction.RETRY, sleep=1)
+
+        async for kind, node in self.client.watch(Node, on_error=retry):
+            name = node.metadata.name if node.metadata else None
+            if name is None:
+                continue
+            if kind == "DELETED":
+                self.api_nodes.pop(name, None)
+                continue
+            self.api_nodes[name] = node
+            for listener in self._node_listeners:
+                listener(node)
 
     def status_extra(self, provider: Callable[[SimNode], dict[str, object]]) -> None:
         """Let another simulator add fields (volumesInUse, volumesAttached) to node status."""
@@ -167,7 +199,11 @@ class Fleet:
 
     async def post_status(self, node: SimNode) -> None:
         status = node_status(
-            node.spec, version=self.version, boot_id=node.boot_id, ready_since=node.ready_since
+            node.spec,
+            version=self.version,
+            boot_id=node.boot_id,
+            ready_since=node.ready_since,
+            address=node.address,
         )
         for extra in self._status_extras:
             status.update(extra(node))
@@ -225,10 +261,8 @@ class Fleet:
 
     async def _status_overwritten(self, node: SimNode) -> bool:
         """True when the node lifecycle controller marked us Unknown (after a partition)."""
-        try:
-            with translate_errors():
-                current = await self.client.get(Node, node.spec.name)
-        except (KubeApiError, KubeUnreachableError):
+        current = self.api_nodes.get(node.spec.name)
+        if current is None:
             return False
         conditions = (current.status.conditions if current.status else None) or []
         ready = next((c for c in conditions if c.type == "Ready"), None)
@@ -241,6 +275,8 @@ class Fleet:
         node.powered = False
         node.booted.clear()
         node.stats.interrupt()
+        for hook in self._power_off_hooks:
+            hook(node)
         log.info("%s: powered off", name)
 
     async def power_on(self, name: str) -> None:
@@ -252,12 +288,21 @@ class Fleet:
         asyncio.get_running_loop().create_task(self._boot(node))
 
     def set_reachable(self, name: str, reachable: bool) -> None:
+        """Partition (False) or reconnect (True) a node whose VM keeps running."""
         node = self.nodes[name]
         node.kubelet_reachable = reachable
         if not reachable:
             node.stats.interrupt()
         else:
             node.status_dirty = True
+        log.info("%s: %s", name, "reconnected" if reachable else "partitioned")
+
+    def set_address(self, name: str, address: str) -> None:
+        """The VM got a new address (DHCP, re-IP): the kubelet reports it with its next status."""
+        node = self.nodes[name]
+        node.address = address
+        node.status_dirty = True
+        log.info("%s: address is now %s", name, address)
 
     async def _boot(self, node: SimNode) -> None:
         log.info("%s: booting (boot id %s)", node.spec.name, node.boot_id)
@@ -309,7 +354,7 @@ class Fleet:
         await asyncio.gather(*(one(n) for n in self.nodes.values()))
         progress(f"registered {len(self.nodes)} nodes")
         count = max(len(self.nodes), 1)
-        tasks = []
+        tasks = [asyncio.create_task(self.watch_nodes())]
         for i, node in enumerate(self.nodes.values()):
             # Stagger heartbeats evenly across the interval instead of firing them all at once.
             offset = self.profile.lease_renew_seconds * i / count

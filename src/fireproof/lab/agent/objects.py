@@ -82,10 +82,13 @@ def node_status(
     version: str,
     boot_id: str,
     ready_since: str,
+    address: str | None = None,
     volumes_in_use: list[str] | None = None,
-    volumes_attached: list[Json] | None = None,
 ) -> Json:
-    """``status`` of a healthy node as a kubelet reports it."""
+    """``status`` of a healthy node as a kubelet reports it.
+
+    ``volumesAttached`` is left out on purpose: the attach/detach controller owns it.
+    """
     now = timestamp()
     ident = hashlib.sha256(spec.name.encode()).hexdigest()
     status: Json = {
@@ -121,7 +124,7 @@ def node_status(
             ),
         ],
         "addresses": [
-            {"type": "InternalIP", "address": spec.address},
+            {"type": "InternalIP", "address": address or spec.address},
             {"type": "Hostname", "address": spec.name},
         ],
         "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
@@ -137,7 +140,6 @@ def node_status(
             "architecture": "amd64",
         },
         "volumesInUse": volumes_in_use or [],
-        "volumesAttached": volumes_attached or [],
     }
     return status
 
@@ -262,3 +264,56 @@ def event_manifest(
         "lastTimestamp": now,
         "count": 1,
     }
+
+
+def crashed_pod_status(
+    *,
+    containers: list[tuple[str, str]],
+    restart_count: int,
+    backoff_seconds: float,
+    pod_name: str,
+    message: str,
+    finished_at: str,
+) -> Json:
+    """Status patch of a pod whose containers exit at once: CrashLoopBackOff, not Ready."""
+    now = timestamp()
+    statuses = [
+        {
+            "name": name,
+            "image": image,
+            "imageID": _image_id(image),
+            "containerID": "",
+            "ready": False,
+            "started": False,
+            "restartCount": restart_count,
+            "state": {
+                "waiting": {
+                    "reason": "CrashLoopBackOff",
+                    "message": f"back-off {int(backoff_seconds)}s restarting failed "
+                    f"container={name} pod={pod_name}",
+                }
+            },
+            "lastState": {
+                "terminated": {
+                    "exitCode": 1,
+                    "reason": "Error",
+                    "message": message,
+                    "startedAt": finished_at,
+                    "finishedAt": finished_at,
+                }
+            },
+        }
+        for name, image in containers
+    ]
+    conditions = [
+        {
+            "type": kind,
+            "status": "False",
+            "reason": "ContainersNotReady",
+            "message": f"containers with unready status: [{' '.join(n for n, _ in containers)}]",
+            "lastProbeTime": None,
+            "lastTransitionTime": now,
+        }
+        for kind in ("ContainersReady", "Ready")
+    ]
+    return {"status": {"phase": "Running", "conditions": conditions, "containerStatuses": statuses}}

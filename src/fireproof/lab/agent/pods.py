@@ -27,9 +27,11 @@ log = logging.getLogger(__name__)
 Key = tuple[str, str]  # namespace, name
 StartGate = Callable[[Pod, SimNode], Awaitable[bool]]
 """Decides whether a pod's containers may start now (storage plugs in here)."""
+GoneHook = Callable[[Key, str], Awaitable[None]]
+"""Called with (pod key, node name) once a pod bound to a node is deleted from the API."""
 
 
-def _key(pod: Pod) -> Key:
+def pod_key(pod: Pod) -> Key:
     meta = pod.metadata
     if meta is None or meta.name is None:
         raise ValueError("pod without a name")  # the API server never sends one
@@ -49,6 +51,7 @@ class PodRunner:
         self._busy: set[Key] = set()
         self._pod_counter: dict[str, int] = {}
         self._start_gates: list[StartGate] = []
+        self._gone_hooks: list[GoneHook] = []
         self._started_boot: dict[Key, str] = {}
         """Boot ID under which each pod's containers were last started."""
         self._wake = asyncio.Event()
@@ -56,6 +59,9 @@ class PodRunner:
 
     def start_gate(self, gate: StartGate) -> None:
         self._start_gates.append(gate)
+
+    def on_pod_gone(self, hook: GoneHook) -> None:
+        self._gone_hooks.append(hook)
 
     def pods_on(self, node_name: str) -> list[Pod]:
         return [p for p in self.cache.values() if p.spec and p.spec.nodeName == node_name]
@@ -75,10 +81,14 @@ class PodRunner:
             fields={"spec.nodeName": lightkube.operators.not_equal("")},
             on_error=retry,
         ):
-            key = _key(pod)
+            key = pod_key(pod)
             if kind == "DELETED":
                 self.cache.pop(key, None)
                 self._started_boot.pop(key, None)
+                node_name = pod.spec.nodeName if pod.spec else None
+                for hook in self._gone_hooks:
+                    if node_name:
+                        await hook(key, node_name)
             else:
                 self.cache[key] = pod
                 self._consider(key)
@@ -126,11 +136,14 @@ class PodRunner:
         await asyncio.sleep(self.fleet.profile.pod_start_seconds)
         if not node.active:
             return
+        running = (pod.status.phase if pod.status else None) == "Running"
+        await self.restart(key, pod, node, restarts=_restart_count(pod) + (1 if running else 0))
+
+    async def restart(self, key: Key, pod: Pod, node: SimNode, *, restarts: int) -> None:
+        """Report the pod's containers running (again), with ``restarts`` restarts so far."""
         spec = pod.spec
         if spec is None or pod.metadata is None:
             return
-        running = (pod.status.phase if pod.status else None) == "Running"
-        restarts = _restart_count(pod) + (1 if running else 0)
         count = self._pod_counter.get(node.spec.name, 0)
         self._pod_counter[node.spec.name] = count + 1
         ip = node.spec.address if spec.hostNetwork else pod_address(node.index, count)
@@ -150,9 +163,7 @@ class PodRunner:
             log.info("pod %s/%s not started: %s", *key, exc)
             return
         self._started_boot[key] = node.boot_id
-        await self.fleet.emit(
-            self._ref(pod), "Started", "Started container(s)", host=node.spec.name
-        )
+        await self.fleet.emit(self.ref(pod), "Started", "Started container(s)", host=node.spec.name)
 
     async def _stop(self, key: Key, pod: Pod, node: SimNode) -> None:
         grace = pod.metadata.deletionGracePeriodSeconds if pod.metadata else None
@@ -179,11 +190,11 @@ class PodRunner:
         # are restarted by the next reconcile pass.
         for pod in self.pods_on(node.spec.name):
             if pod.metadata and pod.metadata.deletionTimestamp is not None:
-                await self._delete(_key(pod), pod)
+                await self._delete(pod_key(pod), pod)
         self.poke()
 
     @staticmethod
-    def _ref(pod: Pod) -> dict[str, Any]:
+    def ref(pod: Pod) -> dict[str, Any]:
         meta = pod.metadata
         return {
             "kind": "Pod",

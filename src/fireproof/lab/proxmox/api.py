@@ -100,7 +100,7 @@ def _authenticate(request: web.Request) -> Identity:
 async def _envelope(request: web.Request, handler: Handler) -> web.StreamResponse:
     cluster = request.app[CLUSTER_KEY]
     try:
-        while cluster.fault(FaultKind.HANG):
+        while cluster.fault(FaultKind.HANG):  # noqa: ASYNC110 - the fault list is plain data
             await asyncio.sleep(0.2)  # answers once the fault is cleared, if anyone still waits
         if latency := cluster.fault(FaultKind.LATENCY):
             await asyncio.sleep(latency.seconds)

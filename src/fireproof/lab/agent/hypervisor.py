@@ -1,0 +1,68 @@
+"""The lab's Proxmox cluster inside the agent: VMs are the simulated nodes' machines.
+
+Stopping a VM through the API powers its node off (silent at once); starting it boots the
+node. The emulator serves HTTPS on 127.0.0.1 with the lab's own Proxmox CA.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+
+from aiohttp import web
+
+from fireproof.lab.agent.fleet import Fleet
+from fireproof.lab.exports import ProxmoxAccess
+from fireproof.lab.pki import LabPKI
+from fireproof.lab.profiles import TimingProfile
+from fireproof.lab.proxmox.api import make_app
+from fireproof.lab.proxmox.auth import Authenticator, Credentials
+from fireproof.lab.proxmox.model import Cluster, Timings, Vm
+from fireproof.lab.topology import Topology
+
+
+def build_cluster(topology: Topology, profile: TimingProfile) -> Cluster:
+    hosts = sorted({n.hypervisor_host for n in topology.nodes})
+    vms = [Vm(n.vmid, n.name, n.hypervisor_host, ha_managed=n.ha_managed) for n in topology.nodes]
+    return Cluster(hosts, vms, Timings(profile.vm_task_seconds, profile.ha_stop_delay_seconds))
+
+
+def wire_power(cluster: Cluster, fleet: Fleet) -> None:
+    loop = asyncio.get_running_loop()
+    boots: set[asyncio.Task[None]] = set()  # strong references until each boot finishes
+
+    def off(vm: Vm) -> None:
+        if vm.name in fleet.nodes:
+            fleet.power_off(vm.name)
+
+    def on(vm: Vm) -> None:
+        if vm.name in fleet.nodes:
+            task = loop.create_task(fleet.power_on(vm.name))
+            boots.add(task)
+            task.add_done_callback(boots.discard)
+
+    cluster.on_power_off.append(off)
+    cluster.on_power_on.append(on)
+
+
+async def serve(
+    cluster: Cluster, access: ProxmoxAccess, pki: LabPKI
+) -> tuple[web.AppRunner, asyncio.Task[None]]:
+    auth = Authenticator(
+        Credentials(access.user, access.password, access.token_id, access.token_secret)
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(pki.pve_serving.cert), str(pki.pve_serving.key))
+    runner = web.AppRunner(make_app(cluster, auth), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", access.port, ssl_context=context).start()
+
+    async def ticker() -> None:
+        # Delayed effects (an HA stop taking hold) happen even when nobody is asking.
+        while True:
+            await asyncio.sleep(0.1)
+            with contextlib.suppress(Exception):
+                cluster.tick()
+
+    return runner, asyncio.create_task(ticker())
