@@ -9,7 +9,7 @@ from fireproof.lab.controlplane import Ports, apiserver_argv, controller_manager
 from fireproof.lab.profiles import FAST, REAL
 from fireproof.lab.state import LabPaths
 
-PORTS = Ports(6443, 2379, 2380, 10257, 10259, 9000)
+PORTS = Ports(6443, 2379, 2380, 10257, 10259, 9000, 8006)
 BINS = BinarySet(Path("/bins"), "v1.37.2")
 PATHS = LabPaths(Path("/state"))
 
