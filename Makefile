@@ -10,7 +10,7 @@ VENV := .venv
 FIREPROOF := $(VENV)/bin/fireproof
 PYTEST_ARGS ?=
 
-.PHONY: all venv k8s lint test test-unit test-lab demo bench clean help
+.PHONY: all venv k8s k8s-1.36 system-deps lint test test-unit test-lab demo bench clean help
 
 help:
 	@echo "make demo   run the lab demo (installs everything it needs)"
@@ -30,6 +30,18 @@ venv: $(VENV)/.synced
 k8s: venv
 	$(FIREPROOF) lab build
 
+# v1.36 is the last release whose attach/detach controller says `Multi-Attach error`; one
+# integration test reproduces the incident's exact event text on it.
+k8s-1.36: venv
+	$(FIREPROOF) lab build --kubernetes 1.36
+
+# ClusterLabs fence agents (fence_pve) from Debian: the real client our emulator must satisfy.
+system-deps:
+	@command -v fence_pve >/dev/null || { \
+	  SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends fence-agents >/dev/null; }
+
 lint: venv
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
@@ -37,7 +49,7 @@ lint: venv
 	$(VENV)/bin/lint-imports
 
 # pytest exits 5 when it collected no test: that is a failure here, never a pass.
-test: lint k8s
+test: lint k8s k8s-1.36 system-deps
 	$(VENV)/bin/pytest -m "not slow" $(PYTEST_ARGS) tests; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "error: no tests ran" >&2; exit 1; fi; exit $$rc
 

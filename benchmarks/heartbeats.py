@@ -12,9 +12,10 @@ import sys
 import time
 from pathlib import Path
 
-from _lab import cpu_seconds, lab_pid, running_lab
 from fireproof.kube import load_kubeconfig, sync_client
 from fireproof.lab.lab import Lab
+
+from _lab import cpu_seconds, lab_pid, running_lab
 
 
 def not_ready_events(state_dir: Path) -> int:

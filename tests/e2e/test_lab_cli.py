@@ -32,7 +32,7 @@ def test_second_up_on_running_lab_starts_nothing(lab: LabHandle) -> None:
 
 
 def test_up_with_other_settings_on_running_lab_is_refused(lab: LabHandle) -> None:
-    result = lab.cli("lab", "up", "--topology", "tazlab")
+    result = lab.cli("lab", "up", "--topology", "minimal")
     assert result.returncode == 1
     _one_clear_error(result.stderr, "already running")
 
@@ -50,7 +50,7 @@ def test_status_json_reports_components_and_nodes(lab: LabHandle) -> None:
         "agent",
     }
     assert all(c["running"] for c in status["components"])
-    assert len(status["nodes"]) == 4
+    assert len(status["nodes"]) == 7
     assert all(n["address"].startswith("192.0.2.") for n in status["nodes"])
 
 
@@ -58,7 +58,7 @@ def test_status_table_is_readable(lab: LabHandle) -> None:
     result = lab.cli("lab", "status")
     assert result.returncode == 0, result.stderr
     assert "kube-apiserver" in result.stdout
-    assert "lab-worker-01" in result.stdout
+    assert "tazlab-worker-01" in result.stdout
     assert "NODE" in result.stdout
     assert "POWER" in result.stdout
 
@@ -73,7 +73,7 @@ def test_lab_kubectl_passes_through(lab: LabHandle) -> None:
     # Everything after the lab's own options belongs to kubectl.
     result = run_cli("lab", "kubectl", "--state-dir", str(lab.state_dir), "get", "nodes")
     assert result.returncode == 0, result.stderr
-    assert "lab-worker-03" in result.stdout
+    assert "tazlab-worker-03" in result.stdout
 
 
 def test_up_then_down_leaves_no_process(tmp_path: Path) -> None:
@@ -82,7 +82,16 @@ def test_up_then_down_leaves_no_process(tmp_path: Path) -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     up = run_cli(
-        "lab", "up", "--state-dir", str(state_dir), "--workers", "1", "--api-port", str(port)
+        "lab",
+        "up",
+        "--state-dir",
+        str(state_dir),
+        "--topology",
+        "minimal",
+        "--workers",
+        "1",
+        "--api-port",
+        str(port),
     )
     assert up.returncode == 0, up.stderr
     assert f"export KUBECONFIG={state_dir.resolve() / 'kubeconfig'}" in up.stdout

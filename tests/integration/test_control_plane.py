@@ -22,9 +22,12 @@ def _pinned_version() -> str:
 def test_kubectl_lists_every_node_ready(healthy_lab: LabHandle) -> None:
     nodes = healthy_lab.kubectl_json("get", "nodes")["items"]
     names = sorted(n["metadata"]["name"] for n in nodes)
-    assert names == ["lab-cp-01", "lab-worker-01", "lab-worker-02", "lab-worker-03"]
+    assert names == [
+        *(f"tazlab-cp-{i:02d}" for i in (1, 2, 3)),
+        *(f"tazlab-worker-{i:02d}" for i in (1, 2, 3, 4)),
+    ]
     assert all(node_ready(n) == "True" for n in nodes)
-    cp = next(n for n in nodes if n["metadata"]["name"] == "lab-cp-01")
+    cp = next(n for n in nodes if n["metadata"]["name"] == "tazlab-cp-01")
     assert "node-role.kubernetes.io/control-plane" in cp["metadata"]["labels"]
     assert {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"} in cp["spec"][
         "taints"
@@ -51,7 +54,7 @@ def test_node_leases_are_renewed(healthy_lab: LabHandle) -> None:
         return {lease["metadata"]["name"]: lease["spec"]["renewTime"] for lease in leases}
 
     first = renew_times()
-    assert len(first) == 4
+    assert len(first) == 7
     wait_for(
         "every lease renewed",
         lambda: all(renew_times()[name] != t for name, t in first.items()),
@@ -72,7 +75,7 @@ def test_deployment_applied_with_kubectl_runs_on_workers(healthy_lab: LabHandle)
     for pod in pods:
         spec, status = pod["spec"], pod["status"]
         # The real scheduler bound it, and never to the tainted control-plane node.
-        assert spec["nodeName"].startswith("lab-worker-")
+        assert spec["nodeName"].startswith("tazlab-worker-")
         assert status["hostIP"].startswith("192.0.2.")
         assert status["podIP"]
         assert all(c["ready"] and "running" in c["state"] for c in status["containerStatuses"])

@@ -118,10 +118,13 @@ class ApiPath:
                 continue
             state = self.crashing.get(key)
             if healthy:
-                if state is not None and now >= state.next_attempt:
-                    # The next restart finds the API: the pod runs again.
+                # The next restart after the back-off finds the API: the pod runs again.
+                if (
+                    state is not None
+                    and now >= state.next_attempt
+                    and await self.pods.restart(key, pod, node, restarts=state.restarts + 1)
+                ):
                     self.crashing.pop(key, None)
-                    await self.pods.restart(key, pod, node, restarts=state.restarts + 1)
                 continue
             if state is None:
                 base = self.fleet.profile.crash_backoff_seconds

@@ -317,3 +317,39 @@ def crashed_pod_status(
         for kind in ("ContainersReady", "Ready")
     ]
     return {"status": {"phase": "Running", "conditions": conditions, "containerStatuses": statuses}}
+
+
+def creating_pod_status(*, containers: list[tuple[str, str]], host_ip: str, since: str) -> Json:
+    """Status patch of a pod whose kubelet waits for its volumes: Pending, ContainerCreating."""
+    statuses = [
+        {
+            "name": name,
+            "image": image,
+            "imageID": "",
+            "ready": False,
+            "started": False,
+            "restartCount": 0,
+            "state": {"waiting": {"reason": "ContainerCreating"}},
+        }
+        for name, image in containers
+    ]
+    conditions = [
+        {
+            "type": kind,
+            "status": "False",
+            "lastProbeTime": None,
+            "lastTransitionTime": since,
+            **({"reason": "ContainersNotReady"} if kind != "PodReadyToStartContainers" else {}),
+        }
+        for kind in ("PodReadyToStartContainers", "ContainersReady", "Ready")
+    ]
+    return {
+        "status": {
+            "phase": "Pending",
+            "hostIP": host_ip,
+            "hostIPs": [{"ip": host_ip}],
+            "startTime": since,
+            "conditions": conditions,
+            "containerStatuses": statuses,
+        }
+    }

@@ -139,14 +139,15 @@ class PodRunner:
         running = (pod.status.phase if pod.status else None) == "Running"
         await self.restart(key, pod, node, restarts=_restart_count(pod) + (1 if running else 0))
 
-    async def restart(self, key: Key, pod: Pod, node: SimNode, *, restarts: int) -> None:
-        """Report the pod's containers running (again), with ``restarts`` restarts so far."""
+    async def restart(self, key: Key, pod: Pod, node: SimNode, *, restarts: int) -> bool:
+        """Report the pod's containers running (again), with ``restarts`` restarts so far.
+
+        Returns whether the API server took the new status.
+        """
         spec = pod.spec
         if spec is None or pod.metadata is None:
-            return
-        count = self._pod_counter.get(node.spec.name, 0)
-        self._pod_counter[node.spec.name] = count + 1
-        ip = node.spec.address if spec.hostNetwork else pod_address(node.index, count)
+            return False
+        ip = self._pod_ip(pod, node)
         patch = running_pod_status(
             pod_uid=pod.metadata.uid or "",
             containers=[(c.name, c.image or "") for c in spec.containers],
@@ -161,9 +162,21 @@ class PodRunner:
                 await self.client.patch(Pod.Status, key[1], patch, namespace=key[0])
         except (KubeApiError, KubeUnreachableError) as exc:
             log.info("pod %s/%s not started: %s", *key, exc)
-            return
+            return False
         self._started_boot[key] = node.boot_id
         await self.fleet.emit(self.ref(pod), "Started", "Started container(s)", host=node.spec.name)
+        return True
+
+    def _pod_ip(self, pod: Pod, node: SimNode) -> str:
+        if pod.spec and pod.spec.hostNetwork:
+            return node.spec.address
+        # A pod keeps its address while its containers restart; the API server also refuses a
+        # second address of the same family (podIPs merge by ip).
+        if pod.status and pod.status.podIP:
+            return pod.status.podIP
+        count = self._pod_counter.get(node.spec.name, 0)
+        self._pod_counter[node.spec.name] = count + 1
+        return pod_address(node.index, count)
 
     async def _stop(self, key: Key, pod: Pod, node: SimNode) -> None:
         grace = pod.metadata.deletionGracePeriodSeconds if pod.metadata else None

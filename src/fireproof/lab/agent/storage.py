@@ -20,6 +20,7 @@ from lightkube.resources.storage_v1 import CSINode, VolumeAttachment
 
 from fireproof.kube import KubeApiError, KubeUnreachableError, translate_errors
 from fireproof.lab.agent.fleet import Fleet, SimNode
+from fireproof.lab.agent.objects import creating_pod_status, timestamp
 from fireproof.lab.agent.pods import PodRunner
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,8 @@ class Storage:
             else ("", "")
         )
         if missing:
+            if key not in self._waiting_since:
+                await self._report_creating(key, pod, node)
             since = self._waiting_since.setdefault(key, time.monotonic())
             if time.monotonic() - since >= self.mount_timeout and key not in self._warned:
                 self._warned.add(key)
@@ -143,6 +146,21 @@ class Storage:
                 log.warning("%s: volumesInUse not reported: %s", node.spec.name, exc)
                 return False
         return True
+
+    async def _report_creating(self, key: tuple[str, str], pod: Pod, node: SimNode) -> None:
+        """Show the pod as kubectl users know it while it waits: ContainerCreating."""
+        if pod.spec is None or (pod.status and pod.status.containerStatuses):
+            return
+        patch = creating_pod_status(
+            containers=[(c.name, c.image or "") for c in pod.spec.containers],
+            host_ip=node.spec.address,
+            since=timestamp(),
+        )
+        try:
+            with translate_errors():
+                await self.client.patch(Pod.Status, key[1], patch, namespace=key[0])
+        except (KubeApiError, KubeUnreachableError) as exc:
+            log.info("pod %s/%s: ContainerCreating not reported: %s", *key, exc)
 
     async def _pod_gone(self, key: tuple[str, str], node_name: str) -> None:
         node_mounts = self.mounted.get(node_name, {})
