@@ -8,6 +8,8 @@ import sys
 import click
 
 from fireproof.cli import exitcodes
+from fireproof.cli.fence import fence, inventory
+from fireproof.cli.heal import heal
 from fireproof.cli.lab import lab
 from fireproof.errors import FireproofError
 
@@ -22,10 +24,20 @@ def cli() -> None:
     \b
       fireproof lab build     build the upstream control-plane binaries (once)
       fireproof lab up        start the lab and print its kubeconfig
+
+    Then act on it (or on any cluster with --config / --kubeconfig):
+
+    \b
+      fireproof inventory show --lab      node -> VM -> fencing device
+      fireproof heal node NODE --lab      fence a dead node and release its volumes
+      fireproof heal api-endpoints --lab  repair a stale `kubernetes` Endpoints
     """
 
 
 cli.add_command(lab)
+cli.add_command(inventory)
+cli.add_command(fence)
+cli.add_command(heal)
 
 
 def main() -> None:

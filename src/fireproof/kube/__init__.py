@@ -14,14 +14,26 @@ from fireproof.kube.client import (
     sync_client,
     translate_errors,
 )
+from fireproof.kube.cluster import (
+    Cluster,
+    internal_ip,
+    is_control_plane,
+    node_ready,
+    now_rfc3339,
+)
 
 __all__ = [
+    "Cluster",
     "KubeApiError",
     "KubeConflictError",
     "KubeNotFoundError",
     "KubeUnreachableError",
     "async_client",
+    "internal_ip",
+    "is_control_plane",
     "load_kubeconfig",
+    "node_ready",
+    "now_rfc3339",
     "sync_client",
     "translate_errors",
 ]

@@ -153,3 +153,43 @@ def terraform_state(topology: Topology) -> dict[str, Any]:
 
 def write_terraform_state(path: Path, topology: Topology) -> None:
     path.write_text(json.dumps(terraform_state(topology), indent=2))
+
+
+def write_fireproof_config(
+    path: Path, topology: Topology, access: ProxmoxAccess, kubeconfig: Path, secret_dir: Path
+) -> None:
+    """``DIR/fireproof.yaml``: what `--lab` uses, a config as a user would write for TazLab.
+
+    The token secret goes to a 0600 file the config refers to; the config itself holds none.
+    """
+    token_file = secret_dir / "pve-token"
+    token_file.write_text(access.token_secret + "\n")
+    token_file.chmod(0o600)
+    doc: dict[str, Any] = {
+        "cluster": {
+            "kubeconfig": str(kubeconfig),
+            **({"vip": topology.vip} if topology.vip else {}),
+        },
+        "devices": {
+            DEVICE_NAME: {
+                "type": "proxmox",
+                "url": access.url,
+                "ca_file": access.ca_file,
+                "token_id": access.token_id,
+                "token_secret": {"file": str(token_file)},
+                "timeout_seconds": 5,
+                "retries": 1,
+                "verify_timeout_seconds": 30,
+                "poll_interval_seconds": 0.5,
+            }
+        },
+        "inventory": {
+            "terraform": [{"path": str(path.parent / "terraform.tfstate"), "device": DEVICE_NAME}],
+            "discover": [DEVICE_NAME],
+        },
+        "remediation": {"method": "auto", "workload_timeout_seconds": 120},
+    }
+    path.write_text(
+        "# fireproof configuration of the lab (used by `--lab`); secrets live in files it names\n"
+        + yaml.safe_dump(doc, sort_keys=False)
+    )

@@ -33,7 +33,12 @@ from fireproof.lab.controlplane import (
     etcd_argv,
     scheduler_argv,
 )
-from fireproof.lab.exports import ProxmoxAccess, write_inventory, write_terraform_state
+from fireproof.lab.exports import (
+    ProxmoxAccess,
+    write_fireproof_config,
+    write_inventory,
+    write_terraform_state,
+)
 from fireproof.lab.health import probe, wait_until
 from fireproof.lab.pki import ADMIN, AGENT, CONTROLLER_MANAGER, SCHEDULER
 from fireproof.lab.ports import allocate, require_free
@@ -249,6 +254,9 @@ class Lab:
         access.save(self.paths.proxmox)
         write_inventory(self.paths.inventory, topology, access)
         write_terraform_state(self.paths.terraform_state, topology)
+        write_fireproof_config(
+            self.paths.config, topology, access, self.paths.kubeconfig, self.paths.internal
+        )
 
     def _spawn(self, state: LabState, name: str, argv: list[str]) -> LabState:
         record = processes.spawn(name, argv, self.paths.log(name))

@@ -61,6 +61,11 @@ class LabPaths:
         return self.root / "proxmox.yaml"
 
     @property
+    def config(self) -> Path:
+        """``fireproof.yaml`` for `--lab`."""
+        return self.root / "fireproof.yaml"
+
+    @property
     def inventory(self) -> Path:
         return self.root / "inventory.yaml"
 

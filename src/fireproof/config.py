@@ -1,0 +1,314 @@
+"""``fireproof.yaml``: the cluster, its fencing devices, the inventory sources, remediation.
+
+Validated on load; every error names the file, the line and the field. Secrets are never
+values in this file: they are references to an environment variable, a file or a Kubernetes
+Secret, resolved only when a device is used.
+
+    cluster:
+      kubeconfig: ~/.kube/config     # default: $KUBECONFIG, then ~/.kube/config
+      context: tazlab                # default: the kubeconfig's current context
+      vip: 192.0.2.250               # the control-plane VIP, if there is one
+    devices:
+      pve:
+        type: proxmox                # proxmox | fence-agent | fake
+        url: https://pve.example:8006
+        ca_file: /etc/fireproof/pve-ca.pem
+        token_id: root@pam!fireproof
+        token_secret: {env: PVE_TOKEN}          # or {file: PATH} or {secret: NS/NAME/KEY}
+    inventory:
+      nodes:                         # explicit entries win over every other source
+        worker-01: {device: pve, host: pve-01, vmid: 201}
+      terraform: [{path: infra/terraform.tfstate, device: pve}]
+      discover: [pve]                # Proxmox VMs whose name equals the node name
+    remediation:
+      method: auto                   # auto (out-of-service taint on >= 1.28) | taint | delete
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fireproof.errors import UsageError
+from fireproof.yamldoc import Section, load_yaml
+
+SecretReader = Callable[[str, str, str], str]
+"""Reads key of Secret name in namespace (provided by the kube layer)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SecretRef:
+    """Where a secret lives. ``describe()`` is safe to print; the value never is."""
+
+    env: str | None = None
+    file: Path | None = None
+    secret: str | None = None  # NAMESPACE/NAME/KEY
+
+    def describe(self) -> str:
+        if self.env:
+            return f"environment variable {self.env}"
+        if self.file:
+            return f"file {self.file}"
+        return f"Kubernetes Secret {self.secret}"
+
+    def resolve(self, read_secret: SecretReader | None = None) -> str:
+        if self.env:
+            value = os.environ.get(self.env)
+            if not value:
+                raise UsageError(f"the environment variable {self.env} is not set")
+            return value
+        if self.file:
+            try:
+                return self.file.read_text().strip()
+            except OSError as exc:
+                raise UsageError(f"cannot read secret file {self.file}: {exc.strerror}") from None
+        assert self.secret is not None  # noqa: S101 - one of the three is set by the parser
+        if read_secret is None:
+            raise UsageError(f"{self.describe()} needs access to the cluster")
+        namespace, name, key = self.secret.split("/")
+        return read_secret(namespace, name, key)
+
+
+@dataclass(frozen=True, slots=True)
+class ProxmoxDevice:
+    name: str
+    url: str
+    ca_file: Path | None = None
+    verify_tls: bool = True
+    user: str | None = None
+    password: SecretRef | None = None
+    token_id: str | None = None
+    """``USER@REALM!TOKENID``."""
+    token_secret: SecretRef | None = None
+    timeout_seconds: float = 10.0
+    """Per HTTP request."""
+    retries: int = 2
+    """Extra tries of a request that failed transiently (timeouts, 5xx)."""
+    verify_timeout_seconds: float = 60.0
+    """How long to poll ``status/current`` for the VM to reach the wanted state."""
+    poll_interval_seconds: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class FenceAgentDevice:
+    name: str
+    agent: str
+    """A ClusterLabs program on PATH (fence_pve, fence_ipmilan, fence_redfish, ...)."""
+    options: dict[str, str] = field(default_factory=dict)
+    """FenceAgentAPI options passed on stdin (ip, username, ssl_insecure, ...)."""
+    password: SecretRef | None = None
+    timeout_seconds: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class FakeDevice:
+    """Remembers power states in memory: for dry runs and demos, never for real clusters."""
+
+    name: str
+
+
+Device = ProxmoxDevice | FenceAgentDevice | FakeDevice
+
+
+@dataclass(frozen=True, slots=True)
+class NodeEntry:
+    device: str
+    host: str | None = None
+    vmid: int | None = None
+    plug: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TerraformSource:
+    path: Path
+    device: str
+
+
+@dataclass(frozen=True, slots=True)
+class InventoryConfig:
+    nodes: dict[str, NodeEntry] = field(default_factory=dict)
+    terraform: tuple[TerraformSource, ...] = ()
+    discover: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    kubeconfig: Path | None = None
+    context: str | None = None
+    vip: str | None = None
+
+
+REMEDIATION_METHODS = ("auto", "taint", "delete")
+
+
+@dataclass(frozen=True, slots=True)
+class RemediationConfig:
+    method: str = "auto"
+    workload_timeout_seconds: float = 300.0
+    """How long `heal` waits for the affected workloads to run elsewhere."""
+    recover_timeout_seconds: float = 180.0
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: Path | None
+    cluster: ClusterConfig = ClusterConfig()
+    devices: dict[str, Device] = field(default_factory=dict)
+    inventory: InventoryConfig = InventoryConfig()
+    remediation: RemediationConfig = RemediationConfig()
+
+    def device(self, name: str) -> Device:
+        try:
+            return self.devices[name]
+        except KeyError:
+            raise UsageError(f"no fencing device named {name!r} in {self.path}") from None
+
+
+def load_config(path: Path) -> Config:
+    doc = load_yaml(path)
+    doc.reject_unknown({"cluster", "devices", "inventory", "remediation"})
+    base = path.parent
+    devices = {name: _device(name, section, base) for name, section in doc.sections("devices")}
+    inventory = _inventory(doc.section("inventory"), base, devices)
+    return Config(
+        path=path,
+        cluster=_cluster(doc.section("cluster"), base),
+        devices=devices,
+        inventory=inventory,
+        remediation=_remediation(doc.section("remediation")),
+    )
+
+
+def _path(base: Path, raw: str | None) -> Path | None:
+    if raw is None:
+        return None
+    candidate = Path(raw).expanduser()
+    return candidate if candidate.is_absolute() else base / candidate
+
+
+def _cluster(section: Section | None, base: Path) -> ClusterConfig:
+    if section is None:
+        return ClusterConfig()
+    section.reject_unknown({"kubeconfig", "context", "vip"})
+    return ClusterConfig(
+        kubeconfig=_path(base, section.text("kubeconfig")),
+        context=section.text("context"),
+        vip=section.text("vip"),
+    )
+
+
+def _secret(section: Section, key: str, base: Path) -> SecretRef | None:
+    if not section.has(key):
+        return None
+    ref = section.section(key)
+    if ref is None:
+        raise section.error("must be {env: NAME}, {file: PATH} or {secret: NS/NAME/KEY}", key)
+    ref.reject_unknown({"env", "file", "secret"})
+    if len(ref.fields()) != 1:
+        raise section.error("give exactly one of env, file, secret", key)
+    secret = ref.text("secret")
+    if secret is not None and len(secret.split("/")) != 3:
+        raise ref.error("must be NAMESPACE/NAME/KEY", "secret")
+    return SecretRef(env=ref.text("env"), file=_path(base, ref.text("file")), secret=secret)
+
+
+def _device(name: str, section: Section, base: Path) -> Device:
+    kind = section.choice("type", ("proxmox", "fence-agent", "fake"), "proxmox")
+    if kind == "fake":
+        section.reject_unknown({"type"})
+        return FakeDevice(name)
+    if kind == "fence-agent":
+        section.reject_unknown({"type", "agent", "options", "password", "timeout_seconds"})
+        return FenceAgentDevice(
+            name=name,
+            agent=section.req_text("agent"),
+            options=section.string_map("options"),
+            password=_secret(section, "password", base),
+            timeout_seconds=section.number("timeout_seconds", 60.0, minimum=1),
+        )
+    section.reject_unknown(
+        {
+            "type",
+            "url",
+            "ca_file",
+            "verify_tls",
+            "user",
+            "password",
+            "token_id",
+            "token_secret",
+            "timeout_seconds",
+            "retries",
+            "verify_timeout_seconds",
+            "poll_interval_seconds",
+        }
+    )
+    url = section.req_text("url").rstrip("/")
+    if not url.startswith("https://"):
+        raise section.error("must be an https:// URL (Proxmox serves its API over TLS)", "url")
+    device = ProxmoxDevice(
+        name=name,
+        url=url.removesuffix("/api2/json"),
+        ca_file=_path(base, section.text("ca_file")),
+        verify_tls=section.boolean("verify_tls", True),
+        user=section.text("user"),
+        password=_secret(section, "password", base),
+        token_id=section.text("token_id"),
+        token_secret=_secret(section, "token_secret", base),
+        timeout_seconds=section.number("timeout_seconds", 10.0, minimum=0.1),
+        retries=section.integer("retries", 2) or 0,
+        verify_timeout_seconds=section.number("verify_timeout_seconds", 60.0, minimum=1),
+        poll_interval_seconds=section.number("poll_interval_seconds", 1.0, minimum=0.05),
+    )
+    if device.token_id:
+        if "!" not in device.token_id or "@" not in device.token_id:
+            raise section.error("must look like USER@REALM!TOKENID", "token_id")
+        if device.token_secret is None:
+            raise section.error("token_id needs token_secret")
+    elif not (device.user and device.password):
+        raise section.error("give token_id + token_secret, or user + password")
+    return device
+
+
+def _inventory(section: Section | None, base: Path, devices: dict[str, Device]) -> InventoryConfig:
+    if section is None:
+        return InventoryConfig()
+    section.reject_unknown({"nodes", "terraform", "discover"})
+
+    def known(device: str, where: Section, key: str) -> str:
+        if device not in devices:
+            raise where.error(f"unknown device {device!r} (devices: {', '.join(devices)})", key)
+        return device
+
+    nodes = {}
+    for node, entry in section.sections("nodes"):
+        entry.reject_unknown({"device", "host", "vmid", "plug"})
+        nodes[node] = NodeEntry(
+            device=known(entry.req_text("device"), entry, "device"),
+            host=entry.text("host"),
+            vmid=entry.integer("vmid", None, minimum=100),
+            plug=entry.text("plug"),
+        )
+    terraform = []
+    for item in section.list_of_sections("terraform"):
+        item.reject_unknown({"path", "device"})
+        terraform.append(
+            TerraformSource(
+                path=_path(base, item.req_text("path")) or Path(),
+                device=known(item.req_text("device"), item, "device"),
+            )
+        )
+    discover = tuple(known(d, section, "discover") for d in section.strings("discover"))
+    return InventoryConfig(nodes=nodes, terraform=tuple(terraform), discover=discover)
+
+
+def _remediation(section: Section | None) -> RemediationConfig:
+    if section is None:
+        return RemediationConfig()
+    section.reject_unknown({"method", "workload_timeout_seconds", "recover_timeout_seconds"})
+    return RemediationConfig(
+        method=section.choice("method", REMEDIATION_METHODS, "auto"),
+        workload_timeout_seconds=section.number("workload_timeout_seconds", 300.0, minimum=1),
+        recover_timeout_seconds=section.number("recover_timeout_seconds", 180.0, minimum=1),
+    )

@@ -1,0 +1,91 @@
+"""The fencing contract shared by every driver.
+
+It follows the ClusterLabs FenceAgentAPI: read the status; if not yet off, send off; poll the
+status until it reads off. A timeout or an unreadable status is a failure, never a success:
+callers release volumes only after :meth:`Fencer.off` returned.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from fireproof.errors import FireproofError
+
+
+class PowerState(enum.StrEnum):
+    ON = "on"
+    OFF = "off"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Machine:
+    """What fences a Kubernetes node: a device and the machine's name on that device."""
+
+    node: str
+    device: str
+    host: str | None = None
+    """Hypervisor host (Proxmox node) that runs the VM, when the device needs it."""
+    vmid: int | None = None
+    plug: str | None = None
+    """The fence agent's ``plug`` (port) for non-Proxmox devices, e.g. a BMC outlet."""
+    address: str | None = None
+
+    @property
+    def label(self) -> str:
+        if self.vmid is not None:
+            return f"VM {self.vmid}" + (f" on {self.host}" if self.host else "")
+        return self.plug or self.node
+
+
+class FencingError(FireproofError):
+    """The device could not be used or did not do what it was asked: nothing is verified."""
+
+
+class FencingTimeout(FencingError):
+    """The device accepted the request but the machine did not reach the state in time."""
+
+
+class Fencer(Protocol):
+    """One fencing device. Methods are idempotent and raise :class:`FencingError`."""
+
+    name: str
+
+    def status(self, machine: Machine) -> PowerState: ...
+
+    def off(self, machine: Machine) -> PowerState:
+        """Power off and return only once the status reads off (else raise)."""
+        ...
+
+    def on(self, machine: Machine) -> PowerState:
+        """Power on and return only once the status reads on (else raise)."""
+        ...
+
+
+def wait_for_state(
+    read: Callable[[], PowerState],
+    want: PowerState,
+    *,
+    timeout: float,
+    interval: float,
+    what: str,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> PowerState:
+    """Poll ``read`` until it returns ``want``; a timeout raises :class:`FencingTimeout`."""
+    deadline = clock() + timeout
+    last = PowerState.UNKNOWN
+    while True:
+        last = read()
+        if last is want:
+            return last
+        if clock() >= deadline:
+            raise FencingTimeout(
+                f"{what}: still {last} after {timeout:g} s",
+                hint="the machine was NOT verified; nothing was released",
+            )
+        sleep(interval)

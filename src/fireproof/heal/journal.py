@@ -1,0 +1,69 @@
+"""What a playbook did and when: a timeline, JSON lines on disk, Events in the cluster."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fireproof.errors import FireproofError
+from fireproof.kube import Cluster, now_rfc3339
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    step: str
+    status: str
+    """``ok``, ``failed`` or ``skipped``."""
+    message: str
+    seconds: float
+    """Since the playbook started."""
+    at: str
+
+
+@dataclass
+class Journal:
+    playbook: str
+    node: str | None
+    cluster: Cluster | None = None
+    log_path: Path | None = None
+    started: float = field(default_factory=time.monotonic)
+    steps: list[StepRecord] = field(default_factory=list)
+
+    def record(
+        self, step: str, message: str, *, status: str = "ok", event: str | None = None
+    ) -> None:
+        record = StepRecord(
+            step=step,
+            status=status,
+            message=message,
+            seconds=round(time.monotonic() - self.started, 1),
+            at=now_rfc3339(),
+        )
+        self.steps.append(record)
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            line = {"playbook": self.playbook, "node": self.node, **asdict(record)}
+            with self.log_path.open("a") as log:
+                log.write(json.dumps(line) + "\n")
+        if event and self.cluster is not None and self.node is not None:
+            # An Event is a courtesy; the journal on disk is the record.
+            with contextlib.suppress(FireproofError):
+                self.cluster.record_event(
+                    self.node,
+                    event,
+                    f"fireproof {self.playbook}: {message}",
+                    warning=status == "failed",
+                )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "playbook": self.playbook,
+            "node": self.node,
+            "ok": all(s.status != "failed" for s in self.steps),
+            "seconds": round(time.monotonic() - self.started, 1),
+            "steps": [asdict(s) for s in self.steps],
+        }

@@ -1,0 +1,82 @@
+"""Proxmox VMs from a Terraform state file (format version 4).
+
+Two providers are understood: bpg/proxmox (``proxmox_virtual_environment_vm``: ``name``,
+``vm_id``, ``node_name``, ``ipv4_addresses``) and Telmate/proxmox (``proxmox_vm_qemu``:
+``name``, ``vmid``, ``target_node``, ``default_ipv4_address``), at any module depth and with
+``count`` or ``for_each`` instances.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fireproof.errors import UsageError
+
+BPG = "proxmox_virtual_environment_vm"
+TELMATE = "proxmox_vm_qemu"
+
+
+@dataclass(frozen=True, slots=True)
+class TerraformVm:
+    name: str
+    host: str
+    vmid: int
+    address: str | None
+    resource: str
+    """The instance's Terraform address, e.g. ``module.k8s.proxmox_vm_qemu.worker[0]``."""
+
+
+def read_terraform_state(path: Path) -> list[TerraformVm]:
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such Terraform state file") from None
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{path}:{exc.lineno}: malformed Terraform state: {exc.msg}") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("resources"), list):
+        raise UsageError(f"{path}: not a Terraform state (no resources list)")
+    if doc.get("version") != 4:
+        raise UsageError(f"{path}: Terraform state version {doc.get('version')!r}; only 4 is read")
+    vms: list[TerraformVm] = []
+    for resource in doc["resources"]:
+        if not isinstance(resource, dict) or resource.get("mode") != "managed":
+            continue
+        kind = resource.get("type")
+        if kind not in (BPG, TELMATE):
+            continue
+        prefix = f"{resource['module']}." if resource.get("module") else ""
+        base = f"{prefix}{kind}.{resource.get('name', '?')}"
+        for instance in resource.get("instances") or []:
+            vm = _instance(kind, base, instance)
+            if vm is not None:
+                vms.append(vm)
+    return vms
+
+
+def _instance(kind: str, base: str, instance: dict[str, Any]) -> TerraformVm | None:
+    key = instance.get("index_key")
+    address = base if key is None else f"{base}[{json.dumps(key)}]"
+    attrs = instance.get("attributes") or {}
+    if kind == BPG:
+        vmid, host, ip = attrs.get("vm_id"), attrs.get("node_name"), _bpg_address(attrs)
+    else:
+        vmid, host = attrs.get("vmid"), attrs.get("target_node")
+        ip = attrs.get("default_ipv4_address") or None
+    name = attrs.get("name")
+    if not name or not host or not vmid:
+        return None  # not created yet, or an id Proxmox picks later: nothing to fence by
+    return TerraformVm(str(name), str(host), int(vmid), ip, address)
+
+
+def _bpg_address(attrs: dict[str, Any]) -> str | None:
+    # One list per network interface, loopback first; the first non-loopback IPv4 wins.
+    for interface in attrs.get("ipv4_addresses") or []:
+        for ip in interface or []:
+            if ip and not str(ip).startswith("127."):
+                return str(ip)
+    return None

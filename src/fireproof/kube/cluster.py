@@ -1,0 +1,239 @@
+"""The cluster operations remediation needs, each one API call with translated errors."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import uuid
+from typing import Any
+
+import lightkube
+from lightkube.models.core_v1 import (
+    EndpointAddress,
+    EndpointPort,
+    EndpointSubset,
+    EventSource,
+    ObjectReference,
+)
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.apps_v1 import DaemonSet, Deployment, ReplicaSet
+from lightkube.resources.core_v1 import Endpoints, Event, Node, Pod, Secret
+from lightkube.resources.storage_v1 import VolumeAttachment
+
+from fireproof.errors import NotFoundError, UsageError
+from fireproof.kube.client import (
+    KubeNotFoundError,
+    load_kubeconfig,
+    sync_client,
+    translate_errors,
+)
+
+COMPONENT = "fireproof"
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+
+
+def now_rfc3339() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def node_ready(node: Node) -> str:
+    """The Ready condition's status: True, False or Unknown."""
+    for cond in (node.status.conditions if node.status else None) or []:
+        if cond.type == "Ready":
+            return str(cond.status)
+    return "Unknown"
+
+
+def internal_ip(node: Node) -> str | None:
+    for address in (node.status.addresses if node.status else None) or []:
+        if address.type == "InternalIP":
+            return str(address.address)
+    return None
+
+
+def is_control_plane(node: Node) -> bool:
+    labels = (node.metadata.labels if node.metadata else None) or {}
+    return "node-role.kubernetes.io/control-plane" in labels
+
+
+class Cluster:
+    """A connected cluster: thin, typed wrappers over the calls fireproof makes."""
+
+    def __init__(self, client: lightkube.Client, server: str) -> None:
+        self.client = client
+        self.server = server
+
+    @classmethod
+    def connect(cls, kubeconfig: Any = None, context: str | None = None) -> Cluster:
+        config = load_kubeconfig(kubeconfig, context)
+        return cls(sync_client(config, timeout=15.0), str(config.cluster.server))
+
+    def _guard(self) -> Any:
+        return translate_errors(f"the API server {self.server}")
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def server_version(self) -> tuple[int, int]:
+        # lightkube has no call for /version; its transport (httpx, already authenticated
+        # from the kubeconfig) answers it. The private attribute stays inside this seam.
+        transport: Any = self.client._client._client
+        with self._guard():
+            response = transport.get("/version")
+            response.raise_for_status()
+            info = response.json()
+        major = int(str(info["major"]).rstrip("+"))
+        minor = int(str(info["minor"]).rstrip("+"))
+        return major, minor
+
+    def node(self, name: str) -> Node:
+        try:
+            with self._guard():
+                return self.client.get(Node, name)
+        except KubeNotFoundError:
+            raise NotFoundError(f"unknown node {name}", hint="see `kubectl get nodes`") from None
+
+    def nodes(self) -> list[Node]:
+        with self._guard():
+            return list(self.client.list(Node))
+
+    def pods_on(self, node: str) -> list[Pod]:
+        with self._guard():
+            return list(
+                self.client.list(Pod, namespace=lightkube.ALL_NS, fields={"spec.nodeName": node})
+            )
+
+    def pods(self, namespace: str = "*") -> list[Pod]:
+        ns = lightkube.ALL_NS if namespace == "*" else namespace
+        with self._guard():
+            return list(self.client.list(Pod, namespace=ns))
+
+    def replicaset_replicas(self, namespace: str, name: str) -> int | None:
+        try:
+            with self._guard():
+                rs = self.client.get(ReplicaSet, name, namespace=namespace)
+        except KubeNotFoundError:
+            return None
+        return rs.spec.replicas if rs.spec else None
+
+    def volume_attachments(self) -> list[VolumeAttachment]:
+        with self._guard():
+            return list(self.client.list(VolumeAttachment))
+
+    def endpoints_addresses(self) -> list[str]:
+        with self._guard():
+            ep = self.client.get(Endpoints, "kubernetes", namespace="default")
+        return [a.ip for s in (ep.subsets or []) for a in (s.addresses or [])]
+
+    def read_secret(self, namespace: str, name: str, key: str) -> str:
+        try:
+            with self._guard():
+                secret = self.client.get(Secret, name, namespace=namespace)
+        except KubeNotFoundError:
+            raise UsageError(f"Kubernetes Secret {namespace}/{name} does not exist") from None
+        data = secret.data or {}
+        if key not in data:
+            raise UsageError(f"Kubernetes Secret {namespace}/{name} has no key {key!r}")
+        return base64.b64decode(data[key]).decode().strip()
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def set_unschedulable(self, node: str, value: bool) -> None:
+        with self._guard():
+            self.client.patch(Node, node, {"spec": {"unschedulable": value or None}})
+
+    def add_taint(self, node: str, key: str, value: str, effect: str) -> bool:
+        """Add the taint unless present; returns whether it was added."""
+        current = self.node(node)
+        taints = [t.to_dict() for t in ((current.spec.taints if current.spec else None) or [])]
+        if any(t["key"] == key and t["effect"] == effect for t in taints):
+            return False
+        taints.append({"key": key, "value": value, "effect": effect, "timeAdded": now_rfc3339()})
+        self._replace_taints(current, taints)
+        return True
+
+    def remove_taint(self, node: str, key: str) -> bool:
+        current = self.node(node)
+        taints = [t.to_dict() for t in ((current.spec.taints if current.spec else None) or [])]
+        kept = [t for t in taints if t["key"] != key]
+        if len(kept) == len(taints):
+            return False
+        self._replace_taints(current, kept)
+        return True
+
+    def _replace_taints(self, node: Node, taints: list[dict[str, Any]]) -> None:
+        # A JSON patch guarded by resourceVersion: taints of other writers are never lost.
+        version = node.metadata.resourceVersion if node.metadata else None
+        name = (node.metadata.name if node.metadata else None) or ""
+        ops: list[dict[str, Any]] = [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": version},
+            {"op": "add", "path": "/spec/taints", "value": taints},
+        ]
+        # lightkube's stubs type a JSON patch body as a mapping; the server takes the list.
+        client: Any = self.client
+        with self._guard():
+            client.patch(Node, name, ops, patch_type=lightkube.types.PatchType.JSON)
+
+    def force_delete_pod(self, namespace: str, name: str) -> bool:
+        try:
+            with self._guard():
+                self.client.delete(Pod, name, namespace=namespace, grace_period=0)
+        except KubeNotFoundError:
+            return False
+        return True
+
+    def delete_volume_attachment(self, name: str) -> bool:
+        try:
+            with self._guard():
+                self.client.delete(VolumeAttachment, name)
+        except KubeNotFoundError:
+            return False
+        return True
+
+    def set_endpoints(self, addresses: list[str], port: int) -> None:
+        endpoints = Endpoints(
+            metadata=ObjectMeta(name="kubernetes", namespace="default"),
+            subsets=[
+                EndpointSubset(
+                    addresses=[EndpointAddress(ip=a) for a in addresses],
+                    ports=[EndpointPort(name="https", port=port, protocol="TCP")],
+                )
+            ],
+        )
+        with self._guard():
+            self.client.apply(endpoints, field_manager=COMPONENT, force=True)
+
+    def restart(self, kind: str, namespace: str, name: str) -> bool:
+        """``kubectl rollout restart``: a new template annotation; False if absent."""
+        patch = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: now_rfc3339()}}}}}
+        try:
+            with self._guard():
+                if kind == "DaemonSet":
+                    self.client.patch(DaemonSet, name, patch, namespace=namespace)
+                else:
+                    self.client.patch(Deployment, name, patch, namespace=namespace)
+        except KubeNotFoundError:
+            return False
+        return True
+
+    def record_event(
+        self, node: str, reason: str, message: str, *, warning: bool = False, uid: str | None = None
+    ) -> None:
+        """An Event on the Node, so `kubectl describe node` shows what fireproof did."""
+        stamp = dt.datetime.now(dt.UTC)
+        event = Event(
+            metadata=ObjectMeta(name=f"{node}.fp-{uuid.uuid4().hex[:12]}", namespace="default"),
+            involvedObject=ObjectReference(
+                kind="Node", apiVersion="v1", name=node, uid=uid or node
+            ),
+            reason=reason,
+            message=message[:1024],
+            type="Warning" if warning else "Normal",
+            source=EventSource(component=COMPONENT),
+            reportingComponent=COMPONENT,
+            reportingInstance=COMPONENT,
+            firstTimestamp=stamp,
+            lastTimestamp=stamp,
+            count=1,
+        )
+        with self._guard():
+            self.client.create(event)
