@@ -307,6 +307,10 @@ class Fleet:
     async def _boot(self, node: SimNode) -> None:
         log.info("%s: booting (boot id %s)", node.spec.name, node.boot_id)
         await asyncio.sleep(self.profile.pod_start_seconds)
+        # A reboot does not repair the network: a partitioned kubelet stays silent until the
+        # partition ends, however often its VM restarts.
+        while node.powered and not node.kubelet_reachable:
+            await asyncio.sleep(0.2)
         for attempt in range(30):
             if not node.powered:
                 return
