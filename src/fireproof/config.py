@@ -202,9 +202,13 @@ def _cluster(section: Section | None, base: Path) -> ClusterConfig:
 def _secret(section: Section, key: str, base: Path) -> SecretRef | None:
     if not section.has(key):
         return None
-    ref = section.section(key)
+    shape = "must be {env: NAME}, {file: PATH} or {secret: NS/NAME/KEY}"
+    try:
+        ref = section.section(key)
+    except UsageError:
+        ref = None
     if ref is None:
-        raise section.error("must be {env: NAME}, {file: PATH} or {secret: NS/NAME/KEY}", key)
+        raise section.error(f"{shape}: secrets are never written into fireproof.yaml", key)
     ref.reject_unknown({"env", "file", "secret"})
     if len(ref.fields()) != 1:
         raise section.error("give exactly one of env, file, secret", key)

@@ -309,7 +309,7 @@ class Fleet:
         await asyncio.sleep(self.profile.pod_start_seconds)
         # A reboot does not repair the network: a partitioned kubelet stays silent until the
         # partition ends, however often its VM restarts.
-        while node.powered and not node.kubelet_reachable:
+        while node.powered and not node.kubelet_reachable:  # noqa: ASYNC110 - plain flags
             await asyncio.sleep(0.2)
         for attempt in range(30):
             if not node.powered:
