@@ -164,6 +164,15 @@ def test_bad_config_files_name_file_line_and_field(tmp_path: Path) -> None:
         result = _run(tmp_path, "inventory", "show", "--config", str(path))
         assert result.returncode == 1, text
         _one_clear_error(result.stderr, f"{path}{expected}")
+    state = tmp_path / "broken.tfstate"
+    state.write_text('{"version": 4,\n "resources": [\n')
+    with_state = tmp_path / "with-state.yaml"
+    with_state.write_text(
+        f"devices:\n  d: {{type: fake}}\ninventory:\n  terraform: [{{path: {state}, device: d}}]\n"
+    )
+    broken = _run(tmp_path, "inventory", "show", "--config", str(with_state))
+    assert broken.returncode == 1
+    _one_clear_error(broken.stderr, f"{state}:3: malformed Terraform state")
     missing = _run(tmp_path, "inventory", "show", "--config", str(tmp_path / "nope.yaml"))
     assert missing.returncode == 1
     _one_clear_error(missing.stderr, "no such file")

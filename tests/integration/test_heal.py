@@ -251,3 +251,34 @@ def test_heal_api_endpoints_ends_the_crash_loop(heal_lab: LabHandle, tmp_path: P
                 }
             ),
         )
+
+
+def test_method_delete_force_deletes_pods_and_volume_attachments(
+    heal_lab: LabHandle, tmp_path: Path
+) -> None:
+    """The path for clusters older than 1.28 (or by choice): no taint, explicit deletes."""
+    lab = heal_lab
+    config = _config(lab, tmp_path)
+    traefik = running_pod(lab, TRAEFIK)
+    node = traefik["spec"]["nodeName"]
+    pv = volume_of(lab, "traefik", "traefik")
+    assert lab.cli("lab", "power-off", node).returncode == 0
+    wait_dead_and_tainted(lab, node)
+
+    result = _fireproof(
+        tmp_path, "heal", "node", node, "--config", str(config), "--method", "delete", "--yes"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "force-delete its" in result.stdout  # the plan said what would happen
+    assert "force-deleted" in result.stdout
+    assert not has_taint(lab.kubectl_json("get", "node", node), OUT_OF_SERVICE, "NoExecute")
+    assert all(p["metadata"]["uid"] != traefik["metadata"]["uid"] for p in pods(lab, TRAEFIK))
+    moved = running_pod(lab, TRAEFIK)
+    assert moved["spec"]["nodeName"] != node
+    wait_for(
+        "volume attached to the new node only",
+        lambda: (
+            [va["spec"]["nodeName"] for va in attachments(lab, pv)] == [moved["spec"]["nodeName"]]
+        ),
+        timeout=30,
+    )

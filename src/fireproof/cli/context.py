@@ -115,6 +115,10 @@ class Target:
         return [VmInfo(name, host, vmid) for name, host, vmid in fencer.list_vms()]
 
     def inventory(self, nodes: list[str] | None = None) -> Inventory:
+        if nodes is None:
+            # Read the local sources first: a broken state file is reported as such, not
+            # hidden behind an unreachable cluster.
+            build_inventory(self.config, [])
         names = nodes if nodes is not None else self.node_names()
         return build_inventory(self.config, names, self._list_vms)
 
