@@ -8,6 +8,7 @@ import sys
 import click
 
 from fireproof.cli import exitcodes
+from fireproof.cli.doctor import doctor
 from fireproof.cli.fence import fence, inventory
 from fireproof.cli.heal import heal
 from fireproof.cli.lab import lab
@@ -28,6 +29,7 @@ def cli() -> None:
     Then act on it (or on any cluster with --config / --kubeconfig):
 
     \b
+      fireproof doctor --lab              find the incident's patterns and the risks behind them
       fireproof inventory show --lab      node -> VM -> fencing device
       fireproof heal node NODE --lab      fence a dead node and release its volumes
       fireproof heal api-endpoints --lab  repair a stale `kubernetes` Endpoints
@@ -35,6 +37,7 @@ def cli() -> None:
 
 
 cli.add_command(lab)
+cli.add_command(doctor)
 cli.add_command(inventory)
 cli.add_command(fence)
 cli.add_command(heal)

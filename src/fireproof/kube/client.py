@@ -95,6 +95,12 @@ def translate_errors(server: str = "the API server") -> Iterator[None]:
         yield
     except lightkube.ApiError as exc:
         raise api_error(exc) from None
+    except httpx.HTTPStatusError as exc:
+        # Answers without a Status body (e.g. an API group the server does not serve).
+        code = exc.response.status_code
+        message = f"Kubernetes API: {code} {exc.response.reason_phrase} for {exc.request.url.path}"
+        error = KubeNotFoundError if code == 404 else KubeApiError
+        raise error(message, status=code, reason=exc.response.reason_phrase) from None
     except httpx.TimeoutException:
         raise KubeUnreachableError(f"{server} timed out") from None
     except httpx.TransportError as exc:

@@ -50,10 +50,23 @@ spec:
     spec:
       priorityClassName: system-cluster-critical
       tolerations: [{{key: node-role.kubernetes.io/control-plane, effect: NoSchedule}}]
+      # As kubeadm and Talos deploy it: replicas prefer distinct nodes.
+      affinity:
+        podAntiAffinity:
+          preferredDuringSchedulingIgnoredDuringExecution:
+          - weight: 100
+            podAffinityTerm:
+              labelSelector: {{matchLabels: {{k8s-app: kube-dns}}}}
+              topologyKey: kubernetes.io/hostname
       containers:
       - name: coredns
         image: registry.k8s.io/coredns/coredns:v1.12.1
         args: ["-conf", "/etc/coredns/Corefile"]
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {{name: coredns, namespace: kube-system}}
+spec: {{maxUnavailable: 1, selector: {{matchLabels: {{k8s-app: kube-dns}}}}}}
 ---
 apiVersion: v1
 kind: Service
@@ -121,6 +134,11 @@ spec:
         args: ["--certificatesresolvers.le.acme.storage=/data/acme.json"]
         volumeMounts: [{name: data, mountPath: /data}]
       volumes: [{name: data, persistentVolumeClaim: {claimName: traefik}}]
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: traefik, namespace: traefik}
+spec: {maxUnavailable: 1, selector: {matchLabels: {app.kubernetes.io/name: traefik}}}
 """
 
 STATEFULSET = """
@@ -153,6 +171,11 @@ spec:
       accessModes: [ReadWriteOnce]
       storageClassName: longhorn
       resources: {requests: {storage: 1Gi}}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: postgres, namespace: blog}
+spec: {maxUnavailable: 1, selector: {matchLabels: {app: postgres}}}
 """
 
 MANIFESTS: dict[str, tuple[str, ...]] = {

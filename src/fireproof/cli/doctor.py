@@ -1,0 +1,130 @@
+"""`fireproof doctor`: read the cluster once, report the incident's patterns and risks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from fireproof.cli.context import Target, target_options
+from fireproof.doctor import (
+    BY_ID,
+    CHECKS,
+    Context,
+    Severity,
+    render_json,
+    render_junit,
+    render_sarif,
+    render_text,
+    run_checks,
+    select,
+)
+from fireproof.errors import FireproofError, UsageError
+from fireproof.kube.snapshot import take_snapshot
+
+
+def _explain(check_id: str) -> None:
+    check = BY_ID.get(check_id.upper())
+    if check is None:
+        raise UsageError(f"unknown check id {check_id!r}", hint=f"known: {', '.join(BY_ID)}")
+    click.echo(f"{check.id} {check.name} ({check.severity}, {check.family})\n")
+    click.echo(click.wrap_text(check.explain, width=90))
+    click.echo(f"\nreads: {', '.join(check.needs)}")
+
+
+@click.command()
+@target_options
+@click.option("-n", "--namespace", default=None, help="Only look at this namespace's objects.")
+@click.option("--check", "only", multiple=True, metavar="ID", help="Run only these checks.")
+@click.option("--skip", multiple=True, metavar="ID", help="Skip these checks.")
+@click.option(
+    "--fail-on",
+    type=click.Choice(["critical", "warning"]),
+    default=None,
+    help="Exit 3 when a finding of this severity (or worse) exists. Default: exit 0.",
+)
+@click.option(
+    "-o", "--output", type=click.Choice(["text", "json", "sarif", "junit"]), default="text"
+)
+@click.option("--explain", "explain", metavar="ID", default=None, help="Describe a check.")
+@click.option("--list", "list_checks", is_flag=True, help="List every check.")
+@click.option(
+    "--stuck-after",
+    type=click.FloatRange(0),
+    default=60.0,
+    show_default=True,
+    help="Seconds a pod may wait (ContainerCreating, Terminating) before it counts as stuck.",
+)
+def doctor(
+    config_path: Path | None,
+    lab: bool,
+    kubeconfig: Path | None,
+    context: str | None,
+    namespace: str | None,
+    only: tuple[str, ...],
+    skip: tuple[str, ...],
+    fail_on: str | None,
+    output: str,
+    explain: str | None,
+    list_checks: bool,
+    stuck_after: float,
+) -> None:
+    """Diagnose the incident's patterns (stale API endpoints, dead nodes, stuck volumes) and
+    the architecture risks behind them, with evidence and the exact fix.
+
+    Reads the cluster with one list call per resource kind. Resources the credentials may not
+    read are reported as "not checked", never as healthy.
+    """
+    if explain:
+        _explain(explain)
+        return
+    if list_checks:
+        for check in CHECKS:
+            click.echo(f"{check.id:<7} {check.severity:<9} {check.family:<24} {check.name}")
+        return
+    checks = select(only, skip)
+    target = Target.from_options(config_path, lab, kubeconfig, context)
+    cluster = target.cluster
+    fenced: frozenset[str] | None = None
+    if target.config.path is not None and (
+        target.config.inventory.nodes
+        or target.config.inventory.terraform
+        or target.config.inventory.discover
+    ):
+        try:
+            inventory = target.inventory()
+            fenced = frozenset(n for n, e in inventory.entries.items() if e.machine)
+        except FireproofError as exc:
+            click.echo(f"warning: inventory not available ({exc.message})", err=True)
+    kubeconfig_path = target.kubeconfig or _env_kubeconfig()
+    ctx = Context(
+        vip=target.config.cluster.vip,
+        fenced_nodes=fenced,
+        kubeconfig=kubeconfig_path,
+        stuck_after=dt.timedelta(seconds=stuck_after),
+    )
+    snap = take_snapshot(cluster, namespace)
+    report = run_checks(checks, snap, ctx, cluster.server)
+    if output == "json":
+        click.echo(render_json(report))
+    elif output == "sarif":
+        click.echo(render_sarif(report))
+    elif output == "junit":
+        click.echo(render_junit(report))
+    else:
+        click.echo(render_text(report, colour=sys.stdout.isatty() and "NO_COLOR" not in os.environ))
+    if fail_on is not None:
+        threshold = Severity(fail_on).rank
+        if any(f.severity.rank >= threshold for f in report.findings):
+            sys.exit(3)
+
+
+def _env_kubeconfig() -> Path | None:
+    raw = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
+    if raw:
+        return Path(raw)
+    default = Path.home() / ".kube" / "config"
+    return default if default.is_file() else None

@@ -1,0 +1,130 @@
+"""Findings, checks and the doctor's report."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fireproof.kube.snapshot import Snapshot
+
+
+class Severity(enum.StrEnum):
+    CRITICAL = "critical"
+    WARNING = "warning"
+    INFO = "info"
+
+    @property
+    def rank(self) -> int:
+        return {"critical": 3, "warning": 2, "info": 1}[self.value]
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    check: str
+    severity: Severity
+    message: str
+    objects: tuple[str, ...]
+    """``kind/namespace/name`` (or ``kind/name``) of everything involved."""
+    evidence: tuple[str, ...]
+    fix: str
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What the checks know beyond the cluster's objects."""
+
+    vip: str | None = None
+    fenced_nodes: frozenset[str] | None = None
+    """Nodes with a fencing device; None when no fireproof.yaml inventory was given."""
+    kubeconfig: Path | None = None
+    now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    stuck_after: dt.timedelta = dt.timedelta(seconds=60)
+    """How long a pod may wait (ContainerCreating, Terminating) before it counts as stuck."""
+
+
+class NotChecked(Exception):
+    """Raised by a check that cannot judge with what the cluster shows; the message says why."""
+
+
+CheckFn = Callable[[Snapshot, Context], list[Finding]]
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    id: str
+    name: str
+    severity: Severity
+    family: str
+    needs: tuple[str, ...]
+    """Snapshot kinds the check reads; if one is missing the check is "not checked"."""
+    run: CheckFn
+    explain: str
+    """What it looks for and why (`doctor --explain ID`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    check: Check
+    findings: tuple[Finding, ...]
+    not_checked: str | None = None
+
+    @property
+    def status(self) -> str:
+        if self.not_checked:
+            return "not-checked"
+        return "failed" if self.findings else "passed"
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    results: tuple[CheckResult, ...]
+    requests: int
+    cluster: str
+    taken_at: dt.datetime
+
+    @property
+    def findings(self) -> list[Finding]:
+        return [f for r in self.results for f in r.findings]
+
+    def count(self, severity: Severity) -> int:
+        return sum(1 for f in self.findings if f.severity is severity)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "apiVersion": "fireproof.dev/v1",
+            "kind": "DoctorReport",
+            "cluster": self.cluster,
+            "takenAt": self.taken_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "apiRequests": self.requests,
+            "summary": {
+                "critical": self.count(Severity.CRITICAL),
+                "warning": self.count(Severity.WARNING),
+                "info": self.count(Severity.INFO),
+                "checks": len(self.results),
+                "notChecked": sum(1 for r in self.results if r.not_checked),
+            },
+            "checks": [
+                {
+                    "id": r.check.id,
+                    "name": r.check.name,
+                    "severity": str(r.check.severity),
+                    "status": r.status,
+                    **({"reason": r.not_checked} if r.not_checked else {}),
+                    "findings": [
+                        {
+                            "severity": str(f.severity),
+                            "message": f.message,
+                            "objects": list(f.objects),
+                            "evidence": list(f.evidence),
+                            "fix": f.fix,
+                        }
+                        for f in r.findings
+                    ],
+                }
+                for r in self.results
+            ],
+        }
