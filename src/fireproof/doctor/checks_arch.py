@@ -235,16 +235,26 @@ def longhorn_do_nothing(snap: Snapshot, ctx: Context) -> list[Finding]:
     if setting is None:
         return []
     value = str(setting.get("value") or "do-nothing")  # generic resources are dicts
-    if value != "do-nothing" or (ctx.fenced_nodes is not None and ctx.fenced_nodes):
+    nodes = [name(n) for n in snap.get("nodes")]
+    unfenced = [n for n in nodes if ctx.fenced_nodes is None or n not in ctx.fenced_nodes]
+    if value != "do-nothing" or not unfenced:
         return []
+    scope = (
+        "no fencing is configured"
+        if len(unfenced) == len(nodes)
+        else (f"{len(unfenced)} of {len(nodes)} nodes have no fencing device")
+    )
     return [
         Finding(
             "FP-R8",
             Severity.WARNING,
-            "Longhorn's node-down-pod-deletion-policy is do-nothing and no fencing is "
-            "configured: pods of a dead node keep their volumes until someone intervenes",
+            f"Longhorn's node-down-pod-deletion-policy is do-nothing and {scope}: pods of a dead "
+            "node keep their volumes until someone intervenes",
             (ref("Setting", setting),),
-            (f"node-down-pod-deletion-policy: {value}",),
+            (
+                f"node-down-pod-deletion-policy: {value}",
+                f"nodes without fencing: {', '.join(unfenced[:10])}",
+            ),
             "configure fencing in fireproof.yaml (then fireproof heal / guard), or set the policy "
             "to delete-both-statefulset-and-deployment-pod (about 6.5 minutes, unfenced)",
         )
