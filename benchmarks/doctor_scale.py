@@ -8,12 +8,12 @@ of only the API-path checks. Usage: python benchmarks/doctor_scale.py [WORKERS] 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from lightkube.models.core_v1 import Container, PodSpec
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Namespace, Pod
 
-from fireproof.kube import load_kubeconfig, sync_client
+from fireproof.kube import async_client, load_kubeconfig, sync_client
 
 from _lab import FIREPROOF, running_lab
 
@@ -58,22 +58,33 @@ def measure(state_dir: Path, *args: str) -> dict[str, Any]:
     }
 
 
-def add_pods(client: Client, workers: list[str], count: int) -> float:
-    client.apply(Namespace(metadata=ObjectMeta(name="bench")), field_manager="bench")
+def add_pods(state_dir: Path, workers: list[str], count: int) -> float:
+    """Create the pods from one thread with asyncio (the HTTP client is not thread-safe)."""
+    config = load_kubeconfig(state_dir / "kubeconfig")
+    sync_client(config).apply(Namespace(metadata=ObjectMeta(name="bench")), field_manager="bench")
+
+    async def create_all() -> None:
+        client = async_client(config, timeout=60)
+        gate = asyncio.Semaphore(16)
+
+        async def create(i: int) -> None:
+            pod = Pod(
+                metadata=ObjectMeta(
+                    name=f"p-{i:05d}", namespace="bench", labels={"app": f"a{i % 50}"}
+                ),
+                spec=PodSpec(
+                    nodeName=workers[i % len(workers)],
+                    containers=[Container(name="main", image="bench:1")],
+                ),
+            )
+            async with gate:
+                await client.create(pod)
+
+        await asyncio.gather(*(create(i) for i in range(count)))
+        await client.close()
+
     start = time.monotonic()
-
-    def create(i: int) -> None:
-        pod = Pod(
-            metadata=ObjectMeta(name=f"p-{i:05d}", namespace="bench", labels={"app": f"a{i % 50}"}),
-            spec=PodSpec(
-                nodeName=workers[i % len(workers)],
-                containers=[Container(name="main", image="bench:1")],
-            ),
-        )
-        client.create(pod)
-
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(create, range(count)))
+    asyncio.run(create_all())
     return time.monotonic() - start
 
 
@@ -92,7 +103,7 @@ def main() -> None:
         client = sync_client(load_kubeconfig(state_dir / "kubeconfig"), timeout=60)
         names = [f"tazlab-worker-{i + 1:02d}" for i in range(workers)]
         rows = {"empty: all checks": measure(state_dir)}
-        created = add_pods(client, names, pods)
+        created = add_pods(state_dir, names, pods)
         print(f"created {pods} pods in {created:.0f} s", flush=True)
         deadline = time.monotonic() + 900
         while (now := running(client)) < pods and time.monotonic() < deadline:

@@ -127,15 +127,15 @@ def main() -> None:
     for thread in threads:
         thread.join()
     print(f"\npower-off -> Traefik Running on another node, {profile} profile (cap {cap:.0f} s)")
-    print(f"{'variant':<10}{'NotReady':>10}{'Terminating':>13}{'Running':>10}{'vs nothing':>12}")
-    base = results.get("nothing", {}).get("Running elsewhere")
+    print(f"{'variant':<10}{'NotReady':>10}{'Terminating':>13}{'Running':>10}{'vs longhorn':>13}")
+    base = results.get("longhorn", {}).get("Running elsewhere")
     for name in variants:
         marks = results.get(name, {})
         running = marks.get("Running elsewhere")
-        ratio = f"{running / base:.2f}x" if running and base else "-"
+        ratio = f"{running / base:.3f}x" if running and base else "-"
         print(
             f"{name:<10}{marks.get('NotReady', '-'):>10}{marks.get('Terminating', '-'):>13}"
-            f"{running if running is not None else 'never':>10}{ratio:>12}"
+            f"{running if running is not None else 'never':>10}{ratio:>13}"
         )
 
 

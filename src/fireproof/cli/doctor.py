@@ -106,7 +106,8 @@ def doctor(
         kubeconfig=kubeconfig_path,
         stuck_after=dt.timedelta(seconds=stuck_after),
     )
-    snap = take_snapshot(cluster, namespace)
+    needed = {kind for check in checks for kind in check.needs}
+    snap = take_snapshot(cluster, namespace, needed, endpoints=any(c.id == "FP-A1" for c in checks))
     report = run_checks(checks, snap, ctx, cluster.server)
     if output == "json":
         click.echo(render_json(report))

@@ -64,10 +64,19 @@ class Snapshot:
         return self.items.get(kind, [])
 
 
-def take_snapshot(cluster: Cluster, namespace: str | None = None) -> Snapshot:
+def take_snapshot(
+    cluster: Cluster,
+    namespace: str | None = None,
+    kinds: set[str] | None = None,
+    *,
+    endpoints: bool = True,
+) -> Snapshot:
+    """List ``kinds`` (default: all) once each, and read the `kubernetes` Endpoints."""
     snap = Snapshot()
     counter = _count_requests(cluster)
     for kind, (resource, namespaced) in KINDS.items():
+        if kinds is not None and kind not in kinds:
+            continue
         ns = (namespace or lightkube.ALL_NS) if namespaced else None
         try:
             with cluster._guard():  # same package: one error translation
@@ -83,6 +92,9 @@ def take_snapshot(cluster: Cluster, namespace: str | None = None) -> Snapshot:
                 snap.missing[kind] = f"forbidden: {exc.message}"
             else:
                 raise
+    if not endpoints:
+        snap.requests = counter()
+        return snap
     try:
         with cluster._guard():
             ep = cluster.client.get(Endpoints, "kubernetes", namespace="default")
