@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make demo   run the lab demo (installs everything it needs)"
 	@echo "make test   lint, type-check and run every test (unit, integration, e2e)"
-	@echo "make bench  run the benchmarks (minutes; prints figures)"
+	@echo "make bench  run the benchmarks (about an hour; prints figures)"
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -62,6 +62,8 @@ demo: k8s
 bench: k8s
 	$(VENV)/bin/python benchmarks/heartbeats.py
 	$(VENV)/bin/python benchmarks/real_profile_timeline.py
+	$(VENV)/bin/python benchmarks/heal_vs_waiting.py real
+	$(VENV)/bin/python benchmarks/doctor_scale.py 500 10000
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache
