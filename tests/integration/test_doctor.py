@@ -59,7 +59,22 @@ def doctor_lab(healthy_lab: LabHandle) -> Iterator[LabHandle]:
         lab.kubectl("uncordon", name)
 
 
-def test_healthy_lab_has_no_false_positive_and_outputs_validate(doctor_lab: LabHandle) -> None:
+@pytest.fixture(scope="module")
+def fresh_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHandle]:
+    """A tazlab lab nothing else has touched: the shared one carries other tests' leftovers."""
+    state_dir = tmp_path_factory.mktemp("fresh") / "state"
+    up = run_cli("lab", "up", "--state-dir", str(state_dir), "--profile", "fast")
+    if up.returncode != 0:
+        run_cli("lab", "down", "--state-dir", str(state_dir))
+        pytest.fail(f"lab up failed:\n{up.stderr}")
+    try:
+        yield LabHandle(state_dir)
+    finally:
+        run_cli("lab", "down", "--state-dir", str(state_dir))
+
+
+def test_healthy_lab_has_no_false_positive_and_outputs_validate(fresh_lab: LabHandle) -> None:
+    doctor_lab = fresh_lab
     report = findings(doctor_lab)
     jsonschema.validate(
         report, json.loads(files("fireproof.doctor").joinpath("report.schema.json").read_text())

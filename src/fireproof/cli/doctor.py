@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from fireproof.cli import exitcodes
 from fireproof.cli.context import Target, target_options
 from fireproof.doctor import (
     BY_ID,
@@ -56,6 +57,7 @@ def _explain(check_id: str) -> None:
     type=click.FloatRange(0),
     default=60.0,
     show_default=True,
+    metavar="SECONDS",
     help="Seconds a pod may wait (ContainerCreating, Terminating) before it counts as stuck.",
 )
 def doctor(
@@ -120,7 +122,7 @@ def doctor(
     if fail_on is not None:
         threshold = Severity(fail_on).rank
         if any(f.severity.rank >= threshold for f in report.findings):
-            sys.exit(3)
+            sys.exit(exitcodes.FINDINGS)
 
 
 def _env_kubeconfig() -> Path | None:
