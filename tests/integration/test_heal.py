@@ -231,6 +231,10 @@ def test_heal_api_endpoints_ends_the_crash_loop(heal_lab: LabHandle, tmp_path: P
         )
         again = _fireproof(tmp_path, "heal", "api-endpoints", "--config", str(config), "--yes")
         assert "nothing to do" in again.stdout
+        events = lab.kubectl_json(
+            "get", "events", "-n", "default", "--field-selector", "involvedObject.kind=Endpoints"
+        )["items"]
+        assert {"FireproofEndpointsRepaired", "FireproofRestarted"} <= {e["reason"] for e in events}
     finally:
         for node, address in zip(nodes, original, strict=True):
             lab.cli("lab", "change-ip", node, address)

@@ -178,7 +178,13 @@ def heal_api_endpoints(
     target = Target.from_options(config_path, lab, kubeconfig, context)
     cluster = target.cluster
     plan = plan_endpoints(cluster, vip=target.config.cluster.vip, to=to)
-    journal = Journal("heal api-endpoints", None, cluster=cluster, log_path=target.journal_path())
+    journal = Journal(
+        "heal api-endpoints",
+        None,
+        cluster=cluster,
+        log_path=target.journal_path(),
+        subject=("Endpoints", "default", "kubernetes"),
+    )
     if not plan.needed:
         click.echo(
             f"the kubernetes Endpoints already name {', '.join(plan.current)}: nothing to do"

@@ -77,11 +77,22 @@ def apply_endpoints(cluster: Cluster, plan: EndpointsPlan, journal: Journal) -> 
     try:
         cluster.set_endpoints(list(plan.target), API_PORT)
     except FireproofError as exc:
-        journal.record("endpoints", f"update failed: {exc.message}", status="failed")
+        journal.record(
+            "endpoints",
+            f"update failed: {exc.message}",
+            status="failed",
+            event="FireproofEndpointsFailed",
+        )
         raise
-    journal.record("endpoints", f"kubernetes Endpoints now {', '.join(plan.target)}")
+    journal.record(
+        "endpoints",
+        f"kubernetes Endpoints now {', '.join(plan.target)} (were {', '.join(plan.current)})",
+        event="FireproofEndpointsRepaired",
+    )
     for kind, namespace, name in plan.restarts:
         if cluster.restart(kind, namespace, name):
-            journal.record("restart", f"restarted {kind} {namespace}/{name}")
+            journal.record(
+                "restart", f"restarted {kind} {namespace}/{name}", event="FireproofRestarted"
+            )
         else:
             journal.record("restart", f"{kind} {namespace}/{name} not present", status="skipped")

@@ -30,6 +30,8 @@ class Journal:
     node: str | None
     cluster: Cluster | None = None
     log_path: Path | None = None
+    subject: tuple[str, str | None, str] | None = None
+    """(kind, namespace, name) Events are recorded on; default: the node."""
     started: float = field(default_factory=time.monotonic)
     steps: list[StepRecord] = field(default_factory=list)
 
@@ -49,14 +51,18 @@ class Journal:
             line = {"playbook": self.playbook, "node": self.node, **asdict(record)}
             with self.log_path.open("a") as log:
                 log.write(json.dumps(line) + "\n")
-        if event and self.cluster is not None and self.node is not None:
+        subject = self.subject or (("Node", None, self.node) if self.node else None)
+        if event and self.cluster is not None and subject is not None:
+            kind, namespace, name = subject
             # An Event is a courtesy; the journal on disk is the record.
             with contextlib.suppress(FireproofError):
                 self.cluster.record_event(
-                    self.node,
+                    name,
                     event,
                     f"fireproof {self.playbook}: {message}",
                     warning=status == "failed",
+                    kind=kind,
+                    namespace=namespace,
                 )
 
     def as_dict(self) -> dict[str, Any]:

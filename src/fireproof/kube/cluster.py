@@ -216,14 +216,29 @@ class Cluster:
         return True
 
     def record_event(
-        self, node: str, reason: str, message: str, *, warning: bool = False, uid: str | None = None
+        self,
+        name: str,
+        reason: str,
+        message: str,
+        *,
+        warning: bool = False,
+        kind: str = "Node",
+        namespace: str | None = None,
     ) -> None:
-        """An Event on the Node, so `kubectl describe node` shows what fireproof did."""
+        """An Event on the object (a Node by default), so `kubectl describe` shows what
+        fireproof did."""
         stamp = dt.datetime.now(dt.UTC)
         event = Event(
-            metadata=ObjectMeta(name=f"{node}.fp-{uuid.uuid4().hex[:12]}", namespace="default"),
+            metadata=ObjectMeta(
+                name=f"{name}.fp-{uuid.uuid4().hex[:12]}", namespace=namespace or "default"
+            ),
+            # Nodes are referred to by name as UID, as the kubelet does; `describe` matches it.
             involvedObject=ObjectReference(
-                kind="Node", apiVersion="v1", name=node, uid=uid or node
+                kind=kind,
+                apiVersion="v1",
+                name=name,
+                namespace=namespace,
+                uid=name if kind == "Node" else None,
             ),
             reason=reason,
             message=message[:1024],
