@@ -27,12 +27,15 @@ Secret, resolved only when a device is used.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fireproof.errors import UsageError
 from fireproof.yamldoc import Section, load_yaml
+
+_USER_AT_REALM = re.compile(r"^[^\s@:!]+@[A-Za-z][A-Za-z0-9.\-_]*$")
 
 SecretReader = Callable[[str, str, str], str]
 """Reads key of Secret name in namespace (provided by the kube layer)."""
@@ -54,21 +57,65 @@ class SecretRef:
         return f"Kubernetes Secret {self.secret}"
 
     def resolve(self, read_secret: SecretReader | None = None) -> str:
+        """The secret's value, checked: never empty, no control characters, bounded in size.
+
+        Errors name the source and never the value: a rejected secret may still be a real one.
+        """
         if self.env:
-            value = os.environ.get(self.env)
-            if not value:
+            raw = os.environ.get(self.env)
+            if raw is None:
                 raise UsageError(f"the environment variable {self.env} is not set")
-            return value
+            return clean_secret(raw, self.describe())
         if self.file:
-            try:
-                return self.file.read_text().strip()
-            except OSError as exc:
-                raise UsageError(f"cannot read secret file {self.file}: {exc.strerror}") from None
+            return clean_secret(_read_secret_file(self.file), self.describe())
         assert self.secret is not None  # noqa: S101 - one of the three is set by the parser
         if read_secret is None:
             raise UsageError(f"{self.describe()} needs access to the cluster")
         namespace, name, key = self.secret.split("/")
-        return read_secret(namespace, name, key)
+        return clean_secret(read_secret(namespace, name, key), self.describe())
+
+
+MAX_SECRET_BYTES = 64 * 1024
+"""A password or token is tens of bytes; more is a wrong path (``/dev/zero``, a log file)."""
+
+
+def _read_secret_file(path: Path) -> str:
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_SECRET_BYTES + 1)
+    except OSError as exc:
+        raise UsageError(f"cannot read secret file {path}: {exc.strerror}") from None
+    if len(data) > MAX_SECRET_BYTES:
+        raise UsageError(
+            f"secret file {path} is larger than {MAX_SECRET_BYTES // 1024} KiB: not a secret",
+            hint="point the secret source at the file that holds only the password or token",
+        )
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        raise UsageError(f"secret file {path} is not UTF-8 text") from None
+
+
+def clean_secret(raw: str, where: str) -> str:
+    """Strip one trailing newline (``echo`` and editors add it); refuse anything else odd.
+
+    A newline inside a secret would end up in an HTTP header or on a fence agent's stdin,
+    where it injects options; the message never repeats the value.
+    """
+    value = raw.removesuffix("\n").removesuffix("\r")
+    if not value:
+        raise UsageError(f"the secret in {where} is empty")
+    if has_control_character(value):
+        raise UsageError(
+            f"the secret in {where} contains a control character (newline, tab or escape); "
+            "its value is not shown",
+            hint="a secret is one line: remove the extra line breaks or characters",
+        )
+    return value
+
+
+def has_control_character(value: str) -> bool:
+    return any(ord(c) < 0x20 or ord(c) == 0x7F for c in value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,8 +134,12 @@ class ProxmoxDevice:
     retries: int = 2
     """Extra tries of a request that failed transiently (timeouts, 5xx)."""
     verify_timeout_seconds: float = 60.0
-    """How long to poll ``status/current`` for the VM to reach the wanted state."""
+    """How long to poll ``status/current`` for the VM to reach the wanted state; every retry of
+    a power action stays inside it."""
     poll_interval_seconds: float = 1.0
+    stop_timeout_seconds: int = 10
+    """Sent as the stop's ``timeout``: how long Proxmox waits for QEMU to quit before SIGTERM,
+    then SIGKILL 10 s later (qemu-server ``_do_vm_stop``; its own default is 60 s)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,10 +276,20 @@ def _device(name: str, section: Section, base: Path) -> Device:
         return FakeDevice(name)
     if kind == "fence-agent":
         section.reject_unknown({"type", "agent", "options", "password", "timeout_seconds"})
+        options = section.string_map("options")
+        for key, value in options.items():
+            # Options go to the agent's stdin one per line: a newline would inject another.
+            if has_control_character(key) or has_control_character(value) or "=" in key:
+                raise section.error("option names and values must be single-line text", "options")
+        if {"password", "plug", "action"} & set(options):
+            raise section.error(
+                "password, plug and action are set by fireproof (password: the password field)",
+                "options",
+            )
         return FenceAgentDevice(
             name=name,
             agent=section.req_text("agent"),
-            options=section.string_map("options"),
+            options=options,
             password=_secret(section, "password", base),
             timeout_seconds=section.number("timeout_seconds", 60.0, minimum=1),
         )
@@ -246,6 +307,7 @@ def _device(name: str, section: Section, base: Path) -> Device:
             "retries",
             "verify_timeout_seconds",
             "poll_interval_seconds",
+            "stop_timeout_seconds",
         }
     )
     url = section.req_text("url").rstrip("/")
@@ -260,18 +322,40 @@ def _device(name: str, section: Section, base: Path) -> Device:
         password=_secret(section, "password", base),
         token_id=section.text("token_id"),
         token_secret=_secret(section, "token_secret", base),
-        timeout_seconds=section.number("timeout_seconds", 10.0, minimum=0.1),
-        retries=section.integer("retries", 2) or 0,
-        verify_timeout_seconds=section.number("verify_timeout_seconds", 60.0, minimum=1),
-        poll_interval_seconds=section.number("poll_interval_seconds", 1.0, minimum=0.05),
+        timeout_seconds=section.number("timeout_seconds", 10.0, minimum=0.1, maximum=300),
+        retries=section.integer("retries", 2, maximum=10) or 0,
+        verify_timeout_seconds=section.number(
+            "verify_timeout_seconds", 60.0, minimum=1, maximum=3600
+        ),
+        poll_interval_seconds=section.number(
+            "poll_interval_seconds", 1.0, minimum=0.05, maximum=60
+        ),
+        stop_timeout_seconds=section.integer("stop_timeout_seconds", 10, maximum=600) or 0,
     )
     if device.token_id:
-        if "!" not in device.token_id or "@" not in device.token_id:
+        if (
+            not _USER_AT_REALM.match(device.token_id.partition("!")[0])
+            or not (device.token_id.partition("!")[2])
+        ):
             raise section.error("must look like USER@REALM!TOKENID", "token_id")
         if device.token_secret is None:
             raise section.error("token_id needs token_secret")
     elif not (device.user and device.password):
         raise section.error("give token_id + token_secret, or user + password")
+    elif not _USER_AT_REALM.match(device.user):
+        # Proxmox refuses a bare name (401); say so here, with the line, not as a login failure.
+        raise section.error(
+            f"must be USER@REALM (e.g. {device.user}@pam or {device.user}@pve), got "
+            f"{device.user!r}",
+            "user",
+        )
+    # A hard stop of a stuck guest takes the stop timeout, then up to 10 s before SIGKILL.
+    if device.verify_timeout_seconds < device.stop_timeout_seconds + 11:
+        raise section.error(
+            f"must leave room for a hard stop: at least stop_timeout_seconds + 11 = "
+            f"{device.stop_timeout_seconds + 11} s",
+            "verify_timeout_seconds",
+        )
     return device
 
 

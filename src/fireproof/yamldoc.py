@@ -6,6 +6,7 @@ values on demand, raising :class:`~fireproof.errors.UsageError` with ``file:line
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -94,7 +95,9 @@ class Section:
         assert value is not None  # noqa: S101 - required=True raised otherwise
         return value
 
-    def number(self, key: str, default: float, *, minimum: float = 0) -> float:
+    def number(
+        self, key: str, default: float, *, minimum: float = 0, maximum: float | None = None
+    ) -> float:
         node = self._scalar(key)
         if node is None:
             return default
@@ -102,11 +105,17 @@ class Section:
             value = float(node.value)
         except ValueError:
             raise self.error(f"must be a number, got {node.value!r}", key) from None
+        if not math.isfinite(value):
+            raise self.error(f"must be a finite number, got {node.value!r}", key)
         if value < minimum:
             raise self.error(f"must be >= {minimum:g}", key)
+        if maximum is not None and value > maximum:
+            raise self.error(f"must be <= {maximum:g}", key)
         return value
 
-    def integer(self, key: str, default: int | None = None, *, minimum: int = 0) -> int | None:
+    def integer(
+        self, key: str, default: int | None = None, *, minimum: int = 0, maximum: int | None = None
+    ) -> int | None:
         node = self._scalar(key)
         if node is None:
             return default
@@ -116,6 +125,8 @@ class Section:
             raise self.error(f"must be an integer, got {node.value!r}", key) from None
         if value < minimum:
             raise self.error(f"must be >= {minimum}", key)
+        if maximum is not None and value > maximum:
+            raise self.error(f"must be <= {maximum}", key)
         return value
 
     def boolean(self, key: str, default: bool) -> bool:

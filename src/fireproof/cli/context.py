@@ -128,7 +128,13 @@ class Target:
         )
 
     def machine(self, node: str) -> Machine | None:
-        return self.inventory([node]).machine(node)
+        return self.mapping(node)[0]
+
+    def mapping(self, node: str) -> tuple[Machine | None, str]:
+        """The node's machine and the inventory source that named it (ambiguity raises)."""
+        inv = self.inventory([node])
+        entry = inv.entry(node)
+        return inv.machine(node), entry.source if entry else "none"
 
     def journal_path(self) -> Path:
         base = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state"))

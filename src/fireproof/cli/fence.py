@@ -9,22 +9,31 @@ import click
 
 from fireproof.cli.context import Target, target_options
 from fireproof.cli.render import emit_json, progress, table
-from fireproof.errors import UsageError
-from fireproof.fencing import Machine
+from fireproof.errors import FireproofError, NotFoundError, UsageError
+from fireproof.fencing import Fencer, Machine
+from fireproof.inventory import IdentityMismatch, InventoryEntry, verify_identity
+from fireproof.kube import system_uuid
 
 output_option = click.option(
     "-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
 
 
-def _machine(target: Target, node: str) -> Machine:
-    machine = target.machine(node)
+def _machine(target: Target, node: str) -> tuple[Machine, Fencer]:
+    """The node's machine, proven to be the node's by its device, and that device."""
+    machine, source = target.mapping(node)
     if machine is None:
         raise UsageError(
             f"{node} has no fencing device in the inventory",
             hint="see `fireproof inventory show`",
         )
-    return machine
+    fencer = target.fencer(machine.device)
+    try:
+        uuid = system_uuid(target.cluster.node(node))
+    except NotFoundError:
+        uuid = None  # a machine the cluster does not list (yet): its name must match
+    verify_identity(node, uuid, machine, fencer, source)
+    return machine, fencer
 
 
 def confirm_or_abort(plan: list[str], yes: bool, what: str, *, err: bool = False) -> None:
@@ -65,8 +74,8 @@ def fence_status(
 ) -> None:
     """Show NODE's power state as its fencing device reads it."""
     target = Target.from_options(config_path, lab, kubeconfig, context)
-    machine = _machine(target, node)
-    state = target.fencer(machine.device).status(machine)
+    machine, fencer = _machine(target, node)
+    state = fencer.status(machine)
     if output == "json":
         emit_json(
             {"node": node, "device": machine.device, "machine": machine.label, "power": state}
@@ -85,14 +94,13 @@ def _power(
     on: bool,
 ) -> None:
     target = Target.from_options(config_path, lab, kubeconfig, context)
-    machine = _machine(target, node)
+    machine, fencer = _machine(target, node)
     verb = "power on" if on else "power off"
     confirm_or_abort(
         [f"{verb} {machine.label} of {node} through device {machine.device!r} and verify it"],
         yes,
         f"{verb} {node}",
     )
-    fencer = target.fencer(machine.device)
     progress(f"{verb} {machine.label} ...")
     state = fencer.on(machine) if on else fencer.off(machine)
     click.echo(f"{node}: verified {state} ({machine.label})")
@@ -135,6 +143,45 @@ def inventory() -> None:
     """Which machine runs each node, and which device fences it."""
 
 
+def _verify_all(target: Target, entries: list[InventoryEntry]) -> dict[str, tuple[str, str]]:
+    """node -> (how its mapping was proven, why not): what `heal` would check before fencing."""
+    uuids = {
+        n.metadata.name: system_uuid(n)
+        for n in target.cluster.nodes()
+        if n.metadata and n.metadata.name
+    }
+    fencers: dict[str, Fencer | FireproofError] = {}
+    out: dict[str, tuple[str, str]] = {}
+    for entry in entries:
+        machine = entry.machine
+        if entry.problem:
+            out[entry.node] = ("AMBIGUOUS", entry.problem)
+            continue
+        if machine is None:
+            out[entry.node] = ("-", "")
+            continue
+        if machine.device not in fencers:
+            try:
+                fencers[machine.device] = target.fencer(machine.device)
+            except FireproofError as exc:
+                fencers[machine.device] = exc
+        fencer = fencers[machine.device]
+        if isinstance(fencer, FireproofError):
+            out[entry.node] = ("not checked", f"device {machine.device!r}: {fencer.message}")
+            continue
+        try:
+            method = verify_identity(
+                entry.node, uuids.get(entry.node), machine, fencer, entry.source
+            )
+        except IdentityMismatch as exc:
+            out[entry.node] = ("MISMATCH", exc.message)
+        except FireproofError as exc:
+            out[entry.node] = ("not checked", exc.message)
+        else:
+            out[entry.node] = (str(method), "")
+    return out
+
+
 @inventory.command("show")
 @target_options
 @output_option
@@ -145,10 +192,17 @@ def inventory_show(
     context: str | None,
     output: str,
 ) -> None:
-    """List every node with its machine and fencing device; flag nodes without one."""
+    """List every node with its machine, fencing device and how the mapping was proven.
+
+    VERIFIED says how fireproof proved the machine is the node before it would fence it:
+    uuid (the VM's SMBIOS UUID is the node's systemUUID), name (no UUID; the VM's name is the
+    node's), pinned (fireproof.yaml names it; the device cannot identify machines). MISMATCH
+    and AMBIGUOUS mappings are refused by fence and heal.
+    """
     target = Target.from_options(config_path, lab, kubeconfig, context)
     inv = target.inventory()
     entries = [inv.entries[name] for name in sorted(inv.entries)]
+    verified = _verify_all(target, entries)
     if output == "json":
         emit_json(
             [
@@ -159,6 +213,8 @@ def inventory_show(
                     "vmid": e.machine.vmid if e.machine else None,
                     "plug": e.machine.plug if e.machine else None,
                     "source": e.source,
+                    "verified": verified[e.node][0],
+                    "problem": verified[e.node][1] or None,
                 }
                 for e in entries
             ]
@@ -170,13 +226,27 @@ def inventory_show(
             e.machine.device if e.machine else "NONE",
             e.machine.label if e.machine else "-",
             e.source,
+            verified[e.node][0],
         )
         for e in entries
     ]
-    click.echo(table(("NODE", "DEVICE", "MACHINE", "SOURCE"), rows))
+    click.echo(table(("NODE", "DEVICE", "MACHINE", "SOURCE", "VERIFIED"), rows))
     unfenced = [e.node for e in entries if e.machine is None]
     if unfenced:
         click.echo(
             f"\nwarning: {len(unfenced)} node(s) have no fencing device and cannot be healed: "
             + ", ".join(unfenced)
         )
+    refused = [(n, why) for n, (how, why) in verified.items() if how in ("MISMATCH", "AMBIGUOUS")]
+    if refused:
+        click.echo(
+            f"\nerror: {len(refused)} mapping(s) are refused; fence and heal will not use them:"
+        )
+        for name, why in sorted(refused):
+            click.echo(f"  {name}: {why}")
+        click.echo(
+            "hint: pin each machine in fireproof.yaml: inventory.nodes.NODE: {device, host, vmid}"
+        )
+    unchecked = [(n, why) for n, (how, why) in verified.items() if how == "not checked"]
+    for name, why in sorted(unchecked):
+        click.echo(f"note: {name}: identity not checked: {why}")

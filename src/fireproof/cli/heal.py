@@ -20,6 +20,7 @@ from fireproof.heal import (
     plan_endpoints,
     plan_heal,
     plan_recover,
+    prove_identity,
 )
 
 
@@ -95,7 +96,7 @@ def heal_node(
     """
     target = Target.from_options(config_path, lab, kubeconfig, context)
     cluster = target.cluster
-    machine = target.machine(node)
+    machine, source = target.mapping(node)
     settings = target.config.remediation
     quiet = output == "json"  # the plan goes to stderr so stdout stays one JSON document
     say = progress if quiet else click.echo
@@ -107,11 +108,12 @@ def heal_node(
     )
     if recover:
         rplan = plan_recover(cluster, node, machine)
+        fencer = target.fencer(rplan.machine.device)
+        prove_identity(cluster, node, rplan.machine, fencer, source)
         if dry_run:
             confirm_or_abort(list(rplan.steps), True, "recover", err=quiet)
             return
         confirm_or_abort(list(rplan.steps), yes, f"recover {node}", err=quiet)
-        fencer = target.fencer(rplan.machine.device)
         _run(
             journal,
             output,
@@ -125,7 +127,13 @@ def heal_node(
             ),
         )
         return
-    plan = plan_heal(cluster, node, machine, method=method or settings.method)
+    # The fencer is built (secrets resolved) and the machine's identity proven before anything
+    # is written to the cluster.
+    heal_fencer = target.fencer(machine.device) if machine is not None else None
+    plan = plan_heal(
+        cluster, node, machine, method=method or settings.method, fencer=heal_fencer, source=source
+    )
+    assert heal_fencer is not None  # noqa: S101 - plan_heal refused a node without a machine
     say(
         f"{node}: Ready={plan.ready}, machine {plan.machine.label} (device "
         f"{plan.machine.device!r}), Kubernetes {plan.server_version[0]}.{plan.server_version[1]}"
@@ -137,13 +145,12 @@ def heal_node(
         confirm_or_abort(list(plan.steps), True, "heal", err=quiet)
         return
     confirm_or_abort(list(plan.steps), yes, f"fence and heal {node}", err=quiet)
-    fencer = target.fencer(plan.machine.device)
     _run(
         journal,
         output,
         lambda: apply_heal(
             cluster,
-            fencer,
+            heal_fencer,
             plan,
             journal,
             workload_timeout=timeout or settings.workload_timeout_seconds,

@@ -279,7 +279,10 @@ def fault() -> None:
 @click.option("--host", default=None, help="Proxmox host the fault applies to.")
 @click.option("--vmid", type=int, default=None, help="VM the fault applies to.")
 @click.option(
-    "--seconds", type=click.FloatRange(0), default=0.0, help="Delay for the latency fault."
+    "--seconds",
+    type=click.FloatRange(0, 3600),
+    default=0.0,
+    help="Delay for latency; for host-unreachable, how long each 595 takes (at most 30).",
 )
 def fault_add(
     state_dir: Path, kind: str, host: str | None, vmid: int | None, seconds: float
@@ -293,7 +296,10 @@ def fault_add(
     auth-failure      logins and tokens are refused (401)
     ignore-stop       --vmid's stop tasks end OK but the VM keeps running
     hang-tasks        power tasks never finish (optionally only --host / --vmid)
-    host-unreachable  --host cannot be reached (595); its VMs keep running
+    host-unreachable  --host is dead to its cluster: offline, 595 "No route to host" (after
+                      --seconds), its VMs read `unknown` after a while (8 s fast, 5 min real)
+    locked            --vmid carries a backup lock: its power tasks fail "VM is locked (backup)"
+    stop-warnings     --vmid's guest ignores quit: the stop kills it, task ends "WARNINGS: 1"
     """
     if kind == FaultKind.LATENCY and seconds <= 0:
         raise click.BadParameter("latency needs --seconds > 0", param_hint="--seconds")
@@ -326,9 +332,76 @@ def fault_clear(state_dir: Path) -> None:
 
 def _describe_fault(item: dict[str, object]) -> str:
     scope = [f"{k}={item[k]}" for k in ("host", "vmid") if item.get(k) is not None]
-    if item.get("kind") == FaultKind.LATENCY:
+    if item.get("kind") in (FaultKind.LATENCY, FaultKind.HOST_UNREACHABLE) and item.get("seconds"):
         scope.append(f"seconds={item['seconds']}")
     return " ".join([str(item["kind"]), *scope])
+
+
+@lab.group()
+def vm() -> None:
+    """Extra VMs in the Proxmox emulator: clones and templates that are no node's machine."""
+
+
+@vm.command("list")
+@state_dir_option
+def vm_list(state_dir: Path) -> None:
+    """Every VM of the emulator, with its SMBIOS UUID."""
+    rows = [
+        (
+            str(v["vmid"]),
+            str(v["name"]),
+            str(v["host"]),
+            "template" if v["template"] else str(v["status"]),
+            str(v["smbios_uuid"]),
+        )
+        for v in Lab(state_dir).agent().vms()
+    ]
+    click.echo(table(("VMID", "NAME", "HOST", "STATUS", "SMBIOS UUID"), rows))
+
+
+@vm.command("add")
+@state_dir_option
+@click.argument("name")
+@click.option("--vmid", type=click.IntRange(100, 999_999_999), required=True)
+@click.option("--host", default="pve-01", show_default=True, help="Proxmox host of the VM.")
+@click.option("--template", is_flag=True, help="Make it a template (always stopped).")
+@click.option("--running", is_flag=True, help="Start it (a clone is stopped by default).")
+def vm_add(state_dir: Path, name: str, vmid: int, host: str, template: bool, running: bool) -> None:
+    """Add a VM NAME, as a clone made in the Proxmox UI: a new SMBIOS UUID, no kubelet.
+
+    Proxmox allows several VMs with one name; fireproof's inventory must not be fooled.
+    """
+    spec = {"name": name, "vmid": vmid, "host": host, "template": template, "running": running}
+    added = Lab(state_dir).agent().add_vm(spec)
+    kind = "template" if added["template"] else "VM"
+    click.echo(f"added {kind} {added['vmid']} {added['name']!r} on {added['host']}")
+
+
+@vm.command("remove")
+@state_dir_option
+@click.argument("vmid", type=int)
+def vm_remove(state_dir: Path, vmid: int) -> None:
+    """Remove an extra VM (a node's own VM cannot be removed)."""
+    Lab(state_dir).agent().remove_vm(vmid)
+    click.echo(f"removed VM {vmid}")
+
+
+@lab.command("pve-token")
+@state_dir_option
+@click.argument("token_id")
+@click.option(
+    "--privilege",
+    "privileges",
+    multiple=True,
+    help="A privilege to grant (repeat): VM.Audit, VM.PowerMgmt, Sys.Audit, VM.Config.Options.",
+)
+def pve_token(state_dir: Path, token_id: str, privileges: tuple[str, ...]) -> None:
+    """Create a privilege-separated API token TOKEN_ID (USER@REALM!NAME) in the emulator.
+
+    Prints the secret once, on stdout, as Proxmox's UI shows it once.
+    """
+    made = Lab(state_dir).agent().add_pve_token(token_id, list(privileges))
+    click.echo(made["secret"])
 
 
 @lab.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})

@@ -8,8 +8,12 @@ from fireproof.fencing.base import (
     Fencer,
     FencingError,
     FencingTimeout,
+    Identifier,
     Machine,
+    MachineIdentity,
+    PermanentFencingError,
     PowerState,
+    TransientFencingError,
     wait_for_state,
 )
 from fireproof.fencing.registry import DRIVERS, build_fencer
@@ -19,8 +23,12 @@ __all__ = [
     "Fencer",
     "FencingError",
     "FencingTimeout",
+    "Identifier",
     "Machine",
+    "MachineIdentity",
+    "PermanentFencingError",
     "PowerState",
+    "TransientFencingError",
     "build_fencer",
     "wait_for_state",
 ]

@@ -11,8 +11,10 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-from fireproof.config import FenceAgentDevice, SecretReader
-from fireproof.fencing.base import FencingError, Machine, PowerState
+from fireproof.config import FenceAgentDevice, SecretReader, has_control_character
+from fireproof.fencing.base import FencingError, Machine, PermanentFencingError, PowerState
+
+NOTHING_RELEASED = "nothing was released"
 
 SEARCH_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"  # Debian installs fence agents in /usr/sbin
 
@@ -21,7 +23,8 @@ class FenceAgentFencer:
     def __init__(self, device: FenceAgentDevice, read_secret: SecretReader | None = None) -> None:
         self.name = device.name
         self.device = device
-        self._read_secret = read_secret
+        # Resolved now: a missing secret fails before anything is written to the cluster.
+        self._secret = device.password.resolve(read_secret) if device.password else None
 
     def _program(self) -> str:
         found = shutil.which(self.device.agent) or shutil.which(self.device.agent, path=SEARCH_PATH)
@@ -37,10 +40,19 @@ class FenceAgentFencer:
         plug = machine.plug or (str(machine.vmid) if machine.vmid is not None else None)
         if plug is not None:
             options["plug"] = plug
-        secret = self.device.password.resolve(self._read_secret) if self.device.password else None
+        secret = self._secret
         if secret is not None:
             options["password"] = secret
         options["action"] = action
+        for key, value in options.items():
+            # One option per line: a line break in a value would add an option of its own
+            # (`plug=…`), and the agent would act on another machine.
+            if has_control_character(key) or has_control_character(value):
+                raise PermanentFencingError(
+                    f"{self.device.agent}: the value of option {key!r} for {machine.node} "
+                    "contains a line break or control character; refused",
+                    hint=NOTHING_RELEASED,
+                )
         stdin = "".join(f"{key}={value}\n" for key, value in options.items())
         try:
             done = subprocess.run(

@@ -11,9 +11,9 @@ import enum
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-from fireproof.errors import FireproofError
+from fireproof.errors import FireproofError, PermanentError, TransientError
 
 
 class PowerState(enum.StrEnum):
@@ -42,11 +42,31 @@ class Machine:
         return self.plug or self.node
 
 
+@dataclass(frozen=True, slots=True)
+class MachineIdentity:
+    """What a device says about a machine, to prove it is the node's before fencing it."""
+
+    name: str | None
+    """The machine's name on the device (a Proxmox VM's name)."""
+    uuid: str | None
+    """The SMBIOS UUID (Proxmox ``smbios1: uuid=…``), lower case: what the node's kubelet
+    reports as ``status.nodeInfo.systemUUID``."""
+    template: bool = False
+
+
 class FencingError(FireproofError):
     """The device could not be used or did not do what it was asked: nothing is verified."""
 
 
-class FencingTimeout(FencingError):
+class TransientFencingError(FencingError, TransientError):
+    """The device may answer on a later try: a timeout, a 5xx, an unreachable host."""
+
+
+class PermanentFencingError(FencingError, PermanentError):
+    """Retrying cannot help: refused credentials, missing privileges, no such VM."""
+
+
+class FencingTimeout(TransientFencingError):
     """The device accepted the request but the machine did not reach the state in time."""
 
 
@@ -64,6 +84,13 @@ class Fencer(Protocol):
     def on(self, machine: Machine) -> PowerState:
         """Power on and return only once the status reads on (else raise)."""
         ...
+
+
+@runtime_checkable
+class Identifier(Protocol):
+    """A device that can say which machine sits behind a mapping (name, SMBIOS UUID)."""
+
+    def identify(self, machine: Machine) -> MachineIdentity: ...
 
 
 def wait_for_state(

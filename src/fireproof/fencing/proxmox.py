@@ -3,11 +3,20 @@
 Off is verified by polling ``status/current`` until it reads ``stopped``: the stop task alone
 proves nothing (for an HA-managed VM it ends before the VM is off). ``skiplock`` is never sent:
 Proxmox refuses it to API tokens, and forcing past a lock is not ours to decide.
+
+Checked against the behaviour of Proxmox VE 8.x and 9.x (qemu-server, pve-manager,
+pve-access-control, pve-http-server, pve-common) and proxmoxer 2.x:
+- a task's ``exitstatus`` is ``OK`` or ``WARNINGS: N`` on success (pve-common ``PVE/UPID.pm``);
+  a hard stop of a stuck guest writes warnings, so both count as done;
+- the message of an error is the HTTP reason phrase; proxmoxer keeps it in ``content`` and the
+  per-field ``errors`` beside it, and raises ``AuthenticationError`` for *any* non-200 answer
+  of ``/access/ticket`` (only a 401 means refused credentials);
+- 595 is pveproxy's "cannot reach that cluster node" (AnyEvent's socket errors).
 """
 
 from __future__ import annotations
 
-import contextlib
+import re
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -17,22 +26,68 @@ from proxmoxer import ProxmoxAPI
 from proxmoxer.core import AuthenticationError, ResourceException
 
 from fireproof.config import ProxmoxDevice, SecretReader
-from fireproof.fencing.base import FencingError, Machine, PowerState, wait_for_state
+from fireproof.fencing.base import (
+    FencingError,
+    Machine,
+    MachineIdentity,
+    PermanentFencingError,
+    PowerState,
+    TransientFencingError,
+    wait_for_state,
+)
 
 T = TypeVar("T")
 _STATES = {"running": PowerState.ON, "stopped": PowerState.OFF}
+_TASK_OK = re.compile(r"^(OK|WARNINGS: \d+)$")
+_LOGIN_CODE = re.compile(r"code: (\d+)")
+# What proxmoxer and requests raise for a refused, failed or garbled exchange: ValueError covers
+# a JSON decode error and a header requests refuses; KeyError/TypeError an answer without data.
+_CLIENT_ERRORS = (
+    AuthenticationError,
+    ResourceException,
+    requests.exceptions.RequestException,
+    ValueError,
+    KeyError,
+    TypeError,
+)
+MINIMAL_PRIVILEGES = "VM.PowerMgmt and VM.Audit on /vms, Sys.Audit on /nodes"
+NOTHING_RELEASED = "nothing was released"
+
+
+def _reason(exc: ResourceException) -> str:
+    """Proxmox's own words: the reason phrase, then any per-field errors."""
+    text = str(exc.content or "").strip() or str(exc.status_message or "")
+    errors = exc.errors if isinstance(exc.errors, dict) else {}
+    if errors:
+        text += " (" + "; ".join(f"{k}: {str(v).strip()}" for k, v in errors.items()) + ")"
+    return text
 
 
 class ProxmoxFencer:
-    def __init__(self, device: ProxmoxDevice, read_secret: SecretReader | None = None) -> None:
+    def __init__(
+        self,
+        device: ProxmoxDevice,
+        read_secret: SecretReader | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.name = device.name
         self.device = device
-        self._read_secret = read_secret
+        self._clock = clock
+        self._sleep = sleep
+        # Secrets are resolved now, so a missing or malformed one fails before any write to the
+        # cluster (cordon) rather than half-way through a remediation.
+        if device.token_id and device.token_secret:
+            self._secret = device.token_secret.resolve(read_secret)
+        else:
+            assert device.password is not None  # noqa: S101 - the config loader checked it
+            self._secret = device.password.resolve(read_secret)
         self._api: Any = None
 
     # -- connection ---------------------------------------------------------------------------
 
-    def _connect(self) -> Any:
+    def _connect(self, deadline: float | None = None) -> Any:
         if self._api is not None:
             return self._api
         d = self.device
@@ -43,86 +98,159 @@ class ProxmoxFencer:
             "verify_ssl": verify,
             "timeout": d.timeout_seconds,
         }
-        if d.token_id and d.token_secret:
+        secret = self._secret
+        if d.token_id:
             user, _, token_name = d.token_id.partition("!")
-            secret = d.token_secret.resolve(self._read_secret)
             self._api = self._call(
                 "connect",
                 lambda: ProxmoxAPI(
                     host, user=user, token_name=token_name, token_value=secret, **common
                 ),
+                deadline,
             )
         else:
-            assert d.user is not None  # noqa: S101 - the config loader checked both
-            assert d.password is not None  # noqa: S101
-            password = d.password.resolve(self._read_secret)
             self._api = self._call(
-                "log in", lambda: ProxmoxAPI(host, user=d.user, password=password, **common)
+                "log in",
+                lambda: ProxmoxAPI(host, user=d.user, password=secret, **common),
+                deadline,
             )
         return self._api
 
-    def _call(self, what: str, fn: Callable[[], T]) -> T:
-        """Run one API call with retries on transient failures; errors never carry secrets."""
-        url = self.device.url
-        attempts = self.device.retries + 1
-        for attempt in range(1, attempts + 1):
+    def _call(self, what: str, fn: Callable[[], T], deadline: float | None = None) -> T:
+        """One API call, retried on transient failures while the deadline leaves room for a
+        whole further request. Every failure becomes a typed error without secrets."""
+        d = self.device
+        for attempt in range(1, d.retries + 2):
             try:
                 return fn()
-            except AuthenticationError:
-                raise FencingError(
-                    f"Proxmox {url} refused the credentials of device {self.name!r}",
-                    hint="check the user/password or token in fireproof.yaml's secret source",
-                ) from None
-            except ResourceException as exc:
-                status = int(exc.status_code)
-                if status == 401:
-                    raise FencingError(
-                        f"Proxmox {url} refused the credentials of device {self.name!r} (401)",
-                        hint="check the token id and secret, and the token's privileges",
-                    ) from None
-                transient = status >= 500
-                message = f"Proxmox {url}: {what} failed: {status} {exc.status_message}"
-                if status == 595:
-                    message = f"Proxmox {url}: {what} failed: the cluster node is unreachable (595)"
-            except requests.exceptions.SSLError:
-                raise FencingError(
-                    f"TLS verification of {url} failed",
-                    hint="set ca_file to the Proxmox CA (pve-root-ca.pem) of this device",
-                ) from None
-            except requests.exceptions.Timeout:
-                transient = True
-                message = f"Proxmox {url}: {what} timed out after {self.device.timeout_seconds:g} s"
-            except requests.exceptions.ConnectionError:
-                transient = True
-                message = f"Proxmox {url} is unreachable ({what})"
-            if not transient or attempt == attempts:
-                raise FencingError(message, hint="nothing was released")
-            time.sleep(min(2.0, 0.5 * attempt))
+            except FencingError:
+                raise
+            except _CLIENT_ERRORS as exc:
+                error = self._translate(what, exc)
+            if isinstance(error, PermanentFencingError) or attempt > d.retries:
+                raise error
+            pause = min(2.0, 0.5 * attempt)
+            if deadline is not None and self._clock() + pause + d.timeout_seconds > deadline:
+                raise error  # another try could not finish inside the verify deadline
+            self._sleep(pause)
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
+    def _translate(self, what: str, exc: Exception) -> FencingError:
+        url, name = self.device.url, self.name
+        if isinstance(exc, AuthenticationError):
+            found = _LOGIN_CODE.search(str(exc))
+            code = int(found.group(1)) if found else 0
+            if code == 401:
+                return PermanentFencingError(
+                    f"Proxmox {url} refused the credentials of device {name!r} (401)",
+                    hint="check the user (USER@REALM) and password in fireproof.yaml's secret "
+                    "source",
+                )
+            return (
+                self._host_error(what, code, "")
+                if code == 595
+                else TransientFencingError(
+                    f"Proxmox {url}: {what} failed: the login answered HTTP {code or '?'}",
+                    hint=NOTHING_RELEASED,
+                )
+            )
+        if isinstance(exc, ResourceException):
+            return self._resource_error(what, exc)
+        if isinstance(exc, requests.exceptions.SSLError):
+            return PermanentFencingError(
+                f"TLS verification of {url} failed",
+                hint="set ca_file to the Proxmox CA (pve-root-ca.pem) of this device",
+            )
+        if isinstance(exc, requests.exceptions.Timeout):
+            return TransientFencingError(
+                f"Proxmox {url}: {what} timed out after {self.device.timeout_seconds:g} s",
+                hint=NOTHING_RELEASED,
+            )
+        if isinstance(exc, requests.exceptions.ConnectionError):
+            return TransientFencingError(f"Proxmox {url} is unreachable ({what})", hint=None)
+        # Broken answers (cut short, not JSON, missing fields) and client-side refusals. The
+        # exception text is left out on purpose: requests quotes header values, secrets included.
+        return TransientFencingError(
+            f"Proxmox {url}: {what} failed: unusable answer ({type(exc).__name__})",
+            hint=NOTHING_RELEASED,
+        )
+
+    def _resource_error(self, what: str, exc: ResourceException) -> FencingError:
+        url, status, reason = self.device.url, int(exc.status_code), _reason(exc)
+        if status == 401:
+            return PermanentFencingError(
+                f"Proxmox {url} refused the credentials of device {self.name!r} (401)",
+                hint="check the token id and secret (or user and password) in fireproof.yaml",
+            )
+        if status == 403:
+            return PermanentFencingError(
+                f"Proxmox {url}: {what}: {reason}",
+                hint=f"fireproof's token or user needs {MINIMAL_PRIVILEGES}",
+            )
+        if status == 595:
+            return self._host_error(what, status, reason)
+        message = f"Proxmox {url}: {what} failed: {reason} ({status})"
+        if status >= 500 and "does not exist" not in reason:
+            return TransientFencingError(message, hint=NOTHING_RELEASED)
+        return PermanentFencingError(message, hint=NOTHING_RELEASED)
+
+    def _host_error(self, what: str, status: int, reason: str) -> FencingError:
+        detail = f": {reason}" if reason else ""
+        return TransientFencingError(
+            f"Proxmox {self.device.url}: {what} failed: the Proxmox host is unreachable from its "
+            f"cluster ({status}{detail})",
+            hint="the host may be down: its VMs cannot be fenced through the API; Proxmox HA "
+            "(its watchdog) or a person at the host must act. Nothing was released",
+        )
+
+    # -- discovery and identity ---------------------------------------------------------------
+
     def list_vms(self) -> list[tuple[str, str, int]]:
-        """(name, host, vmid) of every VM the credentials can see, for discovery by name."""
+        """(name, host, vmid) of every VM the credentials can see, for discovery by name.
+
+        Templates are left out: a template always reads ``stopped``, so "verifying it off" would
+        prove nothing about the node. So are VMs of a dead host, which have no name.
+        """
         api = self._connect()
         rows = self._call("list VMs", lambda: api.cluster.resources.get(type="vm"))
         return [
             (str(r["name"]), str(r["node"]), int(r["vmid"]))
             for r in rows
-            if r.get("type") == "qemu" and r.get("name")
+            if r.get("type") == "qemu" and r.get("name") and not int(r.get("template") or 0)
         ]
 
-    def _vm(self, machine: Machine) -> Any:
+    def identify(self, machine: Machine) -> MachineIdentity:
+        """The VM's name and SMBIOS UUID, from its configuration."""
+        vm = self._vm(machine)
+        config: dict[str, Any] = self._call(f"configuration of {machine.label}", vm.config.get)
+        uuid = None
+        for part in str(config.get("smbios1") or "").split(","):
+            key, _, value = part.partition("=")
+            if key.strip() == "uuid" and value.strip():
+                uuid = value.strip().lower()
+        name = config.get("name")
+        return MachineIdentity(
+            name=str(name) if name else None,
+            uuid=uuid,
+            template=bool(int(config.get("template") or 0)),
+        )
+
+    def _vm(self, machine: Machine, deadline: float | None = None) -> Any:
         if machine.host is None or machine.vmid is None:
-            raise FencingError(
+            raise PermanentFencingError(
                 f"{machine.node}: the inventory gives no Proxmox host and VMID for device "
                 f"{self.name!r}"
             )
-        return self._connect().nodes(machine.host).qemu(machine.vmid)
+        return self._connect(deadline).nodes(machine.host).qemu(machine.vmid)
 
     # -- Fencer -------------------------------------------------------------------------------
 
     def status(self, machine: Machine) -> PowerState:
-        vm = self._vm(machine)
-        current = self._call(f"status of {machine.label}", lambda: vm.status.current.get())
+        return self._status(machine, None)
+
+    def _status(self, machine: Machine, deadline: float | None) -> PowerState:
+        vm = self._vm(machine, deadline)
+        current = self._call(f"status of {machine.label}", vm.status.current.get, deadline)
         return _STATES.get(str(current.get("status")), PowerState.UNKNOWN)
 
     def off(self, machine: Machine) -> PowerState:
@@ -132,36 +260,45 @@ class ProxmoxFencer:
         return self._power(machine, "start", PowerState.ON)
 
     def _power(self, machine: Machine, action: str, want: PowerState) -> PowerState:
-        if self.status(machine) is want:
+        deadline = self._clock() + self.device.verify_timeout_seconds
+        if self._status(machine, deadline) is want:
             return want
-        vm = self._vm(machine)
-        upid = str(
-            self._call(f"{action} {machine.label}", lambda: getattr(vm.status, action).post())
-        )
-        assert machine.host is not None  # noqa: S101 - _vm checked it
+        vm = self._vm(machine, deadline)
+        # A stuck guest is killed after `timeout` + 10 s instead of Proxmox's default 60 + 10 s.
+        params = {"timeout": self.device.stop_timeout_seconds} if action == "stop" else {}
+        post = getattr(vm.status, action).post
+        upid = str(self._call(f"{action} {machine.label}", lambda: post(**params), deadline))
+        host = machine.host or ""
 
         def read() -> PowerState:
-            self._check_task(machine.host or "", upid, action, machine)
-            return self.status(machine)
+            self._check_task(host, upid, action, machine, deadline)
+            return self._status(machine, deadline)
 
         return wait_for_state(
             read,
             want,
-            timeout=self.device.verify_timeout_seconds,
+            timeout=max(0.0, deadline - self._clock()),
             interval=self.device.poll_interval_seconds,
             what=f"{machine.node} ({machine.label}) after {action}",
+            clock=self._clock,
+            sleep=self._sleep,
         )
 
-    def _check_task(self, host: str, upid: str, action: str, machine: Machine) -> None:
+    def _check_task(
+        self, host: str, upid: str, action: str, machine: Machine, deadline: float
+    ) -> None:
         """A failed task is a definite failure; a finished or unreadable one proves nothing."""
-        task: dict[str, Any] = {}
-        with contextlib.suppress(FencingError):
-            task = self._call(
-                "task status", lambda: self._connect().nodes(host).tasks(upid).status.get()
+        try:
+            task: dict[str, Any] = self._call(
+                "task status",
+                lambda: self._connect().nodes(host).tasks(upid).status.get(),
+                deadline,
             )
-        exit_status = task.get("exitstatus")
-        if task.get("status") == "stopped" and exit_status not in (None, "OK"):
-            raise FencingError(
+        except TransientFencingError:
+            return  # status/current decides; an unreadable task log is not a verdict
+        exit_status = str(task.get("exitstatus") or "")
+        if task.get("status") == "stopped" and exit_status and not _TASK_OK.match(exit_status):
+            raise PermanentFencingError(
                 f"{machine.node}: the {action} task of {machine.label} failed: {exit_status}",
-                hint="nothing was released",
+                hint=NOTHING_RELEASED,
             )

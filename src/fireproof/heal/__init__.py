@@ -14,6 +14,7 @@ from fireproof.heal.node import (
     apply_recover,
     plan_heal,
     plan_recover,
+    prove_identity,
 )
 
 __all__ = [
@@ -29,4 +30,5 @@ __all__ = [
     "plan_endpoints",
     "plan_heal",
     "plan_recover",
+    "prove_identity",
 ]

@@ -17,7 +17,8 @@ from fireproof.errors import FireproofError, PermanentError, TransientError
 from fireproof.fencing import Fencer, FencingError, Machine, PowerState
 from fireproof.heal.journal import Journal
 from fireproof.heal.workloads import AffectedPod, affected_pods, waiting_for
-from fireproof.kube import Cluster, node_ready
+from fireproof.inventory import IdentityMethod, verify_identity
+from fireproof.kube import Cluster, node_ready, system_uuid
 
 OUT_OF_SERVICE = "node.kubernetes.io/out-of-service"
 OUT_OF_SERVICE_VALUE = "nodeshutdown"
@@ -39,11 +40,36 @@ class NodePlan:
     pods: tuple[AffectedPod, ...]
     attachments: tuple[str, ...]
     steps: tuple[str, ...] = field(default=())
+    source: str = "config"
+    """The inventory source of the mapping, for the identity check."""
+    identity: IdentityMethod | None = None
+    """How the machine was proven to be the node's (None: not checked yet)."""
+
+
+IDENTITY_WORDS = {
+    IdentityMethod.UUID: "its SMBIOS UUID is the node's systemUUID",
+    IdentityMethod.NAME: "its name is the node's (no UUID to compare)",
+    IdentityMethod.PINNED: "pinned in fireproof.yaml (the device cannot identify machines)",
+}
+
+
+def prove_identity(
+    cluster: Cluster, node: str, machine: Machine, fencer: Fencer, source: str
+) -> IdentityMethod:
+    """Ask the device which machine this is; raises IdentityMismatch when it is not the node."""
+    return verify_identity(node, system_uuid(cluster.node(node)), machine, fencer, source)
 
 
 def plan_heal(
-    cluster: Cluster, node: str, machine: Machine | None, *, method: str = "auto"
+    cluster: Cluster,
+    node: str,
+    machine: Machine | None,
+    *,
+    method: str = "auto",
+    fencer: Fencer | None = None,
+    source: str = "config",
 ) -> NodePlan:
+    """What `heal` would do. With ``fencer`` the machine's identity is proven first."""
     current = cluster.node(node)
     ready = node_ready(current)
     if ready == "True":
@@ -80,13 +106,22 @@ def plan_heal(
         else f"force-delete its {len(pods)} pod(s) and delete its {len(attachments)} "
         "VolumeAttachment(s)"
     )
+    identity = (
+        verify_identity(node, system_uuid(current), machine, fencer, source)
+        if fencer is not None
+        else None
+    )
+    proof = f" ({machine.label} is {node}: {IDENTITY_WORDS[identity]})" if identity else ""
     steps = (
         f"cordon {node}",
-        f"power off {machine.label} through device {machine.device!r} and verify it reads off",
+        f"power off {machine.label} through device {machine.device!r} and verify it reads off"
+        + proof,
         release,
         "wait until its workloads run on other nodes",
     )
-    return NodePlan(node, ready, machine, chosen, version, pods, attachments, steps)
+    return NodePlan(
+        node, ready, machine, chosen, version, pods, attachments, steps, source, identity
+    )
 
 
 def apply_heal(
@@ -105,6 +140,17 @@ def apply_heal(
     if node_ready(cluster.node(node)) == "True":
         journal.record("preflight", f"{node} is Ready again; nothing done", status="failed")
         raise HealRefused(f"{node} became Ready since the plan was made; nothing was done")
+    # Proven again just before acting: the inventory or the VM may have changed at the prompt.
+    try:
+        prove_identity(cluster, node, plan.machine, fencer, plan.source)
+    except FireproofError as exc:
+        journal.record(
+            "preflight",
+            f"{plan.machine.label} is not proven to be {node}: {exc.message}; nothing done",
+            status="failed",
+            event="FireproofFenceRefused",
+        )
+        raise
     cluster.set_unschedulable(node, True)
     journal.record("cordon", f"{node} cordoned", event="FireproofCordoned")
     progress(f"cordoned {node}")

@@ -20,6 +20,7 @@ from fireproof.kube.cluster import (
     is_control_plane,
     node_ready,
     now_rfc3339,
+    system_uuid,
 )
 
 __all__ = [
@@ -35,5 +36,6 @@ __all__ = [
     "node_ready",
     "now_rfc3339",
     "sync_client",
+    "system_uuid",
     "translate_errors",
 ]

@@ -44,6 +44,12 @@ def node_ready(node: Node) -> str:
     return "Unknown"
 
 
+def system_uuid(node: Node) -> str | None:
+    """The machine's SMBIOS UUID as the kubelet reports it (``status.nodeInfo.systemUUID``)."""
+    info = node.status.nodeInfo if node.status else None
+    return str(info.systemUUID) if info and info.systemUUID else None
+
+
 def internal_ip(node: Node) -> str | None:
     for address in (node.status.addresses if node.status else None) or []:
         if address.type == "InternalIP":
@@ -133,7 +139,13 @@ class Cluster:
         data = secret.data or {}
         if key not in data:
             raise UsageError(f"Kubernetes Secret {namespace}/{name} has no key {key!r}")
-        return base64.b64decode(data[key]).decode().strip()
+        try:
+            # Unstripped: the secret source strips one newline and refuses the rest.
+            return base64.b64decode(data[key]).decode()
+        except (ValueError, UnicodeDecodeError):
+            raise UsageError(
+                f"Kubernetes Secret {namespace}/{name} key {key!r} is not UTF-8 text"
+            ) from None
 
     # -- writes -------------------------------------------------------------------------------
 

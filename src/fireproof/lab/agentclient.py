@@ -66,3 +66,20 @@ class AgentClient:
     def heartbeats(self) -> dict[str, Any]:
         result: dict[str, Any] = self._request("GET", "/v1/stats/heartbeats")
         return result
+
+    def vms(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._request("GET", "/v1/vms")["vms"]
+        return result
+
+    def add_vm(self, spec: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("POST", "/v1/vms", spec)
+        return result
+
+    def remove_vm(self, vmid: int) -> None:
+        self._request("DELETE", f"/v1/vms/{vmid}")
+
+    def add_pve_token(self, token_id: str, privileges: list[str]) -> dict[str, Any]:
+        result: dict[str, Any] = self._request(
+            "POST", "/v1/pve-tokens", {"token_id": token_id, "privileges": privileges}
+        )
+        return result

@@ -35,6 +35,8 @@ class TimingProfile:
     """How long a Proxmox stop/start task runs."""
     ha_stop_delay_seconds: float
     """How long an HA-managed VM keeps running after its (already finished) stop task."""
+    dead_host_status_seconds: float
+    """How long a dead Proxmox host's VMs keep their last status in the cluster lists."""
     attach_seconds: float
     """Simulated CSI attach / detach latency."""
     crash_backoff_seconds: float
@@ -58,6 +60,7 @@ FAST = TimingProfile(
     pod_stop_seconds=0.2,
     vm_task_seconds=0.3,
     ha_stop_delay_seconds=2.0,
+    dead_host_status_seconds=8.0,
     attach_seconds=0.3,
     crash_backoff_seconds=1.0,
     mount_timeout_seconds=10.0,
@@ -78,6 +81,7 @@ REAL = TimingProfile(
     pod_stop_seconds=1.0,
     vm_task_seconds=2.0,
     ha_stop_delay_seconds=10.0,
+    dead_host_status_seconds=300.0,
     attach_seconds=2.0,
     crash_backoff_seconds=10.0,
     mount_timeout_seconds=120.0,

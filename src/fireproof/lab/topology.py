@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -28,6 +29,11 @@ class NodeSpec:
     vmid: int
     ha_managed: bool = False
     """Whether Proxmox HA manages the VM (its stop task then ends before the VM is off)."""
+
+    @property
+    def system_uuid(self) -> str:
+        """The VM's SMBIOS UUID, which its kubelet reports as ``nodeInfo.systemUUID``."""
+        return str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{self.name}.vm.fireproof.lab"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from fireproof.kube import async_client, load_kubeconfig
 from fireproof.lab.agent.admin import make_app
 from fireproof.lab.agent.apipath import ApiPath
 from fireproof.lab.agent.fleet import Fleet
-from fireproof.lab.agent.hypervisor import build_cluster, serve, wire_power
+from fireproof.lab.agent.hypervisor import build_authenticator, build_cluster, serve, wire_power
 from fireproof.lab.agent.pods import PodRunner
 from fireproof.lab.agent.storage import Storage
 from fireproof.lab.exports import ProxmoxAccess
@@ -45,9 +45,10 @@ async def run(args: argparse.Namespace) -> None:
     cluster = build_cluster(topology, profile)
     wire_power(cluster, fleet)
 
-    pve_runner, ticker = await serve(cluster, access, paths.pki)
+    auth = build_authenticator(access)
+    pve_runner, ticker = await serve(cluster, auth, access, paths.pki)
     log.info("Proxmox VE API on %s", access.url)
-    admin = web.AppRunner(make_app(fleet, cluster, token), access_log=None)
+    admin = web.AppRunner(make_app(fleet, cluster, auth, token), access_log=None)
     await admin.setup()
     await web.TCPSite(admin, "127.0.0.1", args.port).start()
     log.info("admin API on 127.0.0.1:%d", args.port)

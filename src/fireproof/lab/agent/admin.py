@@ -15,9 +15,12 @@ from aiohttp import web
 
 from fireproof.lab.addresses import is_documentation_address
 from fireproof.lab.agent.fleet import Fleet
-from fireproof.lab.proxmox.model import Cluster, Fault, FaultKind
+from fireproof.lab.proxmox.auth import Authenticator
+from fireproof.lab.proxmox.model import Cluster, Fault, FaultKind, Vm
 
 FLEET_KEY = web.AppKey("fleet", Fleet)
+AUTH_KEY = web.AppKey("pve_auth", Authenticator)
+KNOWN_PRIVILEGES = frozenset({"VM.Audit", "VM.PowerMgmt", "Sys.Audit", "VM.Config.Options"})
 CLUSTER_KEY = web.AppKey("cluster", Cluster)
 TOKEN_KEY = web.AppKey("token", str)
 
@@ -134,8 +137,8 @@ async def _add_fault(request: web.Request) -> web.Response:
         return web.json_response({"error": f"unknown VMID {vmid!r}"}, status=404)
     if kind is FaultKind.HOST_UNREACHABLE and host is None:
         return web.json_response({"error": "host-unreachable needs a host"}, status=400)
-    if kind is FaultKind.IGNORE_STOP and vmid is None:
-        return web.json_response({"error": "ignore-stop needs a vmid"}, status=400)
+    if kind in (FaultKind.IGNORE_STOP, FaultKind.LOCKED, FaultKind.STOP_WARNINGS) and vmid is None:
+        return web.json_response({"error": f"{kind} needs a vmid"}, status=400)
     fault = Fault(kind, host=host, vmid=vmid, seconds=float(body.get("seconds") or 0))
     cluster.faults.append(fault)
     return web.json_response(fault.as_dict())
@@ -148,14 +151,92 @@ async def _clear_faults(request: web.Request) -> web.Response:
     return web.json_response({"cleared": cleared})
 
 
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+async def _vms(request: web.Request) -> web.Response:
+    cluster = request.app[CLUSTER_KEY]
+    return web.json_response(
+        {
+            "vms": [
+                {
+                    "vmid": vm.vmid,
+                    "name": vm.name,
+                    "host": vm.host,
+                    "status": vm.status,
+                    "template": vm.template,
+                    "smbios_uuid": vm.smbios_uuid,
+                }
+                for vm in sorted(cluster.vms.values(), key=lambda v: v.vmid)
+            ]
+        }
+    )
+
+
+async def _add_vm(request: web.Request) -> web.Response:
+    """A VM that is no node's machine, as a person makes one in the Proxmox UI: a clone (new
+    SMBIOS UUID, stopped) or a template. Names may repeat, as Proxmox allows."""
+    cluster = request.app[CLUSTER_KEY]
+    body = await _body(request)
+    name, host, vmid = body.get("name"), body.get("host"), body.get("vmid")
+    if not isinstance(name, str) or not name:
+        return _error(400, "name must be a non-empty string")
+    if host not in cluster.hosts:
+        return _error(404, f"unknown Proxmox host {host!r} (hosts: {', '.join(cluster.hosts)})")
+    if not isinstance(vmid, int) or not 100 <= vmid <= 999_999_999:
+        return _error(400, "vmid must be an integer between 100 and 999999999")
+    if vmid in cluster.vms:
+        return _error(409, f"VM {vmid} already exists")
+    template = bool(body.get("template"))
+    vm = Vm(vmid, name, str(host), running=bool(body.get("running")) and not template)
+    vm.template = template
+    cluster.vms[vmid] = vm
+    return web.json_response({"vmid": vmid, "name": name, "host": host, "template": template})
+
+
+async def _remove_vm(request: web.Request) -> web.Response:
+    cluster = request.app[CLUSTER_KEY]
+    raw = request.match_info["vmid"]
+    vmid = int(raw) if raw.isdigit() else -1
+    vm = cluster.vms.get(vmid)
+    if vm is None:
+        return _error(404, f"unknown VMID {raw}")
+    if vm.name in request.app[FLEET_KEY].nodes and not vm.template:
+        return _error(400, f"VM {vmid} is node {vm.name}'s machine; only extra VMs are removed")
+    del cluster.vms[vmid]
+    return web.json_response({"removed": vmid})
+
+
+async def _add_token(request: web.Request) -> web.Response:
+    """A privilege-separated API token with exactly the given privileges."""
+    body = await _body(request)
+    token_id = body.get("token_id")
+    privileges = body.get("privileges")
+    if not isinstance(token_id, str) or "!" not in token_id or "@" not in token_id:
+        return _error(400, "token_id must look like USER@REALM!TOKENID")
+    if not isinstance(privileges, list) or not all(isinstance(p, str) for p in privileges):
+        return _error(400, "privileges must be a list of strings")
+    unknown = sorted(set(privileges) - KNOWN_PRIVILEGES)
+    if unknown:
+        return _error(
+            400,
+            f"unknown privilege(s) {', '.join(unknown)} "
+            f"(known: {', '.join(sorted(KNOWN_PRIVILEGES))})",
+        )
+    secret = request.app[AUTH_KEY].add_token(token_id, frozenset(privileges))
+    return web.json_response({"token_id": token_id, "secret": secret, "privileges": privileges})
+
+
 async def _stats(request: web.Request) -> web.Response:
     return web.json_response(request.app[FLEET_KEY].heartbeat_report())
 
 
-def make_app(fleet: Fleet, cluster: Cluster, token: str) -> web.Application:
+def make_app(fleet: Fleet, cluster: Cluster, auth: Authenticator, token: str) -> web.Application:
     app = web.Application(middlewares=[_auth])
     app[FLEET_KEY] = fleet
     app[CLUSTER_KEY] = cluster
+    app[AUTH_KEY] = auth
     app[TOKEN_KEY] = token
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/v1/nodes", _nodes)
@@ -165,4 +246,8 @@ def make_app(fleet: Fleet, cluster: Cluster, token: str) -> web.Application:
     app.router.add_post("/v1/faults", _add_fault)
     app.router.add_delete("/v1/faults", _clear_faults)
     app.router.add_get("/v1/stats/heartbeats", _stats)
+    app.router.add_get("/v1/vms", _vms)
+    app.router.add_post("/v1/vms", _add_vm)
+    app.router.add_delete("/v1/vms/{vmid}", _remove_vm)
+    app.router.add_post("/v1/pve-tokens", _add_token)
     return app

@@ -24,8 +24,20 @@ from fireproof.lab.topology import Topology
 
 def build_cluster(topology: Topology, profile: TimingProfile) -> Cluster:
     hosts = sorted({n.hypervisor_host for n in topology.nodes})
-    vms = [Vm(n.vmid, n.name, n.hypervisor_host, ha_managed=n.ha_managed) for n in topology.nodes]
-    return Cluster(hosts, vms, Timings(profile.vm_task_seconds, profile.ha_stop_delay_seconds))
+    vms = [
+        Vm(
+            n.vmid,
+            n.name,
+            n.hypervisor_host,
+            ha_managed=n.ha_managed,
+            smbios_uuid=n.system_uuid,  # the node's kubelet reports the same systemUUID
+        )
+        for n in topology.nodes
+    ]
+    timings = Timings(
+        profile.vm_task_seconds, profile.ha_stop_delay_seconds, profile.dead_host_status_seconds
+    )
+    return Cluster(hosts, vms, timings)
 
 
 def wire_power(cluster: Cluster, fleet: Fleet) -> None:
@@ -46,12 +58,15 @@ def wire_power(cluster: Cluster, fleet: Fleet) -> None:
     cluster.on_power_on.append(on)
 
 
-async def serve(
-    cluster: Cluster, access: ProxmoxAccess, pki: LabPKI
-) -> tuple[web.AppRunner, asyncio.Task[None]]:
-    auth = Authenticator(
+def build_authenticator(access: ProxmoxAccess) -> Authenticator:
+    return Authenticator(
         Credentials(access.user, access.password, access.token_id, access.token_secret)
     )
+
+
+async def serve(
+    cluster: Cluster, auth: Authenticator, access: ProxmoxAccess, pki: LabPKI
+) -> tuple[web.AppRunner, asyncio.Task[None]]:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(str(pki.pve_serving.cert), str(pki.pve_serving.key))
     runner = web.AppRunner(make_app(cluster, auth), access_log=None)

@@ -130,7 +130,7 @@ def node_status(
         "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
         "nodeInfo": {
             "machineID": ident[:32],
-            "systemUUID": f"{ident[:8]}-{ident[8:12]}-{ident[12:16]}-{ident[16:20]}-{ident[20:32]}",
+            "systemUUID": spec.system_uuid,
             "bootID": boot_id,
             "kernelVersion": _KERNEL,
             "osImage": _OS_IMAGE,

@@ -9,7 +9,9 @@ anyone but root@pam (so to every API token).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
@@ -29,11 +31,23 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _error(status: int, reason: str, errors: dict[str, str] | None = None) -> web.Response:
-    body: dict[str, Any] = {"data": None}
+    # Proxmox puts the message in the reason phrase; keep it on one line, as HTTP requires.
+    phrase = reason.replace("\n", " ")[:200]
+    if status in (401, 595):
+        # pve-http-server answers these before any formatter runs: no body at all.
+        return web.Response(status=status, reason=phrase)
+    # pve-http-server >= 5.2 (Proxmox VE 8.3) repeats the message in the JSON body.
+    body: dict[str, Any] = {"data": None, "message": reason.rstrip("\n") + "\n"}
     if errors:
         body["errors"] = errors
-    # Proxmox puts the message in the reason phrase; keep it on one line, as HTTP requires.
-    return web.json_response(body, status=status, reason=reason.replace("\n", " ")[:200])
+    return web.json_response(body, status=status, reason=phrase)
+
+
+def _require(request: web.Request, privilege: str, path: str) -> None:
+    """pve-access-control's permission check: 403 with the path and the privilege."""
+    identity: Identity = request[IDENTITY]
+    if not identity.may(privilege):
+        raise PveError(403, f"Permission check failed ({path}, {privilege})")
 
 
 def _data(value: Any) -> web.Response:
@@ -65,10 +79,10 @@ def _authenticate(request: web.Request) -> Identity:
     cluster = request.app[CLUSTER_KEY]
     header = request.headers.get("Authorization", "")
     if header:
-        token_user = auth.token_ok(header)
-        if token_user is None or cluster.fault(FaultKind.AUTH_FAILURE):
-            raise PveError(401, "invalid token value!")
-        return Identity(token_user, via_ticket=False)
+        identity = auth.token_identity(header)
+        if identity is None or cluster.fault(FaultKind.AUTH_FAILURE):
+            raise PveError(401, "Authentication failed!")
+        return identity
     ticket = None
     raw_cookie = request.headers.get("Cookie", "")
     if raw_cookie:
@@ -111,6 +125,8 @@ async def _envelope(request: web.Request, handler: Handler) -> web.StreamRespons
             request[IDENTITY] = _authenticate(request)
         return await handler(request)
     except PveError as exc:
+        if exc.delay:
+            await asyncio.sleep(exc.delay)
         return _error(exc.status, exc.reason, exc.errors)
     except web.HTTPNotFound:
         return _error(
@@ -155,8 +171,7 @@ async def ticket(request: web.Request) -> web.Response:
     )
     if issued is None:
         raise PveError(401, "authentication failure")
-    ticket_value, csrf = issued
-    user = username if "@" in username else f"{username}@pam"
+    user, ticket_value, csrf = issued
     return _data(
         {
             "ticket": ticket_value,
@@ -173,8 +188,10 @@ async def version(_request: web.Request) -> web.Response:
 
 async def nodes(request: web.Request) -> web.Response:
     cluster = request.app[CLUSTER_KEY]
+    identity: Identity = request[IDENTITY]
     out = []
-    for host in cluster.hosts:
+    # Listed only where the caller may audit the node, as pve-manager's index filters it.
+    for host in cluster.hosts if identity.may("Sys.Audit") else []:
         offline = cluster.fault(FaultKind.HOST_UNREACHABLE, host=host) is not None
         out.append(
             {
@@ -199,12 +216,13 @@ def _vm_summary(vm: Any) -> dict[str, Any]:
         "cpus": vm.cpus,
         "maxmem": vm.maxmem,
         "uptime": vm.uptime,
-        "template": 0,
+        "template": int(vm.template),
     }
 
 
 async def cluster_resources(request: web.Request) -> web.Response:
     cluster = request.app[CLUSTER_KEY]
+    identity: Identity = request[IDENTITY]
     kind = request.query.get("type")
     if kind not in (None, "vm", "node", "storage", "sdn"):
         raise _param_error(
@@ -214,7 +232,8 @@ async def cluster_resources(request: web.Request) -> web.Response:
             }
         )
     out: list[dict[str, Any]] = []
-    if kind in (None, "vm"):
+    now = time.monotonic()
+    if kind in (None, "vm") and identity.may("VM.Audit"):
         for vm in cluster.vms.values():
             entry = {
                 **_vm_summary(vm),
@@ -223,12 +242,25 @@ async def cluster_resources(request: web.Request) -> web.Response:
                 "node": vm.host,
                 "maxcpu": vm.cpus,
             }
-            if vm.ha_managed:
+            dead_since = cluster.host_dead_since(vm.host)
+            if (
+                dead_since is not None
+                and now - dead_since > cluster.timings.dead_host_status_seconds
+            ):
+                # pmxcfs dropped the dead member's state: what is left is the id and the host.
+                entry = {k: v for k, v in entry.items() if k in ("id", "type", "node", "vmid")}
+                entry["status"] = "unknown"
+            elif vm.ha_managed:
                 entry["hastate"] = "started" if vm.running else "stopped"
             out.append(entry)
-    if kind in (None, "node"):
+    if kind in (None, "node") and identity.may("Sys.Audit"):
         out += [
-            {"id": f"node/{h}", "type": "node", "node": h, "status": "online"}
+            {
+                "id": f"node/{h}",
+                "type": "node",
+                "node": h,
+                "status": "offline" if cluster.host_dead_since(h) is not None else "online",
+            }
             for h in cluster.hosts
         ]
     return _data(out)
@@ -260,7 +292,12 @@ async def node_qemu(request: web.Request) -> web.Response:
 
 async def vm_status(request: web.Request) -> web.Response:
     cluster = request.app[CLUSTER_KEY]
-    vm = cluster.vm_on(request.match_info["node"], _vmid(request))
+    host, vmid = request.match_info["node"], _vmid(request)
+    _require(request, "VM.Audit", f"/vms/{vmid}")
+    vm = cluster.vm_on(host, vmid)
+    extra: dict[str, Any] = {}
+    if cluster.fault(FaultKind.LOCKED, host=host, vmid=vmid):
+        extra["lock"] = "backup"
     ha: dict[str, Any] = {"managed": 0}
     if vm.ha_managed:
         ha = {"managed": 1, "state": "started" if vm.running else "stopped", "group": None}
@@ -272,8 +309,31 @@ async def vm_status(request: web.Request) -> web.Response:
             "agent": 0,
             "mem": vm.maxmem // 4 if vm.running else 0,
             "pid": 4000 + vm.vmid if vm.running else None,
+            **extra,
         }
     )
+
+
+async def vm_config(request: web.Request) -> web.Response:
+    """``qm config``: the VM's name and ``smbios1``, which carries the SMBIOS UUID."""
+    cluster = request.app[CLUSTER_KEY]
+    host, vmid = request.match_info["node"], _vmid(request)
+    _require(request, "VM.Audit", f"/vms/{vmid}")
+    vm = cluster.vm_on(host, vmid)
+    config: dict[str, Any] = {
+        "name": vm.name,
+        "smbios1": f"uuid={vm.smbios_uuid}",
+        "cores": vm.cpus,
+        "memory": str(vm.maxmem // 1024**2),
+        "ostype": "l26",
+        "scsihw": "virtio-scsi-single",
+        "digest": hashlib.sha1(f"{vm.vmid}{vm.name}".encode(), usedforsecurity=False).hexdigest(),
+    }
+    if vm.template:
+        config["template"] = 1
+    if cluster.fault(FaultKind.LOCKED, host=host, vmid=vmid):
+        config["lock"] = "backup"
+    return _data(config)
 
 
 async def vm_power(request: web.Request) -> web.Response:
@@ -285,9 +345,10 @@ async def vm_power(request: web.Request) -> web.Response:
     params = await _params(request)
     if params.get("skiplock") not in (None, "0") and identity.user != "root@pam":
         raise _param_error({"skiplock": "Only root may use this option."})
-    vm = cluster.vm_on(host, vmid)
-    if action == "start" and vm.running and not vm.ha_managed:
-        raise PveError(500, f"VM {vmid} already running")
+    timeout = params.get("timeout")
+    if timeout is not None and (not timeout.isdigit() or action not in ("stop", "shutdown")):
+        raise _param_error({"timeout": f"type check ('integer') failed - got '{timeout}'"})
+    _require(request, "VM.PowerMgmt", f"/vms/{vmid}")
     upid = cluster.power_task(host, vmid, action, identity.user)
     log.info("%s %s vm %d by %s -> %s", host, action, vmid, identity.user, upid)
     return _data(str(upid))
@@ -301,6 +362,10 @@ async def task_status(request: web.Request) -> web.Response:
     if upid is None:
         raise _param_error({"upid": f"unable to parse worker upid '{raw}'"})
     task = cluster.task(host, raw)
+    identity: Identity = request[IDENTITY]
+    if identity.user != upid.user:
+        # Tasks.pm: the owner may read its task; anyone else needs Sys.Audit on the node.
+        _require(request, "Sys.Audit", f"/nodes/{host}")
     body: dict[str, Any] = {
         "upid": raw,
         "node": upid.node,
@@ -330,6 +395,7 @@ def make_app(cluster: Cluster, auth: Authenticator) -> web.Application:
     r.add_get(f"{p}/cluster/ha/resources", ha_resources)
     r.add_get(f"{p}/nodes/{{node}}/qemu", node_qemu)
     r.add_get(f"{p}/nodes/{{node}}/qemu/{{vmid}}/status/current", vm_status)
+    r.add_get(f"{p}/nodes/{{node}}/qemu/{{vmid}}/config", vm_config)
     r.add_post(
         f"{p}/nodes/{{node}}/qemu/{{vmid}}/status/{{action:stop|start|shutdown|reset}}", vm_power
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -29,7 +30,14 @@ class FaultKind(StrEnum):
     HANG_TASKS = "hang-tasks"
     """Power tasks never finish (status stays ``running``) and change nothing."""
     HOST_UNREACHABLE = "host-unreachable"
-    """A whole Proxmox host is cut off from the API (595); its VMs keep running."""
+    """A whole Proxmox host is dead to its cluster: ``offline`` in the lists, requests proxied
+    to it answer 595 (after ``seconds``), its VMs keep their last status for a while, then read
+    ``unknown`` without a name (pmxcfs keeps a dead member's last state)."""
+    LOCKED = "locked"
+    """The VM carries a lock (``backup``): power tasks fail with "VM is locked (backup)"."""
+    STOP_WARNINGS = "stop-warnings"
+    """The guest ignores QEMU's quit: the stop task kills it and ends ``WARNINGS: 1``
+    (qemu-server ``_do_vm_stop``: "VM still running - terminating now with SIGTERM")."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +46,7 @@ class Fault:
     host: str | None = None
     vmid: int | None = None
     seconds: float = 0.0
+    since: float = field(default_factory=time.monotonic)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -58,6 +67,9 @@ class Vm:
     started_at: float = field(default_factory=time.time)
     cpus: int = 4
     maxmem: int = 8 * 1024**3
+    smbios_uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
+    """``smbios1: uuid=…``: what the guest's firmware (and so its kubelet) reports."""
+    template: bool = False
 
     @property
     def status(self) -> str:
@@ -74,6 +86,7 @@ class Task:
     done_at: float | None
     """Monotonic time at which the task ends; None: never (a hung task)."""
     exitstatus: str = "OK"
+    """Set when the task ends: ``OK``, ``WARNINGS: N`` or the error that ended it."""
     on_done: Callable[[], None] | None = None
     finished: bool = False
 
@@ -91,11 +104,20 @@ class Task:
 class PveError(Exception):
     """An API error as Proxmox reports it: HTTP status, reason phrase, optional field errors."""
 
-    def __init__(self, status: int, reason: str, errors: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        errors: dict[str, str] | None = None,
+        *,
+        delay: float = 0.0,
+    ) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
         self.errors = errors
+        self.delay = delay
+        """Seconds before the answer (a proxy waiting on a dead host's socket)."""
 
 
 PowerHook = Callable[[Vm], None]
@@ -107,6 +129,8 @@ class Timings:
     """How long a stop/start task runs."""
     ha_stop_delay_seconds: float
     """How long after an HA stop task ends the VM really goes off."""
+    dead_host_status_seconds: float = 300.0
+    """How long a dead host's VMs keep their last status in the cluster lists."""
 
 
 class Cluster:
@@ -143,8 +167,13 @@ class Cluster:
     def check_host(self, host: str) -> None:
         if host not in self.hosts:
             raise PveError(500, f"no such cluster node '{host}'")
-        if self.fault(FaultKind.HOST_UNREACHABLE, host=host):
-            raise PveError(595, f"Connection refused - node '{host}' unreachable")
+        if dead := self.fault(FaultKind.HOST_UNREACHABLE, host=host):
+            # pveproxy proxies the request to the host and reports AnyEvent's socket error.
+            raise PveError(595, "No route to host", delay=min(dead.seconds, 30.0))
+
+    def host_dead_since(self, host: str) -> float | None:
+        dead = self.fault(FaultKind.HOST_UNREACHABLE, host=host)
+        return dead.since if dead else None
 
     def vm_on(self, host: str, vmid: int) -> Vm:
         self.check_host(host)
@@ -156,7 +185,8 @@ class Cluster:
         return vm
 
     def vm_by_name(self, name: str) -> Vm | None:
-        return next((vm for vm in self.vms.values() if vm.name == name), None)
+        """The node's own VM (templates and clones that share its name are not it)."""
+        return next((vm for vm in self.vms.values() if vm.name == name and not vm.template), None)
 
     # -- time -------------------------------------------------------------------------------
 
@@ -188,15 +218,22 @@ class Cluster:
                 hook(vm)
 
     def power_task(self, host: str, vmid: int, action: str, user: str) -> Upid:
-        """Start a stop/start/shutdown/reset task as ``qm`` would, returning its UPID."""
+        """Start a stop/start/shutdown/reset task as ``qm`` would, returning its UPID.
+
+        As in qemu-server, the checks that need the VM's lock (locked, already running) run in
+        the worker: the request gets a UPID and the task ends with the error.
+        """
         vm = self.vm_on(host, vmid)
+        if vm.template and action == "start":
+            raise PveError(500, "you can't start a vm if it's a template")
         now = time.time()
         ha = vm.ha_managed and action in ("stop", "start", "shutdown")
         kind = {"stop": "qmstop", "start": "qmstart", "shutdown": "qmshutdown", "reset": "qmreset"}[
             action
         ]
         if ha:
-            kind = "ha" + action  # the HA stack takes the request and answers at once
+            # The HA stack takes the request and answers at once; a shutdown is its stop.
+            kind = "hastart" if action == "start" else "hastop"
         upid = Upid(
             host,
             next(self._pids),
@@ -208,8 +245,15 @@ class Cluster:
         )
         hung = self.fault(FaultKind.HANG_TASKS, host=host, vmid=vmid) is not None
         ignore_stop = self.fault(FaultKind.IGNORE_STOP, host=host, vmid=vmid) is not None
+        locked = self.fault(FaultKind.LOCKED, host=host, vmid=vmid) is not None
+        warnings = self.fault(FaultKind.STOP_WARNINGS, host=host, vmid=vmid) is not None
         effect: Callable[[], None] | None = None
-        if not hung:
+        exitstatus = "OK"
+        if locked and not ha:
+            exitstatus = "VM is locked (backup)"
+        elif action == "start" and vm.running and not ha:
+            exitstatus = f"VM {vmid} already running"
+        elif not hung:
             if action in ("stop", "shutdown") and not ignore_stop:
                 if ha:
                     # The hastop task ends before the VM is off: only status/current tells.
@@ -218,6 +262,8 @@ class Cluster:
                             self.timings.ha_stop_delay_seconds, lambda: self.set_power(vm, False)
                         )
                 else:
+                    if warnings and vm.running and action == "stop":
+                        exitstatus = "WARNINGS: 1"
 
                     def effect() -> None:
                         self.set_power(vm, False)
@@ -234,6 +280,7 @@ class Cluster:
 
         delay = 0.05 if ha else self.timings.task_seconds
         task = Task(upid, None if hung else time.monotonic() + delay, on_done=effect)
+        task.exitstatus = exitstatus
         self.tasks[str(upid)] = task
         return upid
 
@@ -241,5 +288,6 @@ class Cluster:
         self.check_host(host)
         task = self.tasks.get(upid)
         if task is None or task.upid.node != host:
-            raise PveError(500, f"no such task '{upid}'")
+            # pve-manager Tasks.pm: an unknown task is a parameter error on `upid`.
+            raise PveError(400, "Parameter verification failed.", {"upid": "no such task"})
         return task
