@@ -153,7 +153,7 @@ def test_skiplock_is_refused_for_tokens(pve_lab: LabHandle) -> None:
 def test_wrong_password_and_bad_token_get_401(pve_lab: LabHandle) -> None:
     access = _access(pve_lab)
     with pytest.raises(Exception, match="401"):
-        _with_password(access, password="not-the-password")  # noqa: S106 - a wrong one on purpose
+        _with_password(access, password="not-the-password")
     bad = {**access, "token_secret": "00000000-0000-0000-0000-000000000000"}
     with pytest.raises(ResourceException) as info:
         _with_token(bad).nodes.get()

@@ -1,5 +1,4 @@
 """fireproof.yaml validation and the fencing contract's verification loop."""
-# ruff: noqa: S106 - `secret=` below names where a secret lives, never a secret
 
 from __future__ import annotations
 
