@@ -178,7 +178,8 @@ def test_bad_input_gets_the_real_status_and_error_shape(pve_lab: LabHandle) -> N
     unknown_node = _raw(access, "GET", "/nodes/pve-99/qemu")
     assert unknown_node.status_code == 500
     assert "no such cluster node 'pve-99'" in unknown_node.reason
-    assert unknown_node.json() == {"data": None}
+    # pve-http-server >= 5.2 (Proxmox VE 8.3) repeats the reason as `message` in the body.
+    assert unknown_node.json() == {"data": None, "message": "no such cluster node 'pve-99'\n"}
 
     unknown_vm = _raw(access, "GET", f"/nodes/{host}/qemu/99999/status/current")
     assert unknown_vm.status_code == 500
@@ -210,7 +211,7 @@ def test_bad_input_gets_the_real_status_and_error_shape(pve_lab: LabHandle) -> N
     assert read.status_code == 200
     write = requests.post(f"{url}/stop", cookies=cookies, verify=access["ca_file"], timeout=10)
     assert write.status_code == 401
-    assert write.json() == {"data": None}
+    assert write.content == b""  # a 401 is answered before any formatter: no body
     assert _raw(access, "GET", f"/nodes/{host}/qemu/{vmid}/status/current").json()["data"][
         "status"
     ] == ("running")
