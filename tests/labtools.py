@@ -113,3 +113,27 @@ spec:
     spec:
       containers: [{{name: main, image: "{image}"}}]
 """
+
+
+def fence_pve_device(lab: LabHandle, password: str) -> dict[str, Any]:
+    """A fireproof.yaml fence-agent device running ClusterLabs fence_pve against the lab's
+    Proxmox emulator, with the password written to a file next to the lab's state."""
+    import yaml  # the tests' own dependency, kept out of the module's import time
+
+    access = yaml.safe_load((lab.state_dir / "proxmox.yaml").read_text())
+    secret = lab.state_dir / f"fence-pve-password-{os.getpid()}-{time.monotonic_ns()}"
+    secret.write_text(password)
+    secret.chmod(0o600)
+    return {
+        "type": "fence-agent",
+        "agent": "fence_pve",
+        "options": {
+            "ip": "127.0.0.1",
+            "ipport": access["url"].rsplit(":", 1)[1],
+            "username": access["user"],
+            "ssl_insecure": "1",
+            "pve_node_auto": "1",
+            "power_timeout": "10",
+        },
+        "password": {"file": str(secret)},
+    }

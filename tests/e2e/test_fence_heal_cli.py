@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from incident import wait_dead_and_tainted
-from labtools import LabHandle, run_cli
+from labtools import LabHandle, fence_pve_device, run_cli
 
 pytestmark = pytest.mark.lab
 NODE = "tazlab-worker-03"
@@ -82,21 +82,12 @@ def test_fence_status_off_on_with_both_drivers(
     doc = _lab_config(healthy_lab)
     if driver == "fence-agent":
         access = yaml.safe_load((healthy_lab.state_dir / "proxmox.yaml").read_text())
-        password = tmp_path / "pve-password"
-        password.write_text(access["password"])
-        doc["devices"]["lab-proxmox"] = {
-            "type": "fence-agent",
-            "agent": "fence_pve",
-            "options": {
-                "ip": "127.0.0.1",
-                "ipport": access["url"].rsplit(":", 1)[1],
-                "username": access["user"],
-                "ssl_insecure": "1",
-                "pve_node_auto": "1",
-                "power_timeout": "10",
-            },
-            "password": {"file": str(password)},
-        }
+        doc["devices"]["lab-proxmox"] = fence_pve_device(healthy_lab, access["password"])
+        # A fence agent cannot say which machine a plug is: only a pinned mapping is trusted.
+        unpinned = _run(tmp_path, "fence", "status", NODE, "--config", str(_write(tmp_path, doc)))
+        assert unpinned.returncode == 1
+        _one_clear_error(unpinned.stderr, "cannot say which machine VM 203")
+        doc["inventory"]["nodes"] = {NODE: {"device": "lab-proxmox", "host": "pve-01", "vmid": 203}}
     config = str(_write(tmp_path, doc))
     try:
         status = _run(tmp_path, "fence", "status", NODE, "--config", config)

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from incident import wait_dead_and_tainted
-from labtools import LabHandle, run_cli
+from labtools import LabHandle, fence_pve_device, run_cli
 
 pytestmark = pytest.mark.lab
 NODE = "tazlab-worker-01"  # VM 201 on pve-01
@@ -165,20 +165,7 @@ def test_secrets_with_a_trailing_newline_work_and_injected_lines_are_refused(
 
     # fence_pve reads options on stdin: a password line must not add a `plug=` line.
     access = yaml.safe_load((lab.state_dir / "proxmox.yaml").read_text())
-    password = tmp_path / "pve-password"
-    password.write_text(f"{access['password']}\nplug=202\n")
-    doc["devices"]["lab-proxmox"] = {
-        "type": "fence-agent",
-        "agent": "fence_pve",
-        "options": {
-            "ip": "127.0.0.1",
-            "ipport": access["url"].rsplit(":", 1)[1],
-            "username": access["user"],
-            "ssl_insecure": "1",
-            "pve_node_auto": "1",
-        },
-        "password": {"file": str(password)},
-    }
+    doc["devices"]["lab-proxmox"] = fence_pve_device(lab, f"{access['password']}\nplug=202\n")
     doc["inventory"] = {"nodes": {NODE: {"device": "lab-proxmox", "plug": "201"}}}
     agent = _run(tmp_path, "fence", "status", NODE, "--config", _write(tmp_path, doc, "a.yaml"))
     assert agent.returncode == 1
