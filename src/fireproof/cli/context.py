@@ -6,35 +6,17 @@ file, Terraform state): the same file a user writes for a real cluster.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from fireproof.config import Config, ProxmoxDevice, load_config
 from fireproof.errors import UsageError
-from fireproof.fencing import Fencer, Machine, build_fencer
-from fireproof.inventory import Inventory, VmInfo, build_inventory
-from fireproof.kube import Cluster
+from fireproof.wiring import CONFIG_ENV, Target
 
 F = TypeVar("F", bound=Callable[..., Any])
-CONFIG_ENV = "FIREPROOF_CONFIG"
-
-
-def _default_config() -> Path | None:
-    if env := os.environ.get(CONFIG_ENV):
-        return Path(env)
-    for candidate in (
-        Path("fireproof.yaml"),
-        Path.home() / ".config" / "fireproof" / "fireproof.yaml",
-    ):
-        if candidate.is_file():
-            return candidate
-    return None
+__all__ = ["Target", "load_target", "target_options"]
 
 
 def _lab_config() -> Path:
@@ -75,67 +57,10 @@ def target_options(fn: F) -> F:
     )(fn)
 
 
-@dataclass
-class Target:
-    config: Config
-    kubeconfig: Path | None
-    context: str | None
-
-    @classmethod
-    def from_options(
-        cls, config_path: Path | None, lab: bool, kubeconfig: Path | None, context: str | None
-    ) -> Target:
-        if lab and config_path is not None:
-            raise click.UsageError("--lab and --config exclude each other")
-        path = _lab_config() if lab else (config_path or _default_config())
-        config = load_config(path) if path is not None else Config(path=None)
-        return cls(
-            config=config,
-            kubeconfig=kubeconfig or config.cluster.kubeconfig,
-            context=context or config.cluster.context,
-        )
-
-    @cached_property
-    def cluster(self) -> Cluster:
-        return Cluster.connect(self.kubeconfig, self.context)
-
-    def fencer(self, device: str) -> Fencer:
-        return build_fencer(self.config.device(device), self._read_secret)
-
-    def _read_secret(self, namespace: str, name: str, key: str) -> str:
-        return self.cluster.read_secret(namespace, name, key)
-
-    def _list_vms(self, device: str) -> list[VmInfo]:
-        spec = self.config.device(device)
-        if not isinstance(spec, ProxmoxDevice):
-            return []
-        from fireproof.fencing.proxmox import ProxmoxFencer
-
-        fencer = ProxmoxFencer(spec, self._read_secret)
-        return [VmInfo(name, host, vmid) for name, host, vmid in fencer.list_vms()]
-
-    def inventory(self, nodes: list[str] | None = None) -> Inventory:
-        if nodes is None:
-            # Read the local sources first: a broken state file is reported as such, not
-            # hidden behind an unreachable cluster.
-            build_inventory(self.config, [])
-        names = nodes if nodes is not None else self.node_names()
-        return build_inventory(self.config, names, self._list_vms)
-
-    def node_names(self) -> list[str]:
-        return sorted(
-            n.metadata.name for n in self.cluster.nodes() if n.metadata and n.metadata.name
-        )
-
-    def machine(self, node: str) -> Machine | None:
-        return self.mapping(node)[0]
-
-    def mapping(self, node: str) -> tuple[Machine | None, str]:
-        """The node's machine and the inventory source that named it (ambiguity raises)."""
-        inv = self.inventory([node])
-        entry = inv.entry(node)
-        return inv.machine(node), entry.source if entry else "none"
-
-    def journal_path(self) -> Path:
-        base = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state"))
-        return base / "fireproof" / "journal.jsonl"
+def load_target(
+    config_path: Path | None, lab: bool, kubeconfig: Path | None, context: str | None
+) -> Target:
+    """The target of a cluster-facing command from its options."""
+    if lab and config_path is not None:
+        raise click.UsageError("--lab and --config exclude each other")
+    return Target.load(_lab_config() if lab else config_path, kubeconfig, context)

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from fireproof.cli import exitcodes
-from fireproof.cli.context import Target, target_options
+from fireproof.cli.context import load_target, target_options
 from fireproof.doctor import (
     BY_ID,
     CHECKS,
@@ -88,7 +88,7 @@ def doctor(
             click.echo(f"{check.id:<7} {check.severity:<9} {check.family:<24} {check.name}")
         return
     checks = select(only, skip)
-    target = Target.from_options(config_path, lab, kubeconfig, context)
+    target = load_target(config_path, lab, kubeconfig, context)
     cluster = target.cluster
     fenced: frozenset[str] | None = None
     if target.config.path is not None and (

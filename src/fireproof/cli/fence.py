@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from fireproof.cli.context import Target, target_options
+from fireproof.cli.context import Target, load_target, target_options
 from fireproof.cli.render import emit_json, progress, table
 from fireproof.errors import FireproofError, NotFoundError, UsageError
 from fireproof.fencing import Fencer, Machine
@@ -73,7 +73,7 @@ def fence_status(
     node: str,
 ) -> None:
     """Show NODE's power state as its fencing device reads it."""
-    target = Target.from_options(config_path, lab, kubeconfig, context)
+    target = load_target(config_path, lab, kubeconfig, context)
     machine, fencer = _machine(target, node)
     state = fencer.status(machine)
     if output == "json":
@@ -93,7 +93,7 @@ def _power(
     yes: bool,
     on: bool,
 ) -> None:
-    target = Target.from_options(config_path, lab, kubeconfig, context)
+    target = load_target(config_path, lab, kubeconfig, context)
     machine, fencer = _machine(target, node)
     verb = "power on" if on else "power off"
     confirm_or_abort(
@@ -199,7 +199,7 @@ def inventory_show(
     node's), pinned (fireproof.yaml names it; the device cannot identify machines). MISMATCH
     and AMBIGUOUS mappings are refused by fence and heal.
     """
-    target = Target.from_options(config_path, lab, kubeconfig, context)
+    target = load_target(config_path, lab, kubeconfig, context)
     inv = target.inventory()
     entries = [inv.entries[name] for name in sorted(inv.entries)]
     verified = _verify_all(target, entries)

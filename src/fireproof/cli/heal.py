@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from fireproof.cli.context import Target, target_options
+from fireproof.cli.context import load_target, target_options
 from fireproof.cli.fence import confirm_or_abort
 from fireproof.cli.render import emit_json, progress
 from fireproof.config import REMEDIATION_METHODS
@@ -94,7 +94,7 @@ def heal_node(
     released only after the device reads the machine back as off. Every step is recorded as
     an Event on the node and in the JSON journal.
     """
-    target = Target.from_options(config_path, lab, kubeconfig, context)
+    target = load_target(config_path, lab, kubeconfig, context)
     cluster = target.cluster
     machine, source = target.mapping(node)
     settings = target.config.remediation
@@ -182,7 +182,7 @@ def heal_api_endpoints(
     output: str,
 ) -> None:
     """Repair a stale `kubernetes` Endpoints and restart CoreDNS and kube-proxy."""
-    target = Target.from_options(config_path, lab, kubeconfig, context)
+    target = load_target(config_path, lab, kubeconfig, context)
     cluster = target.cluster
     plan = plan_endpoints(cluster, vip=target.config.cluster.vip, to=to)
     journal = Journal(

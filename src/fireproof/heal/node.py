@@ -9,19 +9,18 @@ Safety rules (each one a test on the lab):
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fireproof.errors import FireproofError, PermanentError, TransientError
-from fireproof.fencing import Fencer, FencingError, Machine, PowerState
+from fireproof.fencing import Fencer, FencingError, Machine
+from fireproof.heal import steps
 from fireproof.heal.journal import Journal
-from fireproof.heal.workloads import AffectedPod, affected_pods, waiting_for
+from fireproof.heal.steps import OUT_OF_SERVICE, OUT_OF_SERVICE_VALUE, SYSTEM_CLOCK, Clock
+from fireproof.heal.workloads import AffectedPod, affected_pods
 from fireproof.inventory import IdentityMethod, verify_identity
 from fireproof.kube import Cluster, node_ready, system_uuid
 
-OUT_OF_SERVICE = "node.kubernetes.io/out-of-service"
-OUT_OF_SERVICE_VALUE = "nodeshutdown"
 TAINT_SINCE = (1, 28)  # the out-of-service taint is GA (and honoured) from Kubernetes 1.28
 
 
@@ -133,6 +132,7 @@ def apply_heal(
     workload_timeout: float,
     poll: float = 1.0,
     progress: Callable[[str], None] = lambda _m: None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> None:
     """Run the plan. Raises a FireproofError after recording where it stopped."""
     node = plan.node
@@ -151,95 +151,34 @@ def apply_heal(
             event="FireproofFenceRefused",
         )
         raise
-    cluster.set_unschedulable(node, True)
-    journal.record("cordon", f"{node} cordoned", event="FireproofCordoned")
+    steps.cordon(cluster, node, journal)
     progress(f"cordoned {node}")
 
     progress(f"powering off {plan.machine.label} through {fencer.name} ...")
     try:
-        state = fencer.off(plan.machine)
-        confirm = fencer.status(plan.machine)  # read back once more, after the driver's own poll
+        steps.fence_off(fencer, plan.machine, node, journal)
     except FencingError as exc:
-        journal.record(
-            "fence",
-            f"fencing {plan.machine.label} failed: {exc.message}; no volume was released, "
-            f"{node} stays cordoned",
-            status="failed",
-            event="FireproofFenceFailed",
-        )
         raise FencingError(
-            f"{node}: fencing failed, nothing was released: {exc.message}",
+            exc.message,
             hint=f"{node} stays cordoned; fix the device and rerun, or check the machine by hand",
-        ) from None
-    if state is not PowerState.OFF or confirm is not PowerState.OFF:
-        journal.record(
-            "fence",
-            f"{plan.machine.label} reads {confirm} after power-off; no volume was released",
-            status="failed",
-            event="FireproofFenceFailed",
-        )
-        raise FencingError(f"{node}: {plan.machine.label} is not verified off ({confirm})")
-    journal.record(
-        "fence", f"{plan.machine.label} verified off via {fencer.name}", event="FireproofFenced"
-    )
+        ) from exc
     progress(f"{plan.machine.label} verified off")
 
-    _release(cluster, plan, journal)
+    if plan.method == "taint":
+        steps.release(cluster, node, journal, taint=True)
+    else:
+        steps.release(
+            cluster,
+            node,
+            journal,
+            taint=False,
+            pods=[(p.namespace, p.name) for p in plan.pods],
+            attachments=plan.attachments,
+        )
     progress(f"released {node}'s volumes ({plan.method})")
-
-    waiting = [p for p in plan.pods if p.comes_back]
-    deadline = time.monotonic() + workload_timeout
-    while waiting:
-        waiting = waiting_for(cluster, node, waiting)
-        if not waiting:
-            break
-        if time.monotonic() >= deadline:
-            names = ", ".join(p.label for p in waiting)
-            journal.record(
-                "workloads",
-                f"not Running elsewhere after {workload_timeout:g} s: {names}",
-                status="failed",
-                event="FireproofWorkloadsStuck",
-            )
-            raise TransientError(
-                f"{node} was fenced and released, but these are not Running elsewhere after "
-                f"{workload_timeout:g} s: {names}",
-                hint="check `kubectl get pods -A -o wide` and their events",
-            )
-        time.sleep(poll)
-    back = ", ".join(p.label for p in plan.pods if p.comes_back) or "none to wait for"
-    journal.record("workloads", f"Running on other nodes: {back}", event="FireproofHealed")
-
-
-def _release(cluster: Cluster, plan: NodePlan, journal: Journal) -> None:
-    node = plan.node
-    try:
-        if plan.method == "taint":
-            added = cluster.add_taint(node, OUT_OF_SERVICE, OUT_OF_SERVICE_VALUE, "NoExecute")
-            what = "applied" if added else "already present"
-            journal.record(
-                "release", f"out-of-service taint {what} on {node}", event="FireproofReleased"
-            )
-            return
-        deleted = [
-            f"{p.namespace}/{p.name}"
-            for p in plan.pods
-            if cluster.force_delete_pod(p.namespace, p.name)
-        ]
-        detached = [va for va in plan.attachments if cluster.delete_volume_attachment(va)]
-        journal.record(
-            "release",
-            f"force-deleted {len(deleted)} pod(s), deleted {len(detached)} VolumeAttachment(s)",
-            event="FireproofReleased",
-        )
-    except FireproofError as exc:
-        journal.record(
-            "release",
-            f"release of {node} stopped half-way: {exc.message} ({node} is verified off)",
-            status="failed",
-            event="FireproofReleaseFailed",
-        )
-        raise
+    steps.wait_workloads(
+        cluster, node, plan.pods, journal, timeout=workload_timeout, poll=poll, clock=clock
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,15 +197,19 @@ def plan_recover(cluster: Cluster, node: str, machine: Machine | None) -> Recove
     taints = (current.spec.taints if current.spec else None) or []
     tainted = any(t.key == OUT_OF_SERVICE for t in taints)
     cordoned = bool(current.spec and current.spec.unschedulable)
-    steps = [
+    annotations = (current.metadata.annotations if current.metadata else None) or {}
+    ours = steps.CORDONED_MARK in annotations
+    plan = [
         f"power on {machine.label} through device {machine.device!r} and verify it reads on",
         f"wait until {node} is Ready",
     ]
     if tainted:
-        steps.append(f"remove the {OUT_OF_SERVICE} taint")
-    if cordoned:
-        steps.append(f"uncordon {node}")
-    return RecoverPlan(node, machine, tainted, cordoned, tuple(steps))
+        plan.append(f"remove the {OUT_OF_SERVICE} taint")
+    if cordoned and ours:
+        plan.append(f"uncordon {node} (fireproof cordoned it)")
+    elif cordoned:
+        plan.append(f"leave {node} cordoned (someone else cordoned it)")
+    return RecoverPlan(node, machine, tainted, cordoned, tuple(plan))
 
 
 def apply_recover(
@@ -278,37 +221,15 @@ def apply_recover(
     timeout: float,
     poll: float = 1.0,
     progress: Callable[[str], None] = lambda _m: None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> None:
     node = plan.node
-    try:
-        fencer.on(plan.machine)
-    except FencingError as exc:
-        journal.record(
-            "power-on", f"failed: {exc.message}", status="failed", event="FireproofRecoverFailed"
-        )
-        raise
-    journal.record("power-on", f"{plan.machine.label} verified on", event="FireproofPoweredOn")
+    steps.power_on(fencer, plan.machine, journal)
     progress(f"{plan.machine.label} is on; waiting for {node} to be Ready")
-    deadline = time.monotonic() + timeout
-    while node_ready(cluster.node(node)) != "True":
-        if time.monotonic() >= deadline:
-            journal.record(
-                "ready",
-                f"{node} not Ready after {timeout:g} s",
-                status="failed",
-                event="FireproofRecoverFailed",
-            )
-            raise TransientError(
-                f"{plan.machine.label} is on but {node} is not Ready after {timeout:g} s",
-                hint=f"the out-of-service taint stays on {node} until it is Ready; rerun --recover",
-            )
-        time.sleep(poll)
-    journal.record("ready", f"{node} is Ready")
-    # Only now: removing the taint from a node that is not back would let pods schedule onto
-    # a machine that cannot run them.
-    if cluster.remove_taint(node, OUT_OF_SERVICE):
-        journal.record(
-            "untaint", f"removed the out-of-service taint from {node}", event="FireproofUntainted"
-        )
-    cluster.set_unschedulable(node, False)
-    journal.record("uncordon", f"{node} uncordoned", event="FireproofRecovered")
+    try:
+        steps.wait_ready(cluster, node, journal, timeout=timeout, poll=poll, clock=clock)
+    except TransientError as exc:
+        raise TransientError(
+            f"{plan.machine.label} is on but {exc.message}", hint=exc.hint
+        ) from exc
+    steps.restore(cluster, node, journal)

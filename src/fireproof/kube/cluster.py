@@ -153,6 +153,39 @@ class Cluster:
         with self._guard():
             self.client.patch(Node, node, {"spec": {"unschedulable": value or None}})
 
+    def cordon(self, node: str, mark: str) -> None:
+        """Cordon and leave ``mark`` (an annotation) saying fireproof did, in one write."""
+        patch = {
+            "metadata": {"annotations": {mark: now_rfc3339()}},
+            "spec": {"unschedulable": True},
+        }
+        with self._guard():
+            self.client.patch(Node, node, patch)
+
+    def uncordon_if_marked(self, node: str, mark: str) -> bool:
+        """Uncordon only a node fireproof cordoned (it carries ``mark``); an admin's cordon
+        stays. Returns whether the node was uncordoned."""
+        current = self.node(node)
+        annotations = (current.metadata.annotations if current.metadata else None) or {}
+        if mark not in annotations:
+            return False
+        patch = {"metadata": {"annotations": {mark: None}}, "spec": {"unschedulable": None}}
+        with self._guard():
+            self.client.patch(Node, node, patch)
+        return True
+
+    def set_annotation(
+        self, node: str, key: str, value: str | None, *, version: str | None
+    ) -> Node:
+        """Set (or with None remove) one annotation; with ``version`` only if the Node has not
+        changed since it was read (a conditional write: a stale writer gets a conflict)."""
+        patch: dict[str, Any] = {"metadata": {"annotations": {key: value}}}
+        if version is not None:
+            patch["metadata"]["resourceVersion"] = version
+        with self._guard():
+            result: Node = self.client.patch(Node, node, patch)
+        return result
+
     def add_taint(self, node: str, key: str, value: str, effect: str) -> bool:
         """Add the taint unless present; returns whether it was added."""
         current = self.node(node)

@@ -7,7 +7,9 @@ it report "not checked" instead of "healthy".
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,8 +74,18 @@ def take_snapshot(
     endpoints: bool = True,
 ) -> Snapshot:
     """List ``kinds`` (default: all) once each, and read the `kubernetes` Endpoints."""
+    with _count_requests(cluster) as counter:
+        return _take(cluster, namespace, kinds, endpoints, counter)
+
+
+def _take(
+    cluster: Cluster,
+    namespace: str | None,
+    kinds: set[str] | None,
+    endpoints: bool,
+    counter: Callable[[], int],
+) -> Snapshot:
     snap = Snapshot()
-    counter = _count_requests(cluster)
     for kind, (resource, namespaced) in KINDS.items():
         if kinds is not None and kind not in kinds:
             continue
@@ -107,8 +119,13 @@ def take_snapshot(
     return snap
 
 
-def _count_requests(cluster: Cluster) -> Any:
-    """Count the HTTP requests the client sends (list pages included) from now on."""
+@contextlib.contextmanager
+def _count_requests(cluster: Cluster) -> Iterator[Callable[[], int]]:
+    """Count the HTTP requests the client sends (list pages included) inside the block.
+
+    The hook is removed on the way out: a long-running process (guard) takes a snapshot per
+    loop and must not pile up hooks on its one client.
+    """
     transport: Any = cluster.client._client._client  # private, but inside the kube seam
     sent = [0]
 
@@ -118,4 +135,9 @@ def _count_requests(cluster: Cluster) -> Any:
     hooks = transport.event_hooks
     hooks.setdefault("request", []).append(hook)
     transport.event_hooks = hooks
-    return lambda: sent[0]
+    try:
+        yield lambda: sent[0]
+    finally:
+        hooks = transport.event_hooks
+        hooks["request"] = [h for h in hooks.get("request", []) if h is not hook]
+        transport.event_hooks = hooks

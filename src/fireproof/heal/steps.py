@@ -1,0 +1,202 @@
+"""The steps of a node remediation, each idempotent: it reads the current state first, so a
+second run (a retry, a resumed guard, a new leader) does no harm and no double work.
+
+`heal node` runs them in order with a person watching; `guard` runs them one phase at a time.
+Waits take an injectable :class:`Clock` so their logic is tested without sleeping.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from fireproof.errors import FireproofError, TransientError
+from fireproof.fencing import Fencer, FencingError, Machine, PowerState
+from fireproof.heal.journal import Journal
+from fireproof.heal.workloads import AffectedPod, waiting_for
+from fireproof.kube import Cluster, node_ready
+
+OUT_OF_SERVICE = "node.kubernetes.io/out-of-service"
+OUT_OF_SERVICE_VALUE = "nodeshutdown"
+CORDONED_MARK = "fireproof.io/cordoned-at"
+"""Annotation left by fireproof's own cordon: recovery uncordons only what fireproof cordoned."""
+
+
+@dataclass(frozen=True, slots=True)
+class Clock:
+    now: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+
+
+SYSTEM_CLOCK = Clock()
+
+
+def cordon(cluster: Cluster, node: str, journal: Journal) -> bool:
+    """Cordon unless already cordoned; returns whether this call cordoned it."""
+    current = cluster.node(node)
+    if current.spec is not None and current.spec.unschedulable:
+        journal.record("cordon", f"{node} was already cordoned", status="skipped")
+        return False
+    cluster.cordon(node, CORDONED_MARK)
+    journal.record("cordon", f"{node} cordoned", event="FireproofCordoned")
+    return True
+
+
+def fence_off(fencer: Fencer, machine: Machine, node: str, journal: Journal) -> None:
+    """Power off and verify; returns only when the device read the machine back as off.
+
+    Raises FencingError (after recording it) on any error, timeout or unknown state.
+    """
+    try:
+        state = fencer.off(machine)  # idempotent: a machine already off is only read
+        confirm = fencer.status(machine)  # once more, after the driver's own poll
+    except FencingError as exc:
+        journal.record(
+            "fence",
+            f"fencing {machine.label} failed: {exc.message}; no volume was released",
+            status="failed",
+            event="FireproofFenceFailed",
+        )
+        raise FencingError(
+            f"{node}: fencing failed, nothing was released: {exc.message}", hint=exc.hint
+        ) from exc
+    if state is not PowerState.OFF or confirm is not PowerState.OFF:
+        journal.record(
+            "fence",
+            f"{machine.label} reads {confirm} after power-off; no volume was released",
+            status="failed",
+            event="FireproofFenceFailed",
+        )
+        raise FencingError(f"{node}: {machine.label} is not verified off ({confirm})")
+    journal.record(
+        "fence", f"{machine.label} verified off via {fencer.name}", event="FireproofFenced"
+    )
+
+
+def release(
+    cluster: Cluster,
+    node: str,
+    journal: Journal,
+    *,
+    taint: bool,
+    pods: Sequence[tuple[str, str]] = (),
+    attachments: Sequence[str] = (),
+) -> None:
+    """Release a verified-off node's volumes: the out-of-service taint, and/or force-delete its
+    pods and delete its VolumeAttachments. Only ever call it after :func:`fence_off`."""
+    try:
+        what = []
+        if taint:
+            added = cluster.add_taint(node, OUT_OF_SERVICE, OUT_OF_SERVICE_VALUE, "NoExecute")
+            what.append(f"out-of-service taint {'applied' if added else 'already present'}")
+        if pods:
+            deleted = [f"{ns}/{name}" for ns, name in pods if cluster.force_delete_pod(ns, name)]
+            what.append(f"force-deleted {len(deleted)} pod(s)")
+        if attachments:
+            gone = [va for va in attachments if cluster.delete_volume_attachment(va)]
+            what.append(f"deleted {len(gone)} VolumeAttachment(s)")
+    except FireproofError as exc:
+        journal.record(
+            "release",
+            f"release of {node} stopped half-way: {exc.message} ({node} is verified off)",
+            status="failed",
+            event="FireproofReleaseFailed",
+        )
+        raise
+    journal.record("release", f"{node}: " + ", ".join(what), event="FireproofReleased")
+
+
+def wait_workloads(
+    cluster: Cluster,
+    node: str,
+    pods: Sequence[AffectedPod],
+    journal: Journal,
+    *,
+    timeout: float,
+    poll: float = 1.0,
+    clock: Clock = SYSTEM_CLOCK,
+) -> None:
+    waiting = [p for p in pods if p.comes_back]
+    deadline = clock.now() + timeout
+    while waiting:
+        waiting = waiting_for(cluster, node, waiting)
+        if not waiting:
+            break
+        if clock.now() >= deadline:
+            names = ", ".join(p.label for p in waiting)
+            journal.record(
+                "workloads",
+                f"not Running elsewhere after {timeout:g} s: {names}",
+                status="failed",
+                event="FireproofWorkloadsStuck",
+            )
+            raise TransientError(
+                f"{node} was fenced and released, but these are not Running elsewhere after "
+                f"{timeout:g} s: {names}",
+                hint="check `kubectl get pods -A -o wide` and their events",
+            )
+        clock.sleep(poll)
+    back = ", ".join(p.label for p in pods if p.comes_back) or "none to wait for"
+    journal.record("workloads", f"Running on other nodes: {back}", event="FireproofHealed")
+
+
+def power_on(fencer: Fencer, machine: Machine, journal: Journal) -> None:
+    try:
+        fencer.on(machine)
+    except FencingError as exc:
+        journal.record(
+            "power-on", f"failed: {exc.message}", status="failed", event="FireproofRecoverFailed"
+        )
+        raise
+    journal.record("power-on", f"{machine.label} verified on", event="FireproofPoweredOn")
+
+
+def wait_ready(
+    cluster: Cluster,
+    node: str,
+    journal: Journal,
+    *,
+    timeout: float,
+    poll: float = 1.0,
+    clock: Clock = SYSTEM_CLOCK,
+) -> None:
+    deadline = clock.now() + timeout
+    while node_ready(cluster.node(node)) != "True":
+        if clock.now() >= deadline:
+            journal.record(
+                "ready",
+                f"{node} not Ready after {timeout:g} s",
+                status="failed",
+                event="FireproofRecoverFailed",
+            )
+            raise TransientError(
+                f"{node} is not Ready after {timeout:g} s",
+                hint=f"the out-of-service taint stays on {node} until it is Ready; rerun --recover",
+            )
+        clock.sleep(poll)
+    journal.record("ready", f"{node} is Ready")
+
+
+def restore(cluster: Cluster, node: str, journal: Journal) -> None:
+    """For a node that is Ready again: remove the out-of-service taint, and uncordon it if
+    fireproof cordoned it (an admin's cordon is left alone, and said so)."""
+    # Only for a Ready node: removing the taint from a node that is not back would let pods
+    # schedule onto a machine that cannot run them.
+    if node_ready(cluster.node(node)) != "True":
+        raise TransientError(f"{node} is not Ready: its out-of-service taint stays")
+    if cluster.remove_taint(node, OUT_OF_SERVICE):
+        journal.record(
+            "untaint", f"removed the out-of-service taint from {node}", event="FireproofUntainted"
+        )
+    if cluster.uncordon_if_marked(node, CORDONED_MARK):
+        journal.record("uncordon", f"{node} uncordoned", event="FireproofRecovered")
+    elif (spec := cluster.node(node).spec) is not None and spec.unschedulable:
+        journal.record(
+            "uncordon",
+            f"{node} was cordoned by someone else, left cordoned",
+            status="skipped",
+            event="FireproofRecovered",
+        )
+    else:
+        journal.record("uncordon", f"{node} is schedulable", event="FireproofRecovered")

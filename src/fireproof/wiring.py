@@ -1,0 +1,102 @@
+"""Config -> cluster -> inventory -> fencer: what every command and the guard wire up alike.
+
+Below the CLI so the guard (and later drills) build the same objects; errors are fireproof's,
+never click's.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from fireproof.config import Config, ProxmoxDevice, load_config
+from fireproof.fencing import Fencer, Machine, build_fencer
+from fireproof.inventory import Inventory, VmInfo, build_inventory
+from fireproof.kube import Cluster
+
+CONFIG_ENV = "FIREPROOF_CONFIG"
+
+
+def default_config_path() -> Path | None:
+    if env := os.environ.get(CONFIG_ENV):
+        return Path(env)
+    for candidate in (
+        Path("fireproof.yaml"),
+        Path.home() / ".config" / "fireproof" / "fireproof.yaml",
+    ):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def journal_path() -> Path:
+    base = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state"))
+    return base / "fireproof" / "journal.jsonl"
+
+
+@dataclass
+class Target:
+    """A cluster to act on, with its config; the cluster is connected on first use."""
+
+    config: Config
+    kubeconfig: Path | None
+    context: str | None
+
+    @classmethod
+    def load(
+        cls, config_path: Path | None, kubeconfig: Path | None = None, context: str | None = None
+    ) -> Target:
+        path = config_path or default_config_path()
+        config = load_config(path) if path is not None else Config(path=None)
+        return cls(
+            config=config,
+            kubeconfig=kubeconfig or config.cluster.kubeconfig,
+            context=context or config.cluster.context,
+        )
+
+    @cached_property
+    def cluster(self) -> Cluster:
+        return Cluster.connect(self.kubeconfig, self.context)
+
+    def fencer(self, device: str) -> Fencer:
+        """The device's driver, secrets resolved now (before any write to the cluster)."""
+        return build_fencer(self.config.device(device), self._read_secret)
+
+    def _read_secret(self, namespace: str, name: str, key: str) -> str:
+        return self.cluster.read_secret(namespace, name, key)
+
+    def _list_vms(self, device: str) -> list[VmInfo]:
+        spec = self.config.device(device)
+        if not isinstance(spec, ProxmoxDevice):
+            return []
+        from fireproof.fencing.proxmox import ProxmoxFencer  # proxmoxer only when used
+
+        fencer = ProxmoxFencer(spec, self._read_secret)
+        return [VmInfo(name, host, vmid) for name, host, vmid in fencer.list_vms()]
+
+    def inventory(self, nodes: list[str] | None = None) -> Inventory:
+        if nodes is None:
+            # Read the local sources first: a broken state file is reported as such, not
+            # hidden behind an unreachable cluster.
+            build_inventory(self.config, [])
+        names = nodes if nodes is not None else self.node_names()
+        return build_inventory(self.config, names, self._list_vms)
+
+    def node_names(self) -> list[str]:
+        return sorted(
+            n.metadata.name for n in self.cluster.nodes() if n.metadata and n.metadata.name
+        )
+
+    def machine(self, node: str) -> Machine | None:
+        return self.mapping(node)[0]
+
+    def mapping(self, node: str) -> tuple[Machine | None, str]:
+        """The node's machine and the inventory source that named it (ambiguity raises)."""
+        inv = self.inventory([node])
+        entry = inv.entry(node)
+        return inv.machine(node), entry.source if entry else "none"
+
+    def journal_path(self) -> Path:
+        return journal_path()
