@@ -202,6 +202,47 @@ class RemediationConfig:
     recover_timeout_seconds: float = 180.0
 
 
+GUARD_STRATEGIES = ("reboot", "off")
+
+
+@dataclass(frozen=True, slots=True)
+class GuardConfig:
+    """``guard:``: detection signals, what to do after fencing, and the safety gates."""
+
+    poll_interval_seconds: float = 1.0
+    """How often guard looks: one ``cluster/resources`` call per Proxmox device, one list of
+    Nodes and of node Leases."""
+    lease_stale_seconds: float = 40.0
+    """A node Lease older than this while its VM runs: a partition or a hung node (the
+    kubelet's lease duration is 40 s)."""
+    not_ready_grace_seconds: float = 60.0
+    """Ready=False/Unknown for this long: dead, for nodes whose device cannot report power."""
+    strategy: str = "reboot"
+    """After guard powered a machine off: ``reboot`` (power on, wait Ready, untaint, uncordon)
+    or ``off`` (leave it off and tainted)."""
+    restart_stopped: bool = False
+    """Start machines that were already off (a crash, a person in Proxmox) after the release."""
+    max_unhealthy: str = "40%"
+    """More dead-looking nodes than this (a count or a percentage of all nodes, at least 1):
+    a storm; guard does nothing destructive."""
+    storm_cooldown_seconds: float = 60.0
+    max_attempts: int = 3
+    """Reboots of a node that does not come back Ready before guard gives up (leaves it off)."""
+    retry_backoff_seconds: float = 10.0
+    """First wait after a failed fencing; doubles up to 8x."""
+    lease_namespace: str = "kube-system"
+    lease_name: str = "fireproof-guard"
+    lease_duration_seconds: float = 15.0
+    repair_api_endpoints: bool = False
+
+    def max_unhealthy_nodes(self, total: int) -> int:
+        if self.max_unhealthy.endswith("%"):
+            share = int(float(self.max_unhealthy[:-1]) * total / 100)
+        else:
+            share = int(self.max_unhealthy)
+        return max(1, share)
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     path: Path | None
@@ -209,6 +250,7 @@ class Config:
     devices: dict[str, Device] = field(default_factory=dict)
     inventory: InventoryConfig = InventoryConfig()
     remediation: RemediationConfig = RemediationConfig()
+    guard: GuardConfig = GuardConfig()
 
     def device(self, name: str) -> Device:
         try:
@@ -219,7 +261,7 @@ class Config:
 
 def load_config(path: Path) -> Config:
     doc = load_yaml(path)
-    doc.reject_unknown({"cluster", "devices", "inventory", "remediation"})
+    doc.reject_unknown({"cluster", "devices", "inventory", "remediation", "guard"})
     base = path.parent
     devices = {name: _device(name, section, base) for name, section in doc.sections("devices")}
     inventory = _inventory(doc.section("inventory"), base, devices)
@@ -229,6 +271,7 @@ def load_config(path: Path) -> Config:
         devices=devices,
         inventory=inventory,
         remediation=_remediation(doc.section("remediation")),
+        guard=_guard(doc.section("guard")),
     )
 
 
@@ -392,4 +435,50 @@ def _remediation(section: Section | None) -> RemediationConfig:
         method=section.choice("method", REMEDIATION_METHODS, "auto"),
         workload_timeout_seconds=section.number("workload_timeout_seconds", 300.0, minimum=1),
         recover_timeout_seconds=section.number("recover_timeout_seconds", 180.0, minimum=1),
+    )
+
+
+_MAX_UNHEALTHY = re.compile(r"^(\d+|\d{1,3}(\.\d+)?%)$")
+
+
+def _guard(section: Section | None) -> GuardConfig:
+    if section is None:
+        return GuardConfig()
+    d = GuardConfig()
+    section.reject_unknown(set(GuardConfig.__dataclass_fields__))
+    max_unhealthy = section.text("max_unhealthy", d.max_unhealthy) or d.max_unhealthy
+    if not _MAX_UNHEALTHY.match(max_unhealthy) or (
+        max_unhealthy.endswith("%") and float(max_unhealthy[:-1]) > 100
+    ):
+        raise section.error(
+            f"must be a node count or a percentage (like 2 or 40%), got {max_unhealthy!r}",
+            "max_unhealthy",
+        )
+    return GuardConfig(
+        poll_interval_seconds=section.number(
+            "poll_interval_seconds", d.poll_interval_seconds, minimum=0.1, maximum=60
+        ),
+        lease_stale_seconds=section.number(
+            "lease_stale_seconds", d.lease_stale_seconds, minimum=1, maximum=3600
+        ),
+        not_ready_grace_seconds=section.number(
+            "not_ready_grace_seconds", d.not_ready_grace_seconds, minimum=1, maximum=86400
+        ),
+        strategy=section.choice("strategy", GUARD_STRATEGIES, d.strategy),
+        restart_stopped=section.boolean("restart_stopped", d.restart_stopped),
+        max_unhealthy=max_unhealthy,
+        storm_cooldown_seconds=section.number(
+            "storm_cooldown_seconds", d.storm_cooldown_seconds, maximum=86400
+        ),
+        max_attempts=section.integer("max_attempts", d.max_attempts, minimum=1, maximum=100)
+        or d.max_attempts,
+        retry_backoff_seconds=section.number(
+            "retry_backoff_seconds", d.retry_backoff_seconds, minimum=0.1, maximum=3600
+        ),
+        lease_namespace=section.text("lease_namespace", d.lease_namespace) or d.lease_namespace,
+        lease_name=section.text("lease_name", d.lease_name) or d.lease_name,
+        lease_duration_seconds=section.number(
+            "lease_duration_seconds", d.lease_duration_seconds, minimum=2, maximum=600
+        ),
+        repair_api_endpoints=section.boolean("repair_api_endpoints", d.repair_api_endpoints),
     )

@@ -10,6 +10,7 @@ import click
 from fireproof.cli import exitcodes
 from fireproof.cli.doctor import doctor
 from fireproof.cli.fence import fence, inventory
+from fireproof.cli.guard import guard
 from fireproof.cli.heal import heal
 from fireproof.cli.lab import lab
 from fireproof.errors import FireproofError
@@ -33,6 +34,7 @@ def cli() -> None:
       fireproof inventory show --lab      node -> VM -> fencing device
       fireproof heal node NODE --lab      fence a dead node and release its volumes
       fireproof heal api-endpoints --lab  repair a stale `kubernetes` Endpoints
+      fireproof guard run --lab           recover dead nodes by itself (try --dry-run first)
     """
 
 
@@ -41,6 +43,7 @@ cli.add_command(doctor)
 cli.add_command(inventory)
 cli.add_command(fence)
 cli.add_command(heal)
+cli.add_command(guard)
 
 
 def main() -> None:

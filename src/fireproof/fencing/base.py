@@ -116,3 +116,13 @@ def wait_for_state(
                 hint="the machine was NOT verified; nothing was released",
             )
         sleep(interval)
+
+
+@runtime_checkable
+class PowerPoller(Protocol):
+    """A device that reads the power of all its machines in one call (Proxmox:
+    ``cluster/resources``). Detection only: before any release, :meth:`Fencer.off` verifies."""
+
+    def power_states(self) -> dict[int, PowerState]:
+        """VMID -> power state of every machine the device can see."""
+        ...

@@ -219,6 +219,19 @@ class ProxmoxFencer:
             if r.get("type") == "qemu" and r.get("name") and not int(r.get("template") or 0)
         ]
 
+    def power_states(self) -> dict[int, PowerState]:
+        """VMID -> power of every VM, from one ``cluster/resources`` call (detection only).
+
+        A dead host's VMs read ``unknown``; a paused VM reads ``running`` there and is ON.
+        """
+        api = self._connect()
+        rows = self._call("poll VMs", lambda: api.cluster.resources.get(type="vm"))
+        return {
+            int(r["vmid"]): _STATES.get(str(r.get("status")), PowerState.UNKNOWN)
+            for r in rows
+            if r.get("type") == "qemu" and not int(r.get("template") or 0)
+        }
+
     def identify(self, machine: Machine) -> MachineIdentity:
         """The VM's name and SMBIOS UUID, from its configuration."""
         vm = self._vm(machine)

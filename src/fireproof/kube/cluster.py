@@ -17,6 +17,7 @@ from lightkube.models.core_v1 import (
 )
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.apps_v1 import DaemonSet, Deployment, ReplicaSet
+from lightkube.resources.coordination_v1 import Lease
 from lightkube.resources.core_v1 import Endpoints, Event, Node, Pod, Secret
 from lightkube.resources.storage_v1 import VolumeAttachment
 
@@ -29,6 +30,7 @@ from fireproof.kube.client import (
 )
 
 COMPONENT = "fireproof"
+NODE_LEASE_NAMESPACE = "kube-node-lease"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 
 
@@ -120,6 +122,33 @@ class Cluster:
         except KubeNotFoundError:
             return None
         return rs.spec.replicas if rs.spec else None
+
+    def node_lease_renewals(self) -> dict[str, dt.datetime | None]:
+        """When each kubelet last renewed its Lease in ``kube-node-lease`` (by node name)."""
+        with self._guard():
+            leases = list(self.client.list(Lease, namespace=NODE_LEASE_NAMESPACE))
+        return {
+            lease.metadata.name: (lease.spec.renewTime if lease.spec else None)
+            for lease in leases
+            if lease.metadata and lease.metadata.name
+        }
+
+    def lease(self, namespace: str, name: str) -> Lease | None:
+        try:
+            with self._guard():
+                return self.client.get(Lease, name, namespace=namespace)
+        except KubeNotFoundError:
+            return None
+
+    def create_lease(self, lease: Lease) -> Lease:
+        """Create; a Lease that already exists raises KubeConflictError."""
+        with self._guard():
+            return self.client.create(lease)
+
+    def replace_lease(self, lease: Lease) -> Lease:
+        """Replace, only if unchanged since read (its resourceVersion): else KubeConflictError."""
+        with self._guard():
+            return self.client.replace(lease)
 
     def volume_attachments(self) -> list[VolumeAttachment]:
         with self._guard():

@@ -1,0 +1,85 @@
+"""A remediation's progress, recorded on the Node itself (one annotation) so that any guard
+replica, a restarted one or a new leader, resumes it from the recorded phase, exactly once."""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+ANNOTATION = "fireproof.io/remediation"
+EXCLUDE_LABEL = "fireproof.io/exclude"
+PAUSE_ANNOTATION = "fireproof.io/pause"
+"""On a Node: guard leaves it alone (maintenance). On guard's Lease: guard pauses everywhere."""
+
+
+class Phase(enum.StrEnum):
+    DETECTED = "detected"
+    CORDONED = "cordoned"
+    FENCED = "fenced"
+    """The device read the machine back as off: only from here may volumes be released."""
+    RELEASED = "released"
+    REBOOTING = "rebooting"
+    LEFT_OFF = "left-off"
+    """Released and left off (strategy off, or a machine guard did not stop)."""
+    GAVE_UP = "gave-up"
+    """Did not come back Ready after max_attempts reboots: left off and tainted."""
+
+
+class Reason(enum.StrEnum):
+    VM_OFF = "vm-off"
+    """The hypervisor reads the VM stopped: dead whatever Ready still says (fast path)."""
+    SILENT = "silent-kubelet"
+    """The node Lease is stale while the VM runs: a partition or a hung node."""
+    NOT_READY = "not-ready"
+    """Ready is not True past the grace period (a device that cannot report power)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Remediation:
+    phase: Phase
+    reason: Reason
+    epoch: int
+    """The leader epoch (Lease transitions) that wrote this record."""
+    leader: str
+    started: float
+    """Wall-clock seconds since the epoch when the failure was detected."""
+    updated: float
+    guard_powered_off: bool = False
+    """guard itself stopped the machine (partition): only then does strategy reboot start it."""
+    attempts: int = 0
+    not_before: float = 0.0
+    """Wall-clock time before which the next try waits (backoff after a failure)."""
+    failures: int = 0
+    note: str = ""
+
+    def to_annotation(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_annotation(cls, text: str | None) -> Remediation | None:
+        if not text:
+            return None
+        try:
+            raw: dict[str, Any] = json.loads(text)
+            return cls(
+                phase=Phase(raw["phase"]),
+                reason=Reason(raw["reason"]),
+                epoch=int(raw["epoch"]),
+                leader=str(raw["leader"]),
+                started=float(raw["started"]),
+                updated=float(raw["updated"]),
+                guard_powered_off=bool(raw.get("guard_powered_off", False)),
+                attempts=int(raw.get("attempts", 0)),
+                not_before=float(raw.get("not_before", 0.0)),
+                failures=int(raw.get("failures", 0)),
+                note=str(raw.get("note", "")),
+            )
+        except (ValueError, KeyError, TypeError):
+            return None  # a hand-edited or foreign value: treated as no record, never trusted
+
+    def advance(
+        self, phase: Phase, *, epoch: int, leader: str, now: float, **changes: Any
+    ) -> Remediation:
+        return replace(self, phase=phase, epoch=epoch, leader=leader, updated=now, **changes)
