@@ -76,6 +76,10 @@ class Guard:
     _storm_until: float = field(default=0.0, init=False)
     _version: tuple[int, int] | None = field(default=None, init=False)
     _endpoints_at: float = field(default=0.0, init=False)
+    _blind: bool = field(default=False, init=False)
+    _hold_until: float = field(default=0.0, init=False)
+    """After guard could not see the cluster: no new remediation until every kubelet had time
+    to renew its Lease (their renewals failed too while the API server was away)."""
 
     def __post_init__(self) -> None:
         self.elector = LeaderElector(
@@ -135,7 +139,7 @@ class Guard:
             if not v.excluded and (reason := suspicion(v, self.settings, now)) is not None
         }
         self.metrics.dead_nodes.set(len(suspects))
-        gate = self._storm_gate(len(suspects), len(views))
+        gate = self._storm_gate(suspects, len(views))
         records = {
             name: rec
             for name, node in nodes.items()
@@ -249,19 +253,22 @@ class Guard:
 
     # -- gates --------------------------------------------------------------------------------
 
-    def _storm_gate(self, dead: int, total: int) -> bool:
+    def _storm_gate(self, suspects: dict[str, Reason], total: int) -> bool:
         now = time.monotonic()
         limit = self.settings.max_unhealthy_nodes(total)
-        if dead > limit:
+        if len(suspects) > limit:
+            message = (
+                f"storm: {len(suspects)} nodes look dead, more than max_unhealthy ({limit}); "
+                "nothing destructive until it passes"
+            )
             if now >= self._storm_until:
-                message = (
-                    f"storm: {dead} nodes look dead, more than max_unhealthy ({limit}); "
-                    "nothing destructive until it passes"
-                )
                 log.warning(message)
-                self._event(None, "FireproofStorm", message, warning=True)
+            for name in suspects:
+                self._once(name, "storm", log.debug, message, event="FireproofStorm")
             self._storm_until = now + self.settings.storm_cooldown_seconds
         active = now < self._storm_until
+        if not active:
+            self._said = {k for k in self._said if k[1] != "storm"}
         self.metrics.storm.set(1 if active else 0)
         return active
 
@@ -323,6 +330,9 @@ class Guard:
                 return
             if gate:
                 self.metrics.refused.labels("storm").inc()
+                return
+            if time.monotonic() < self._hold_until:
+                self.metrics.refused.labels("api-recovery").inc()
                 return
             if not quorum_allows_fencing(views, view) and view.power is not PowerState.OFF:
                 self.metrics.refused.labels("quorum").inc()
@@ -582,8 +592,8 @@ class Guard:
         self.metrics.actions.labels("api-endpoints").inc()
 
     def _event(self, node: str | None, reason: str, message: str, *, warning: bool = False) -> None:
-        if node is None:
-            return  # cluster-wide: the log and the metric carry it
+        if node is None or self.dry_run:
+            return  # cluster-wide: the log and the metric carry it; a dry run writes nothing
         try:
             self.cluster.record_event(node, reason, f"fireproof guard: {message}", warning=warning)
         except FireproofError as exc:

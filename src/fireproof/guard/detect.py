@@ -2,8 +2,9 @@
 
 Three signals, strongest first:
 1. the hypervisor reads the VM off (the fast path: seconds, whatever Ready still says);
-2. the node Lease is stale while the VM runs (a partition or a hung node: fence it);
-3. Ready is not True past a grace period (for devices that cannot report power).
+2. the node Lease is stale while the VM runs or cannot be read (a partition, a hung node, a
+   dead host): fence it, which verifies it off or fails closed;
+3. Ready is not True past a grace period, for nodes no device poll covers.
 """
 
 from __future__ import annotations
@@ -36,21 +37,18 @@ class NodeView:
 
 
 def suspicion(view: NodeView, settings: GuardConfig, now: dt.datetime) -> Reason | None:
-    """Why the node looks dead, or None when it looks alive (or guard must not judge it)."""
+    """Why the node looks dead, or None when it looks alive."""
     if view.power is PowerState.OFF:
         return Reason.VM_OFF
-    if view.power is PowerState.ON:
-        renewed = view.lease_renewed
-        if renewed is None or (now - renewed).total_seconds() > settings.lease_stale_seconds:
-            return Reason.SILENT
-        return None
-    if view.polled:
-        # The device was asked and could not say: never judge on a blind spot. A silent
-        # kubelet with unknown power could be a dead host or a cut-off hypervisor API.
-        return None
+    renewed = view.lease_renewed
+    if renewed is None or (now - renewed).total_seconds() > settings.lease_stale_seconds:
+        # Running or unknown: a partition, a hung node, or a host the device cannot read.
+        # Fencing decides: it either verifies the machine off or fails closed, loudly.
+        return Reason.SILENT
     grace = settings.not_ready_grace_seconds
     if (
-        view.ready != "True"
+        not view.polled
+        and view.ready != "True"
         and view.ready_since is not None
         and (now - view.ready_since).total_seconds() > grace
     ):

@@ -18,7 +18,7 @@ from fireproof.heal import steps
 from fireproof.heal.journal import Journal
 from fireproof.heal.steps import OUT_OF_SERVICE, OUT_OF_SERVICE_VALUE, SYSTEM_CLOCK, Clock
 from fireproof.heal.workloads import AffectedPod, affected_pods
-from fireproof.inventory import IdentityMethod, verify_identity
+from fireproof.inventory import IdentityMethod, IdentityMismatch, verify_identity
 from fireproof.kube import Cluster, node_ready, system_uuid
 
 TAINT_SINCE = (1, 28)  # the out-of-service taint is GA (and honoured) from Kubernetes 1.28
@@ -105,11 +105,18 @@ def plan_heal(
         else f"force-delete its {len(pods)} pod(s) and delete its {len(attachments)} "
         "VolumeAttachment(s)"
     )
-    identity = (
-        verify_identity(node, system_uuid(current), machine, fencer, source)
-        if fencer is not None
-        else None
-    )
+    identity = None
+    if fencer is not None:
+        try:
+            identity = verify_identity(node, system_uuid(current), machine, fencer, source)
+        except IdentityMismatch:
+            raise
+        except FireproofError as exc:
+            raise FencingError(
+                f"{node}: could not ask device {machine.device!r} which machine {machine.label} "
+                f"is, so nothing was done: {exc.message}",
+                hint=exc.hint,
+            ) from exc
     proof = f" ({machine.label} is {node}: {IDENTITY_WORDS[identity]})" if identity else ""
     steps = (
         f"cordon {node}",

@@ -1,0 +1,240 @@
+"""guard's decisions in isolation: detection signals, the storm limit, quorum, the record on
+the Node, and heal's idempotent steps against a fake cluster. The lab tests (tests/e2e/
+test_guard.py) run the same logic against the real control plane and Proxmox emulator."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
+
+import pytest
+
+from fireproof.config import GuardConfig, load_config
+from fireproof.errors import TransientError, UsageError
+from fireproof.fencing import Machine, PowerState
+from fireproof.guard import (
+    NodeView,
+    Phase,
+    Reason,
+    Remediation,
+    quorum_allows_fencing,
+    suspicion,
+)
+from fireproof.guard.detect import back_since, healthy
+from fireproof.heal import Journal, steps
+from fireproof.kube import Cluster
+
+NOW = dt.datetime(2026, 11, 25, 12, 0, 0, tzinfo=dt.UTC)
+SETTINGS = GuardConfig(lease_stale_seconds=40, not_ready_grace_seconds=60)
+
+
+def _view(**changes: Any) -> NodeView:
+    base: dict[str, Any] = {
+        "name": "w1",
+        "ready": "True",
+        "ready_since": NOW - dt.timedelta(hours=1),
+        "lease_renewed": NOW - dt.timedelta(seconds=2),
+        "power": PowerState.ON,
+        "polled": True,
+        "control_plane": False,
+        "excluded": False,
+        "paused": False,
+    }
+    base.update(changes)
+    return NodeView(**base)
+
+
+def test_a_vm_read_off_is_dead_at_once_whatever_ready_says() -> None:
+    assert suspicion(_view(power=PowerState.OFF), SETTINGS, NOW) is Reason.VM_OFF
+    assert suspicion(_view(), SETTINGS, NOW) is None
+
+
+def test_a_stale_lease_is_a_silent_kubelet_running_or_unknown() -> None:
+    stale = NOW - dt.timedelta(seconds=41)
+    assert suspicion(_view(lease_renewed=stale), SETTINGS, NOW) is Reason.SILENT
+    assert suspicion(_view(lease_renewed=stale, power=PowerState.UNKNOWN), SETTINGS, NOW) is (
+        Reason.SILENT
+    )
+    assert suspicion(_view(lease_renewed=NOW - dt.timedelta(seconds=39)), SETTINGS, NOW) is None
+
+
+def test_not_ready_counts_only_for_unpolled_nodes_after_the_grace() -> None:
+    late = NOW - dt.timedelta(seconds=61)
+    unpolled = {"polled": False, "power": PowerState.UNKNOWN, "ready": "False"}
+    assert suspicion(_view(**unpolled, ready_since=late), SETTINGS, NOW) is Reason.NOT_READY
+    early = NOW - dt.timedelta(seconds=30)
+    assert suspicion(_view(**unpolled, ready_since=early), SETTINGS, NOW) is None
+    # A polled node's power and lease say more than its Ready condition.
+    assert suspicion(_view(ready="False", ready_since=late), SETTINGS, NOW) is None
+
+
+def test_back_means_a_lease_renewed_after_the_step_not_a_stale_ready() -> None:
+    step = (NOW - dt.timedelta(seconds=5)).timestamp()
+    assert not back_since(_view(lease_renewed=NOW - dt.timedelta(seconds=6)), step)
+    assert back_since(_view(lease_renewed=NOW - dt.timedelta(seconds=1)), step)
+    assert not back_since(_view(power=PowerState.OFF), step)
+    assert not healthy(_view(power=PowerState.OFF), SETTINGS, NOW)
+
+
+def test_control_plane_quorum_and_storm_limit() -> None:
+    cps = [_view(name=f"cp{i}", control_plane=True) for i in range(3)]
+    assert quorum_allows_fencing(cps, cps[0])
+    degraded = [cps[0], _view(name="cp1", control_plane=True, ready="Unknown"), cps[2]]
+    assert not quorum_allows_fencing(degraded, cps[0])
+    assert quorum_allows_fencing(degraded, _view(name="w9"))
+    assert GuardConfig(max_unhealthy="40%").max_unhealthy_nodes(7) == 2
+    assert GuardConfig(max_unhealthy="40%").max_unhealthy_nodes(2) == 1
+    assert GuardConfig(max_unhealthy="3").max_unhealthy_nodes(7) == 3
+
+
+def test_the_record_round_trips_and_a_foreign_value_is_not_trusted() -> None:
+    record = Remediation(Phase.FENCED, Reason.SILENT, 3, "guard-a", 1.0, 2.0, True, 1)
+    assert Remediation.from_annotation(record.to_annotation()) == record
+    assert Remediation.from_annotation('{"phase": "exploded"}') is None
+    assert Remediation.from_annotation("not json") is None
+    moved = record.advance(Phase.RELEASED, epoch=4, leader="guard-b", now=9.0)
+    assert (moved.phase, moved.epoch, moved.leader, moved.updated) == (
+        Phase.RELEASED,
+        4,
+        "guard-b",
+        9.0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("guard:\n  strategy: pray\n", ":2: guard.strategy: must be one of reboot, off"),
+        ("guard:\n  max_unhealthy: lots\n", ":2: guard.max_unhealthy: must be a node count"),
+        ("guard:\n  max_unhealthy: 140%\n", ":2: guard.max_unhealthy: must be a node count"),
+        ("guard:\n  poll_interval_seconds: inf\n", ":2: guard.poll_interval_seconds: must be a"),
+        ("guard:\n  lease_stale: 3\n", ":2: guard.lease_stale: unknown field"),
+    ],
+)
+def test_guard_settings_are_validated_with_their_line(
+    tmp_path: Path, body: str, expected: str
+) -> None:
+    path = tmp_path / "fireproof.yaml"
+    path.write_text(body)
+    with pytest.raises(UsageError) as info:
+        load_config(path)
+    assert f"{path}{expected}" in info.value.message
+
+
+# -- heal's steps against a fake cluster ------------------------------------------------------
+
+
+class _FakeCluster:
+    """The few Cluster calls the steps make, on one in-memory Node."""
+
+    def __init__(self, *, unschedulable: bool = False, ready: str = "True") -> None:
+        self.unschedulable = unschedulable
+        self.ready = ready
+        self.annotations: dict[str, str] = {}
+        self.taints: set[str] = set()
+        self.writes: list[str] = []
+
+    def node(self, _name: str) -> Any:
+        return SimpleNamespace(
+            spec=SimpleNamespace(unschedulable=self.unschedulable),
+            status=SimpleNamespace(conditions=[SimpleNamespace(type="Ready", status=self.ready)]),
+            metadata=SimpleNamespace(annotations=dict(self.annotations)),
+        )
+
+    def cordon(self, _node: str, mark: str) -> None:
+        self.writes.append("cordon")
+        self.unschedulable = True
+        self.annotations[mark] = "now"
+
+    def uncordon_if_marked(self, _node: str, mark: str) -> bool:
+        if mark not in self.annotations:
+            return False
+        self.writes.append("uncordon")
+        del self.annotations[mark]
+        self.unschedulable = False
+        return True
+
+    def remove_taint(self, _node: str, key: str) -> bool:
+        if key not in self.taints:
+            return False
+        self.writes.append("untaint")
+        self.taints.discard(key)
+        return True
+
+    def add_taint(self, _node: str, key: str, _value: str, _effect: str) -> bool:
+        if key in self.taints:
+            return False
+        self.writes.append("taint")
+        self.taints.add(key)
+        return True
+
+
+def _cluster(fake: _FakeCluster) -> Cluster:
+    return cast(Cluster, fake)
+
+
+def test_cordon_and_release_are_idempotent() -> None:
+    fake = _FakeCluster()
+    journal = Journal("test", "w1")
+    assert steps.cordon(_cluster(fake), "w1", journal)
+    assert not steps.cordon(_cluster(fake), "w1", journal)
+    steps.release(_cluster(fake), "w1", journal, taint=True)
+    steps.release(_cluster(fake), "w1", journal, taint=True)
+    assert fake.writes == ["cordon", "taint"]
+    assert [s.status for s in journal.steps] == ["ok", "skipped", "ok", "ok"]
+
+
+def test_restore_undoes_only_fireproofs_own_cordon() -> None:
+    ours = _FakeCluster()
+    journal = Journal("test", "w1")
+    steps.cordon(_cluster(ours), "w1", journal)
+    ours.taints.add(steps.OUT_OF_SERVICE)
+    steps.restore(_cluster(ours), "w1", journal)
+    assert ours.writes == ["cordon", "untaint", "uncordon"]
+    admins = _FakeCluster(unschedulable=True)
+    admins.taints.add(steps.OUT_OF_SERVICE)
+    steps.restore(_cluster(admins), "w1", journal)
+    assert admins.writes == ["untaint"]
+    assert admins.unschedulable
+    assert "cordoned by someone else, left cordoned" in journal.steps[-1].message
+    with pytest.raises(TransientError, match="not Ready"):
+        steps.restore(_cluster(_FakeCluster(ready="Unknown")), "w1", journal)
+
+
+class _Fence:
+    name = "dev"
+
+    def __init__(self, after_off: PowerState) -> None:
+        self.after_off = after_off
+
+    def status(self, _machine: Machine) -> PowerState:
+        return self.after_off
+
+    def off(self, _machine: Machine) -> PowerState:
+        return self.after_off
+
+    def on(self, _machine: Machine) -> PowerState:
+        return PowerState.ON
+
+
+def test_fence_off_releases_nothing_unless_verified_off() -> None:
+    journal = Journal("test", "w1")
+    machine = Machine("w1", "dev", "pve-01", 201)
+    steps.fence_off(_Fence(PowerState.OFF), machine, "w1", journal)
+    assert journal.steps[-1].status == "ok"
+    from fireproof.fencing import FencingError
+
+    with pytest.raises(FencingError, match="not verified off"):
+        steps.fence_off(_Fence(PowerState.UNKNOWN), machine, "w1", journal)
+    assert journal.steps[-1].status == "failed"
+
+
+def test_waits_use_the_injected_clock() -> None:
+    now = [0.0]
+    clock = steps.Clock(now=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    fake = _FakeCluster(ready="Unknown")
+    with pytest.raises(TransientError, match="not Ready after 30 s"):
+        steps.wait_ready(_cluster(fake), "w1", Journal("t", "w1"), timeout=30, poll=5, clock=clock)
+    assert now[0] == 30.0  # no real second was slept
