@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
 
@@ -58,6 +58,7 @@ class GuardProcess:
     log_path: Path
     identity: str
     state_home: Path
+    log_handle: IO[str]
 
     def metrics(self) -> dict[str, float]:
         """Samples of /metrics as name{labels} -> value."""
@@ -92,6 +93,7 @@ class GuardProcess:
     def kill(self) -> None:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(timeout=10)
+        self.log_handle.close()
 
     def stop(self) -> int:
         if self.process.poll() is None:
@@ -100,6 +102,7 @@ class GuardProcess:
                 self.process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 self.kill()
+        self.log_handle.close()
         return int(self.process.returncode)
 
 
@@ -129,10 +132,11 @@ def start_guard(
         text=True,
         env={**os.environ, "XDG_STATE_HOME": str(state_home)},
     )
-    guard = GuardProcess(process, port, log_path, name, state_home)
+    guard = GuardProcess(process, port, log_path, name, state_home, handle)
 
     def serving() -> bool:
         if process.poll() is not None:
+            handle.close()
             raise AssertionError(f"guard exited {process.returncode}:\n{guard.log()}")
         try:
             return guard.readyz() == 200
