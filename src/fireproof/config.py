@@ -212,6 +212,9 @@ class GuardConfig:
     poll_interval_seconds: float = 1.0
     """How often guard looks: one ``cluster/resources`` call per Proxmox device, one list of
     Nodes and of node Leases."""
+    confirm_seconds: float = 2.0
+    """A node must look dead this long, poll after poll, before guard acts: one odd reading is
+    not a failure, and the other victims of a storm have time to show."""
     lease_stale_seconds: float = 40.0
     """A node Lease older than this while its VM runs: a partition or a hung node (the
     kubelet's lease duration is 40 s)."""
@@ -458,6 +461,7 @@ def _guard(section: Section | None) -> GuardConfig:
         poll_interval_seconds=section.number(
             "poll_interval_seconds", d.poll_interval_seconds, minimum=0.1, maximum=60
         ),
+        confirm_seconds=section.number("confirm_seconds", d.confirm_seconds, maximum=600),
         lease_stale_seconds=section.number(
             "lease_stale_seconds", d.lease_stale_seconds, minimum=1, maximum=3600
         ),

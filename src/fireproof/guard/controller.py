@@ -76,6 +76,7 @@ class Guard:
     _storm_until: float = field(default=0.0, init=False)
     _version: tuple[int, int] | None = field(default=None, init=False)
     _endpoints_at: float = field(default=0.0, init=False)
+    _suspect_since: dict[str, float] = field(default_factory=dict, init=False)
     _blind: bool = field(default=False, init=False)
     _hold_until: float = field(default=0.0, init=False)
     """After guard could not see the cluster: no new remediation until every kubelet had time
@@ -139,6 +140,8 @@ class Guard:
             if not v.excluded and (reason := suspicion(v, self.settings, now)) is not None
         }
         self.metrics.dead_nodes.set(len(suspects))
+        seen = time.monotonic()
+        self._suspect_since = {n: self._suspect_since.get(n, seen) for n in suspects}
         gate = self._storm_gate(suspects, len(views))
         records = {
             name: rec
@@ -334,6 +337,9 @@ class Guard:
             if time.monotonic() < self._hold_until:
                 self.metrics.refused.labels("api-recovery").inc()
                 return
+            since = self._suspect_since.get(name, time.monotonic())
+            if time.monotonic() - since < self.settings.confirm_seconds:
+                return  # not confirmed yet: look again at the next poll
             if not quorum_allows_fencing(views, view) and view.power is not PowerState.OFF:
                 self.metrics.refused.labels("quorum").inc()
                 self._once(
