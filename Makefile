@@ -63,6 +63,7 @@ bench: k8s
 	$(VENV)/bin/python benchmarks/heartbeats.py
 	$(VENV)/bin/python benchmarks/real_profile_timeline.py
 	$(VENV)/bin/python benchmarks/heal_vs_waiting.py real
+	$(VENV)/bin/python benchmarks/guard_vs_peers.py --runs 10
 	$(VENV)/bin/python benchmarks/doctor_scale.py 500 10000
 
 clean:

@@ -2,7 +2,8 @@
 # The TazLab incident on the lab, and how fireproof heals it: a worker dies hard, Traefik and
 # the blog's database get stuck on their ReadWriteOnce volumes, `fireproof heal node` fences
 # the machine through Proxmox, verifies it is off, releases the volumes and waits until both
-# run elsewhere; `--recover` brings the machine back.
+# run elsewhere; `--recover` brings the machine back. Then the same failure again with
+# `fireproof guard` running: recovered with no human step, the timeline printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -74,5 +75,40 @@ for node in "${DEAD[@]}"; do
   "$FIREPROOF" heal node "$node" --lab --recover --yes
 done
 kc get nodes
+
+say "now with no human at the keyboard: fireproof guard watches Proxmox and the node Leases"
+GUARD_CONFIG="$STATE_DIR/guard.yaml"
+.venv/bin/python - "$FIREPROOF_LAB_DIR/fireproof.yaml" "$GUARD_CONFIG" <<'PY'
+import sys, yaml
+doc = yaml.safe_load(open(sys.argv[1]))
+# The lab's kubelets renew every second; a machine found off is started again after the release.
+doc["guard"] = {"lease_stale_seconds": 5, "restart_stopped": True}
+yaml.safe_dump(doc, open(sys.argv[2], "w"))
+PY
+"$FIREPROOF" guard run --config "$GUARD_CONFIG" --metrics-address 127.0.0.1:0 \
+  > "$STATE_DIR/guard.log" 2>&1 &
+GUARD_PID=$!
+trap 'kill $GUARD_PID 2>/dev/null || true; cleanup' EXIT
+sleep 3  # guard takes the leader Lease and looks once
+VICTIM=$(node_of traefik app.kubernetes.io/name=traefik)
+OLD_POD=$(kc get pods -n traefik -o jsonpath='{.items[0].metadata.name}')
+say "hard power-off of $VICTIM (Traefik's node) again; nobody types anything"
+"$FIREPROOF" lab power-off "$VICTIM"
+T0=$SECONDS
+wait_until 60 "Traefik Running on another node" bash -c \
+  "$FIREPROOF lab kubectl get pods -n traefik -o wide --no-headers | grep -v $OLD_POD | grep Running | grep -vq $VICTIM"
+wait_until 90 "$VICTIM back: Ready, untainted, schedulable" bash -c \
+  "[ \"\$($FIREPROOF lab kubectl get node $VICTIM -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}{.spec.unschedulable}{.spec.taints[*].key}')\" = True ]"
+kc get pods -n traefik -o wide
+echo "guard's timeline for $VICTIM (from the journal):"
+.venv/bin/python - "$XDG_STATE_HOME/fireproof/journal.jsonl" "$VICTIM" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+rows = [r for r in rows if r["playbook"] == "guard" and r["node"] == sys.argv[2]]
+for r in rows:
+    print(f"  {r['at']}  {r['status']:<7} {r['step']:<10} {r['message']}")
+PY
+"$FIREPROOF" guard status --lab
+kill "$GUARD_PID" 2>/dev/null || true
 echo
 echo "journal of every action: $XDG_STATE_HOME/fireproof/journal.jsonl"
