@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make demo   run the lab demo (installs everything it needs)"
 	@echo "make test   lint, type-check and run every test (unit, integration, e2e)"
-	@echo "make bench  run the benchmarks (about an hour; prints figures)"
+	@echo "make bench  run the benchmarks (several hours at upstream timings; prints figures)"
 
 $(UV):
 	$(PYTHON) -m venv .tools

@@ -172,7 +172,10 @@ def test_a_proxmox_fault_releases_nothing_and_guard_completes_once_it_clears(
         )
         obj = _node(lab, node)
         assert not has_taint(obj, OUT_OF_SERVICE, "NoExecute")
-        assert [p["metadata"]["uid"] for p in pods(lab, TRAEFIK)] == [traefik["metadata"]["uid"]]
+        # Kubernetes evicts on its own (a replacement waits for the volume); guard deleted
+        # nothing, so the old pod is still there and nothing runs elsewhere.
+        assert traefik["metadata"]["uid"] in [p["metadata"]["uid"] for p in pods(lab, TRAEFIK)]
+        assert _running_elsewhere(lab, TRAEFIK, node) is None
         assert [va["spec"]["nodeName"] for va in attachments(lab, pv)] == [node]
         assert all(e["type"] == "Warning" for e in _events(lab, node, "FireproofFenceFailed"))
         assert _events(lab, node, "FireproofFenceFailed")
@@ -382,3 +385,37 @@ def test_bad_input_is_one_clear_error(glab: LabHandle, tmp_path: Path) -> None:
         assert "Traceback" not in result.stderr
         assert "internal error" not in result.stderr
         assert expected in result.stderr, result.stderr
+
+
+def test_guard_repairs_stale_api_endpoints_when_asked(glab: LabHandle, tmp_path: Path) -> None:
+    lab = glab
+    nodes = ["tazlab-cp-01", "tazlab-cp-02", "tazlab-cp-03"]
+    original = [
+        a["ip"]
+        for s in lab.kubectl_json("get", "endpoints", "kubernetes")["subsets"]
+        for a in s["addresses"]
+    ]
+    config = guard_config(lab, tmp_path, repair_api_endpoints=True)
+    try:
+        with guards(config, tmp_path) as (guard,):
+            for i, node in enumerate(nodes):
+                assert lab.cli("lab", "change-ip", node, f"192.0.2.19{i}").returncode == 0
+
+            def repaired() -> bool:
+                ep = lab.kubectl_json("get", "endpoints", "kubernetes")
+                return [a["ip"] for s in ep["subsets"] for a in s["addresses"]] == ["192.0.2.250"]
+
+            wait_for("the Endpoints point at the VIP", repaired, timeout=60)
+            assert guard.metric('fireproof_guard_actions_total{action="api-endpoints"}') == 1
+    finally:
+        for node, address in zip(nodes, original, strict=True):
+            lab.cli("lab", "change-ip", node, address)
+        patch = {
+            "subsets": [
+                {
+                    "addresses": [{"ip": a} for a in original],
+                    "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}],
+                }
+            ]
+        }
+        lab.kubectl("patch", "endpoints", "kubernetes", "--type=merge", "-p", json.dumps(patch))

@@ -101,7 +101,10 @@ class Guard:
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
             started = time.monotonic()
-            self.tick()
+            try:
+                self.tick()
+            except Exception:  # a bug or an object of a shape never seen: keep watching
+                log.exception("internal error in one look at the cluster; going on")
             stop.wait(max(0.0, self.settings.poll_interval_seconds - (time.monotonic() - started)))
         if not self.dry_run:
             try:
