@@ -18,6 +18,7 @@ Prints each run, then the median and worst per variant and the ratios to guard.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import statistics
@@ -99,16 +100,43 @@ def restore(state_dir: Path) -> None:
         time.sleep(2)
 
 
+def power(state_dir: Path) -> dict[str, str]:
+    done = subprocess.run(
+        [FIREPROOF, "lab", "status", "-o", "json", "--state-dir", str(state_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    nodes = json.loads(done.stdout)["nodes"] if done.returncode == 0 else []
+    return {n["name"]: n["power"] for n in nodes}
+
+
 def one_run(name: str, state_dir: Path, fault: str, cap: float) -> dict[str, float | None]:
     env = {**os.environ, "FIREPROOF_LAB_DIR": str(state_dir), "XDG_STATE_HOME": str(state_dir)}
     before = {w: running_on(state_dir, w) for w in (TRAEFIK, POSTGRES)}
+    known = {w: {p["metadata"]["uid"] for p in pods(state_dir, w)} for w in (TRAEFIK, POSTGRES)}
     victims = sorted({b[0] for b in before.values() if b})
-    for node in victims:
-        lab_cli(state_dir, "power-off" if fault == "power-off" else "partition", node)
-    t0 = time.monotonic()
+    verb = "power-off" if fault == "power-off" else "partition"
+    fault_at = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    sent = time.monotonic()
+    hits = [
+        subprocess.Popen(
+            [FIREPROOF, "lab", verb, node, "--state-dir", str(state_dir)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for node in victims
+    ]
+    # T+0 of a workload is the moment its node failed: a partition at once; a power-off when
+    # the VM reads stopped (an HA-managed VM stops some seconds after its stop request).
+    failed: dict[str, float] = {} if fault == "power-off" else dict.fromkeys(victims, sent)
     marks: dict[str, float | None] = {"traefik": None, "postgres": None}
     acted: set[str] = set()
-    while time.monotonic() - t0 < cap and None in marks.values():
+    while time.monotonic() - sent < cap and None in marks.values():
+        if len(failed) < len(victims):
+            for node, state in power(state_dir).items():
+                if node in victims and node not in failed and state == "stopped":
+                    failed[node] = time.monotonic()
         for node in victims:
             if name == "heal" and node not in acted and ready(state_dir, node) != "True":
                 acted.add(node)
@@ -118,8 +146,8 @@ def one_run(name: str, state_dir: Path, fault: str, cap: float) -> dict[str, flo
                     capture_output=True,
                     timeout=cap,
                 )
-        if name == "longhorn":
-            for workload in (TRAEFIK, POSTGRES):
+        for key, workload in (("traefik", TRAEFIK), ("postgres", POSTGRES)):
+            if name == "longhorn":
                 for p in pods(state_dir, workload):
                     if (
                         p["metadata"].get("deletionTimestamp")
@@ -136,12 +164,21 @@ def one_run(name: str, state_dir: Path, fault: str, cap: float) -> dict[str, flo
                             "--grace-period=0",
                             output=False,
                         )
-        for key, workload in (("traefik", TRAEFIK), ("postgres", POSTGRES)):
-            now = running_on(state_dir, workload)
-            old = before[workload]
-            if marks[key] is None and now and old and now[1] != old[1] and now[0] not in victims:
-                marks[key] = round(time.monotonic() - t0, 1)
+            origin = before[workload]
+            if marks[key] is not None or origin is None or origin[0] not in failed:
+                continue
+            for p in pods(state_dir, workload):
+                created = dt.datetime.fromisoformat(p["metadata"]["creationTimestamp"])
+                if (
+                    p["metadata"]["uid"] not in known[workload]
+                    and created >= fault_at
+                    and p["status"].get("phase") == "Running"
+                    and not p["metadata"].get("deletionTimestamp")
+                ):
+                    marks[key] = round(time.monotonic() - failed[origin[0]], 1)
         time.sleep(0.5)
+    for hit in hits:
+        hit.wait(timeout=120)
     return marks
 
 

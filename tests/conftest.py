@@ -4,26 +4,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from labtools import LabHandle, node_ready, run_cli, wait_for
+from labtools import LabHandle, node_ready, running_lab, wait_for
 
 
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHandle]:
     """A running `tazlab` lab (the default topology), started and stopped through the CLI."""
-    state_dir: Path = tmp_path_factory.mktemp("lab") / "state"
-    up = run_cli("lab", "up", "--state-dir", str(state_dir), "--profile", "fast")
-    if up.returncode != 0:
-        run_cli("lab", "down", "--state-dir", str(state_dir))
-        pytest.fail(f"lab up failed:\n{up.stdout}\n{up.stderr}")
-    handle = LabHandle(state_dir)
-    try:
+    with running_lab(tmp_path_factory.mktemp("lab") / "state", "--profile", "fast") as handle:
         yield handle
-    finally:
-        run_cli("lab", "down", "--state-dir", str(state_dir))
 
 
 @pytest.fixture

@@ -7,7 +7,8 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,6 +16,21 @@ from typing import Any, TypeVar
 REPO = Path(__file__).resolve().parents[1]
 FIREPROOF = Path(sys.executable).parent / "fireproof"
 T = TypeVar("T")
+
+
+@contextmanager
+def running_lab(state_dir: Path, *up_args: str) -> Iterator[LabHandle]:
+    """A lab started and stopped through the CLI, as a user does; a failed start fails the test."""
+    import pytest  # only the tests use this helper
+
+    up = run_cli("lab", "up", "--state-dir", str(state_dir), *up_args, timeout=900)
+    if up.returncode != 0:
+        run_cli("lab", "down", "--state-dir", str(state_dir))
+        pytest.fail(f"lab up {' '.join(up_args)} failed:\n{up.stdout}\n{up.stderr}")
+    try:
+        yield LabHandle(state_dir)
+    finally:
+        run_cli("lab", "down", "--state-dir", str(state_dir))
 
 
 def run_cli(

@@ -11,22 +11,15 @@ import pytest
 
 from guardtools import guard_config, guards, record
 from incident import TRAEFIK, running_pod
-from labtools import LabHandle, has_taint, node_ready, run_cli, wait_for
+from labtools import LabHandle, has_taint, node_ready, running_lab, wait_for
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 def real_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHandle]:
-    state_dir: Path = tmp_path_factory.mktemp("real-lab") / "state"
-    up = run_cli("lab", "up", "--state-dir", str(state_dir), "--profile", "real", timeout=900)
-    if up.returncode != 0:
-        run_cli("lab", "down", "--state-dir", str(state_dir))
-        pytest.fail(f"lab up failed:\n{up.stdout}\n{up.stderr}")
-    try:
-        yield LabHandle(state_dir)
-    finally:
-        run_cli("lab", "down", "--state-dir", str(state_dir))
+    with running_lab(tmp_path_factory.mktemp("real-lab") / "state", "--profile", "real") as lab:
+        yield lab
 
 
 def test_power_off_at_upstream_timings(real_lab: LabHandle, tmp_path: Path) -> None:

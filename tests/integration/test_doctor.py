@@ -21,7 +21,7 @@ import yaml
 from junitparser import Failure, JUnitXml
 
 from incident import OUT_OF_SERVICE, TRAEFIK, running_pod, wait_dead_and_tainted
-from labtools import LabHandle, node_ready, run_cli, wait_for
+from labtools import LabHandle, node_ready, run_cli, running_lab, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -62,15 +62,8 @@ def doctor_lab(healthy_lab: LabHandle) -> Iterator[LabHandle]:
 @pytest.fixture(scope="module")
 def fresh_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHandle]:
     """A tazlab lab nothing else has touched: the shared one carries other tests' leftovers."""
-    state_dir = tmp_path_factory.mktemp("fresh") / "state"
-    up = run_cli("lab", "up", "--state-dir", str(state_dir), "--profile", "fast")
-    if up.returncode != 0:
-        run_cli("lab", "down", "--state-dir", str(state_dir))
-        pytest.fail(f"lab up failed:\n{up.stderr}")
-    try:
-        yield LabHandle(state_dir)
-    finally:
-        run_cli("lab", "down", "--state-dir", str(state_dir))
+    with running_lab(tmp_path_factory.mktemp("fresh") / "state", "--profile", "fast") as lab:
+        yield lab
 
 
 def test_healthy_lab_has_no_false_positive_and_outputs_validate(fresh_lab: LabHandle) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from guardtools import restore_lab
 from incident import (
     OUT_OF_SERVICE,
     POSTGRES,
@@ -30,14 +31,7 @@ pytestmark = pytest.mark.lab
 def heal_lab(healthy_lab: LabHandle, tmp_path: Path) -> Iterator[LabHandle]:
     """The healthy lab; afterwards every node is reconnected, on, untainted and schedulable."""
     yield healthy_lab
-    lab = healthy_lab
-    lab.cli("lab", "fault", "clear")
-    for node in lab.kubectl_json("get", "nodes")["items"]:
-        name = node["metadata"]["name"]
-        lab.cli("lab", "unpartition", name)
-        lab.cli("lab", "power-on", name)
-        lab.kubectl("taint", "node", name, f"{OUT_OF_SERVICE}-")
-        lab.kubectl("uncordon", name)
+    restore_lab(healthy_lab)
 
 
 def _config(lab: LabHandle, tmp_path: Path, **device: Any) -> Path:

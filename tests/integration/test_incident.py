@@ -29,7 +29,7 @@ from incident import (
     wait_dead_and_tainted,
     wait_terminating,
 )
-from labtools import LabHandle, run_cli, wait_for
+from labtools import LabHandle, running_lab, wait_for
 
 pytestmark = pytest.mark.lab
 STUCK_WINDOW = 20.0  # seconds we watch after the replacement got stuck: nothing may move
@@ -142,16 +142,8 @@ def test_power_off_reproduces_the_incident_and_out_of_service_ends_it(
 def lab_136(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHandle]:
     """A second lab on Kubernetes v1.36, the last release whose refusal says Multi-Attach."""
     state_dir: Path = tmp_path_factory.mktemp("lab136") / "state"
-    up = run_cli(
-        "lab", "up", "--state-dir", str(state_dir), "--profile", "fast", "--kubernetes", "1.36"
-    )
-    if up.returncode != 0:
-        run_cli("lab", "down", "--state-dir", str(state_dir))
-        pytest.fail(f"lab up --kubernetes 1.36 failed:\n{up.stdout}\n{up.stderr}")
-    try:
-        yield LabHandle(state_dir)
-    finally:
-        run_cli("lab", "down", "--state-dir", str(state_dir))
+    with running_lab(state_dir, "--profile", "fast", "--kubernetes", "1.36") as lab:
+        yield lab
 
 
 def test_v136_replacement_gets_the_incidents_multi_attach_error(lab_136: LabHandle) -> None:
