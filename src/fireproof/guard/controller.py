@@ -341,7 +341,10 @@ class Guard:
                 self.metrics.refused.labels("api-recovery").inc()
                 return
             since = self._suspect_since.get(name, time.monotonic())
-            if time.monotonic() - since < self.settings.confirm_seconds:
+            # One poll's reading is confirmed over a few polls; a stale Lease or a long NotReady
+            # is a confirmation of tens of seconds already.
+            fresh = time.monotonic() - since < self.settings.confirm_seconds
+            if reason is Reason.VM_OFF and fresh:
                 return  # not confirmed yet: look again at the next poll
             if not quorum_allows_fencing(views, view) and view.power is not PowerState.OFF:
                 self.metrics.refused.labels("quorum").inc()
