@@ -7,7 +7,7 @@ never click's.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -43,6 +43,8 @@ class Target:
     config: Config
     kubeconfig: Path | None
     context: str | None
+    _fencers: dict[str, Fencer] = field(default_factory=dict, init=False, repr=False)
+    """One driver per device: one login, reused by discovery, fencing and guard's polls."""
 
     @classmethod
     def load(
@@ -61,8 +63,11 @@ class Target:
         return Cluster.connect(self.kubeconfig, self.context)
 
     def fencer(self, device: str) -> Fencer:
-        """The device's driver, secrets resolved now (before any write to the cluster)."""
-        return build_fencer(self.config.device(device), self._read_secret)
+        """The device's driver, secrets resolved on first use (before any write to the
+        cluster)."""
+        if device not in self._fencers:
+            self._fencers[device] = build_fencer(self.config.device(device), self._read_secret)
+        return self._fencers[device]
 
     def _read_secret(self, namespace: str, name: str, key: str) -> str:
         return self.cluster.read_secret(namespace, name, key)
@@ -73,7 +78,8 @@ class Target:
             return []
         from fireproof.fencing.proxmox import ProxmoxFencer  # proxmoxer only when used
 
-        fencer = ProxmoxFencer(spec, self._read_secret)
+        fencer = self.fencer(device)
+        assert isinstance(fencer, ProxmoxFencer)  # noqa: S101 - the registry maps the type
         return [VmInfo(name, host, vmid) for name, host, vmid in fencer.list_vms()]
 
     def inventory(self, nodes: list[str] | None = None) -> Inventory:
@@ -88,9 +94,6 @@ class Target:
         return sorted(
             n.metadata.name for n in self.cluster.nodes() if n.metadata and n.metadata.name
         )
-
-    def machine(self, node: str) -> Machine | None:
-        return self.mapping(node)[0]
 
     def mapping(self, node: str) -> tuple[Machine | None, str]:
         """The node's machine and the inventory source that named it (ambiguity raises)."""

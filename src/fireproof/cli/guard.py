@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from pathlib import Path
 from types import FrameType
 
@@ -92,8 +93,6 @@ def guard_run(
         limit = settings.poll_interval_seconds * 5 + 10
 
         def ready() -> bool:
-            import time
-
             return time.monotonic() - metrics.last_look < limit
 
         server = serve(metrics, parse_address(metrics_address), ready)

@@ -40,19 +40,18 @@ from fireproof.guard.record import (
 from fireproof.heal import Journal, steps
 from fireproof.heal.endpoints import apply_endpoints, plan_endpoints
 from fireproof.inventory import Inventory, InventoryError, verify_identity
-from fireproof.kube import Cluster, KubeConflictError, is_control_plane, node_ready, system_uuid
+from fireproof.kube import (
+    Cluster,
+    KubeConflictError,
+    is_control_plane,
+    node_ready,
+    ready_since,
+    system_uuid,
+)
 from fireproof.wiring import Target
 
 log = logging.getLogger("fireproof.guard")
 INVENTORY_TTL = 30.0
-TAINT_SINCE = (1, 28)
-
-
-def _ready_since(node: Node) -> dt.datetime | None:
-    for cond in (node.status.conditions if node.status else None) or []:
-        if cond.type == "Ready":
-            return cond.lastTransitionTime
-    return None
 
 
 @dataclass
@@ -70,7 +69,6 @@ class Guard:
     elector: LeaderElector = field(init=False)
     _inventory: Inventory | None = field(default=None, init=False)
     _inventory_at: float = field(default=0.0, init=False)
-    _fencers: dict[str, Fencer] = field(default_factory=dict, init=False)
     _journals: dict[str, Journal] = field(default_factory=dict, init=False)
     _said: set[tuple[str, str]] = field(default_factory=set, init=False)
     _storm_until: float = field(default=0.0, init=False)
@@ -195,7 +193,7 @@ class Guard:
                 NodeView(
                     name=name,
                     ready=node_ready(node),
-                    ready_since=_ready_since(node),
+                    ready_since=ready_since(node),
                     lease_renewed=leases.get(name),
                     power=state,
                     polled=polled,
@@ -220,9 +218,7 @@ class Guard:
         return self._inventory
 
     def _fencer(self, device: str) -> Fencer:
-        if device not in self._fencers:
-            self._fencers[device] = self.target.fencer(device)
-        return self._fencers[device]
+        return self.target.fencer(device)
 
     def _poll(self, inventory: Inventory, names: list[str]) -> dict[str, tuple[PowerState, bool]]:
         """node -> (power, polled): one poll per device that can read all its machines."""
@@ -481,7 +477,7 @@ class Guard:
                 if p.metadata and p.metadata.name
             ]
             attachments: list[str] = []
-            if version < TAINT_SINCE:
+            if version < steps.TAINT_SINCE:
                 attachments = [
                     va.metadata.name
                     for va in self.cluster.volume_attachments()
@@ -492,7 +488,7 @@ class Guard:
                 self.cluster,
                 name,
                 journal,
-                taint=version >= TAINT_SINCE,
+                taint=version >= steps.TAINT_SINCE,
                 pods=pods,
                 attachments=attachments,
             )

@@ -16,12 +16,16 @@ from fireproof.errors import FireproofError, PermanentError, TransientError
 from fireproof.fencing import Fencer, FencingError, Machine
 from fireproof.heal import steps
 from fireproof.heal.journal import Journal
-from fireproof.heal.steps import OUT_OF_SERVICE, OUT_OF_SERVICE_VALUE, SYSTEM_CLOCK, Clock
+from fireproof.heal.steps import (
+    OUT_OF_SERVICE,
+    OUT_OF_SERVICE_VALUE,
+    SYSTEM_CLOCK,
+    TAINT_SINCE,
+    Clock,
+)
 from fireproof.heal.workloads import AffectedPod, affected_pods
 from fireproof.inventory import IdentityMethod, IdentityMismatch, verify_identity
 from fireproof.kube import Cluster, node_ready, system_uuid
-
-TAINT_SINCE = (1, 28)  # the out-of-service taint is GA (and honoured) from Kubernetes 1.28
 
 
 class HealRefused(PermanentError):

@@ -19,6 +19,8 @@ from fireproof.kube import Cluster, node_ready
 
 OUT_OF_SERVICE = "node.kubernetes.io/out-of-service"
 OUT_OF_SERVICE_VALUE = "nodeshutdown"
+TAINT_SINCE = (1, 28)
+"""The out-of-service taint is GA (and honoured) from Kubernetes 1.28."""
 CORDONED_MARK = "fireproof.io/cordoned-at"
 """Annotation left by fireproof's own cordon: recovery uncordons only what fireproof cordoned."""
 

@@ -20,6 +20,7 @@ from fireproof.kube.cluster import (
     is_control_plane,
     node_ready,
     now_rfc3339,
+    ready_since,
     system_uuid,
 )
 
@@ -35,6 +36,7 @@ __all__ = [
     "load_kubeconfig",
     "node_ready",
     "now_rfc3339",
+    "ready_since",
     "sync_client",
     "system_uuid",
     "translate_errors",

@@ -38,12 +38,23 @@ def now_rfc3339() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def node_ready(node: Node) -> str:
-    """The Ready condition's status: True, False or Unknown."""
+def _ready_condition(node: Node) -> Any:
     for cond in (node.status.conditions if node.status else None) or []:
         if cond.type == "Ready":
-            return str(cond.status)
-    return "Unknown"
+            return cond
+    return None
+
+
+def node_ready(node: Node) -> str:
+    """The Ready condition's status: True, False or Unknown."""
+    cond = _ready_condition(node)
+    return str(cond.status) if cond is not None else "Unknown"
+
+
+def ready_since(node: Node) -> dt.datetime | None:
+    """When the Ready condition last changed (its lastTransitionTime)."""
+    cond = _ready_condition(node)
+    return cond.lastTransitionTime if cond is not None else None
 
 
 def system_uuid(node: Node) -> str | None:
@@ -177,10 +188,6 @@ class Cluster:
             ) from None
 
     # -- writes -------------------------------------------------------------------------------
-
-    def set_unschedulable(self, node: str, value: bool) -> None:
-        with self._guard():
-            self.client.patch(Node, node, {"spec": {"unschedulable": value or None}})
 
     def cordon(self, node: str, mark: str) -> None:
         """Cordon and leave ``mark`` (an annotation) saying fireproof did, in one write."""
