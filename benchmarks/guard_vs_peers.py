@@ -12,6 +12,7 @@ The partition scenario runs guard only: the others never recover a partition saf
 
 Usage: python benchmarks/guard_vs_peers.py [--runs N] [--profile real|fast] [--cap SECONDS]
                                            [--variants guard,heal,longhorn,nothing]
+                                           [--faults power-off,partition]
 Prints each run, then the median and worst per variant and the ratios to guard.
 """
 
@@ -246,9 +247,13 @@ def main() -> None:
     parser.add_argument("--profile", choices=("real", "fast"), default="real")
     parser.add_argument("--cap", type=float, default=900.0, help="seconds before a run is 'never'")
     parser.add_argument("--variants", default="guard,heal,longhorn,nothing")
+    parser.add_argument("--faults", default="power-off,partition")
     args = parser.parse_args()
     names = [v for v in args.variants.split(",") if v]
+    faults = [f for f in args.faults.split(",") if f]
     for fault, chosen in (("power-off", names), ("partition", ["guard"])):
+        if fault not in faults:
+            continue
         results: dict[str, list[dict[str, float | None]]] = {}
         threads = [threading.Thread(target=variant, args=(n, args, fault, results)) for n in chosen]
         for thread in threads:

@@ -9,6 +9,7 @@ import click
 
 from fireproof.cli import exitcodes
 from fireproof.cli.doctor import doctor
+from fireproof.cli.drill import drill
 from fireproof.cli.fence import fence, inventory
 from fireproof.cli.guard import guard
 from fireproof.cli.heal import heal
@@ -35,6 +36,7 @@ def cli() -> None:
       fireproof heal node NODE --lab      fence a dead node and release its volumes
       fireproof heal api-endpoints --lab  repair a stale `kubernetes` Endpoints
       fireproof guard run --lab           recover dead nodes by itself (try --dry-run first)
+      fireproof drill run SPEC --lab      a fire drill: fault, recovery timeline, SLO verdicts
     """
 
 
@@ -44,6 +46,7 @@ cli.add_command(inventory)
 cli.add_command(fence)
 cli.add_command(heal)
 cli.add_command(guard)
+cli.add_command(drill)
 
 
 def main() -> None:

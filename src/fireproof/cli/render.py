@@ -24,3 +24,13 @@ def emit_json(data: Any) -> None:
 def progress(message: str) -> None:
     """Progress lines go to stderr so stdout stays clean for `-o json`."""
     click.echo(message, err=True)
+
+
+_CONTROL = {c: None for c in range(32) if c not in (9,)} | {127: None}
+_CONTROL |= dict.fromkeys(range(128, 160))
+
+
+def terminal_safe(text: object) -> str:
+    """Cluster-supplied text without control characters (no escape sequence reaches the
+    operator's terminal: whoever can write an Event must not be able to write to it)."""
+    return str(text).translate(_CONTROL)

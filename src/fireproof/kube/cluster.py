@@ -16,7 +16,7 @@ from lightkube.models.core_v1 import (
     ObjectReference,
 )
 from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.resources.apps_v1 import DaemonSet, Deployment, ReplicaSet
+from lightkube.resources.apps_v1 import DaemonSet, Deployment, ReplicaSet, StatefulSet
 from lightkube.resources.coordination_v1 import Lease
 from lightkube.resources.core_v1 import Endpoints, Event, Node, Pod, Secret
 from lightkube.resources.storage_v1 import VolumeAttachment
@@ -125,6 +125,24 @@ class Cluster:
         ns = lightkube.ALL_NS if namespace == "*" else namespace
         with self._guard():
             return list(self.client.list(Pod, namespace=ns))
+
+    def workload_selector(self, namespace: str, kind: str, name: str) -> dict[str, str]:
+        """The matchLabels of a Deployment, StatefulSet or DaemonSet (NotFoundError if none)."""
+        resources: dict[str, Any] = {
+            "deployment": Deployment,
+            "statefulset": StatefulSet,
+            "daemonset": DaemonSet,
+        }
+        resource = resources.get(kind.lower())
+        if resource is None:
+            raise UsageError(f"unknown workload kind {kind!r} (known: {', '.join(resources)})")
+        try:
+            with self._guard():
+                workload: Any = self.client.get(resource, name, namespace=namespace)
+        except KubeNotFoundError:
+            raise NotFoundError(f"{kind.lower()} {namespace}/{name} not found") from None
+        selector = workload.spec.selector if workload.spec else None
+        return dict(selector.matchLabels or {}) if selector is not None else {}
 
     def replicaset_replicas(self, namespace: str, name: str) -> int | None:
         try:

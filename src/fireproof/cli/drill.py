@@ -1,0 +1,250 @@
+"""`fireproof drill`: run a fire drill from a spec, render a saved run, compare runs."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from fireproof.cli import exitcodes
+from fireproof.cli.context import load_target, target_options
+from fireproof.cli.fence import confirm_or_abort
+from fireproof.cli.render import emit_json, progress, table, terminal_safe
+from fireproof.drill import DrillRunner, LabHooks, SpecError, load_spec, plan_drill
+from fireproof.drill.spec import ProxmoxFaultSpec
+from fireproof.errors import UsageError
+from fireproof.fencing import Machine
+from fireproof.report import compare_runs, render_html, render_junit
+
+
+@click.group()
+def drill() -> None:
+    """Fire drills: power a node off (or partition it), watch the recovery, judge the SLOs.
+
+    \b
+      fireproof drill run drills/traefik-worker-power-off.yaml --lab --yes
+      fireproof drill report RUN.json --html report.html
+      fireproof drill compare before.json after.json --html compare.html
+    """
+
+
+class _LabHooks:
+    """The lab's partition and emulator faults, for drills run with `--lab`."""
+
+    def __init__(self) -> None:
+        from fireproof.lab.lab import Lab  # the CLI may know the lab; drill never does
+        from fireproof.lab.state import default_state_dir
+
+        self._lab = Lab(default_state_dir())
+        self.profile = self._lab.load_state().profile
+
+    def partition(self, node: str, cut: bool) -> None:
+        self._lab.partition(node, cut=cut)
+
+    def add_proxmox_fault(self, fault: ProxmoxFaultSpec, machine: Machine) -> None:
+        body: dict[str, Any] = {"kind": fault.kind, "host": fault.host, "vmid": fault.vmid}
+        if fault.kind in ("ignore-stop", "locked", "stop-warnings") and fault.vmid is None:
+            body["vmid"] = machine.vmid
+        if fault.kind == "host-unreachable" and fault.host is None:
+            body["host"] = machine.host
+        body["seconds"] = 1.0 if fault.kind == "latency" else 0.0
+        self._lab.agent().add_fault(body)
+
+    def clear_proxmox_faults(self) -> None:
+        self._lab.agent().clear_faults()
+
+
+def _load_spec_or_exit(path: Path) -> Any:
+    try:
+        return load_spec(path)
+    except SpecError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        if exc.hint:
+            click.echo(f"hint: {exc.hint}", err=True)
+        sys.exit(exitcodes.USAGE)
+
+
+def _read_run(path: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UsageError(f"{path}: not a drill run (JSON): {exc}") from None
+    if not isinstance(doc, dict) or not {"spec", "timeline", "slos", "verdict"} <= set(doc):
+        raise UsageError(
+            f"{path}: not a drill run: expected the keys spec, timeline, slos, verdict"
+        )
+    return doc
+
+
+def _write_outputs(runs: list[dict[str, Any]], html: Path | None, junit: Path | None) -> None:
+    for path, render in ((html, render_html), (junit, render_junit)):
+        if path is None:
+            continue
+        try:
+            path.write_text(render(runs), encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+        progress(f"wrote {path}")
+
+
+def _print_run(run: dict[str, Any]) -> None:
+    click.echo(f"\ndrill {terminal_safe(run['spec']['name'])}: timeline (T+0 = the fault)")
+    rows = [
+        (f"{e['t']:.1f}", e["phase"], terminal_safe(e["object"]), terminal_safe(e["evidence"])[:90])
+        for e in run["timeline"]
+    ]
+    click.echo(table(["T+ (s)", "PHASE", "OBJECT", "EVIDENCE"], rows))
+    click.echo("\nSLOs:")
+    for r in run["slos"]:
+        shown = "not reached" if r["measured"] is None else f"{r['measured']:g} {r['unit']}"
+        word = "PASS" if r["passed"] else "FAIL"
+        click.echo(
+            f"  {word}  {terminal_safe(r['slo'])}: measured {shown}, threshold "
+            f"{r['threshold']:g} {r['unit']} ({terminal_safe(r['detail'])})"
+        )
+    for note in [*run["recovery"]["errors"], *run["restore"]["problems"]]:
+        click.echo(f"  note: {terminal_safe(note)}")
+    click.echo(f"verdict: {run['verdict']} ({run['seconds']:g} s)")
+
+
+output_options = [
+    click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text"),
+    click.option(
+        "--html",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Also write a self-contained HTML report here.",
+    ),
+    click.option(
+        "--junit",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Also write JUnit XML here (one testcase per SLO).",
+    ),
+]
+
+
+def _outputs(fn: Any) -> Any:
+    for option in reversed(output_options):
+        fn = option(fn)
+    return fn
+
+
+@drill.command("run")
+@target_options
+@click.argument("spec_path", metavar="SPEC.yaml", type=click.Path(path_type=Path))
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--dry-run", is_flag=True, help="Check the spec against the cluster, show the plan.")
+@click.option(
+    "--save",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the run document (JSON) here, for `drill report` and `drill compare`.",
+)
+@_outputs
+def drill_run(
+    config_path: Path | None,
+    lab: bool,
+    kubeconfig: Path | None,
+    context: str | None,
+    spec_path: Path,
+    yes: bool,
+    dry_run: bool,
+    save: Path | None,
+    output: str,
+    html: Path | None,
+    junit: Path | None,
+) -> None:
+    """Run the drill in SPEC.yaml: fault, recovery, timeline, SLO verdicts; restore at the end.
+
+    Exit code 0 when every SLO passes, 3 when any fails (like `doctor --fail-on`), 2 for a
+    spec that cannot run as written (nothing is touched). Ctrl-C still restores.
+    """
+    spec = _load_spec_or_exit(spec_path)
+    target = load_target(config_path, lab, kubeconfig, context)
+    hooks: LabHooks | None = _LabHooks() if lab else None
+    try:
+        plan = plan_drill(target, spec, hooks)
+    except SpecError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        sys.exit(exitcodes.USAGE)
+    quiet = output == "json"
+    confirm_or_abort(plan.steps, yes or dry_run, f"run drill {spec.name}", err=quiet)
+    if dry_run:
+        return
+    progress(f"drill {spec.name}: fault at T+0")
+    # SIGTERM (a CI job cancelled) restores like Ctrl-C does.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    run = DrillRunner(target, plan, hooks, lambda line: progress(terminal_safe(line))).run()
+    if save is not None:
+        try:
+            save.write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot write {save}: {exc.strerror}") from None
+        progress(f"wrote {save}")
+    _write_outputs([run], html, junit)
+    if quiet:
+        emit_json(run)
+    else:
+        _print_run(run)
+    if run["interrupted"]:
+        sys.exit(exitcodes.INTERRUPTED)
+    sys.exit(exitcodes.OK if run["verdict"] == "pass" else exitcodes.FINDINGS)
+
+
+@drill.command("report")
+@click.argument("run_path", metavar="RUN.json", type=click.Path(path_type=Path))
+@_outputs
+def drill_report(run_path: Path, output: str, html: Path | None, junit: Path | None) -> None:
+    """Render a saved run (`drill run --save` or `-o json`) again: text, JSON, HTML, JUnit."""
+    run = _read_run(run_path)
+    _write_outputs([run], html, junit)
+    if output == "json":
+        emit_json(run)
+    else:
+        _print_run(run)
+
+
+@drill.command("compare")
+@click.argument("run_paths", metavar="RUN.json...", nargs=-1, type=click.Path(path_type=Path))
+@_outputs
+def drill_compare(
+    run_paths: tuple[Path, ...], output: str, html: Path | None, junit: Path | None
+) -> None:
+    """Show saved runs side by side: phase times, SLO results, ratio of times to recovery.
+
+    The first run is the baseline ("before guard"), the others are compared to it.
+    """
+    if len(run_paths) < 2:
+        raise click.UsageError("give at least two runs to compare")
+    runs = [_read_run(p) for p in run_paths]
+    _write_outputs(runs, html, junit)
+    comparison = compare_runs(runs)
+    if output == "json":
+        emit_json(comparison)
+        return
+    headers = ["PHASE (first, s)", *(terminal_safe(r["name"]) for r in comparison["runs"])]
+    rows = [
+        [phase, *("-" if t is None else f"{t:.1f}" for t in times)]
+        for phase, times in comparison["phases"].items()
+    ]
+    rows.append(
+        [
+            "time to recovery",
+            *("never" if t is None else f"{t:.1f}" for t in comparison["recovery_seconds"]),
+        ]
+    )
+    rows.append(
+        [
+            "ratio to the first",
+            *("-" if x is None else f"{x:.2f}x" for x in comparison["ratio_to_first"]),
+        ]
+    )
+    rows.append(["verdict", *(r["verdict"] for r in comparison["runs"])])
+    click.echo(table(headers, rows))

@@ -1,0 +1,210 @@
+"""A drill's plan: which nodes, which machines, which workloads, checked before anything is done.
+
+Everything that can refuse a drill refuses here, before the fault: an unknown workload, a node
+without a fencing device, a machine that is not the node's, a target whose loss would break
+control-plane quorum, a lab-only fault on a real cluster, `recovery: guard` with no guard.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from fireproof.drill.spec import DrillSpec, Fault, ProxmoxFaultSpec, Recovery, SpecError, TargetSpec
+from fireproof.errors import FireproofError, NotFoundError, PermanentError
+from fireproof.fencing import Fencer, Machine
+from fireproof.heal.node import prove_identity
+from fireproof.kube import is_control_plane, node_ready
+from fireproof.wiring import Target
+
+
+class DrillRefused(PermanentError):
+    """The drill will not start: the reason is the message. Nothing was touched."""
+
+
+class LabHooks(Protocol):
+    """What only the lab can do (a network partition, emulator faults): given by the CLI."""
+
+    profile: str
+
+    def partition(self, node: str, cut: bool) -> None: ...
+
+    def add_proxmox_fault(self, fault: ProxmoxFaultSpec, machine: Machine) -> None: ...
+
+    def clear_proxmox_faults(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class NodeTarget:
+    node: str
+    machine: Machine
+    fencer: Fencer = field(repr=False, compare=False)
+    why: str
+    """How the spec named it: ``node`` or the workload it runs."""
+    identity: str
+
+
+@dataclass
+class DrillPlan:
+    spec: DrillSpec
+    nodes: list[NodeTarget]
+    workloads: dict[str, tuple[Any, dict[str, str]]]
+    """label -> (WorkloadRef, pod selector)."""
+    environment: dict[str, Any]
+    steps: list[str]
+
+
+def _refuse(target: TargetSpec, why: str, hint: str | None = None) -> SpecError:
+    return SpecError(f"{target.where}: {target.label}: {why}", hint=hint)
+
+
+def _node_of(target: TargetSpec, pods: list[Any], selector: dict[str, str]) -> str:
+    ref = target.running
+    assert ref is not None  # noqa: S101 - a target has a node or a workload
+    for pod in pods:
+        labels = (pod.metadata.labels or {}) if pod.metadata else {}
+        if (
+            pod.metadata.namespace == ref.namespace
+            and all(labels.get(k) == v for k, v in selector.items())
+            and pod.status is not None
+            and pod.status.phase == "Running"
+            and not pod.metadata.deletionTimestamp
+            and pod.spec is not None
+            and pod.spec.nodeName
+        ):
+            return str(pod.spec.nodeName)
+    raise _refuse(target, f"no Running pod of {ref.label}: nothing to take down")
+
+
+def plan_drill(target: Target, spec: DrillSpec, lab: LabHooks | None) -> DrillPlan:
+    cluster = target.cluster
+    if spec.fault is Fault.PARTITION and lab is None:
+        raise SpecError(
+            f"{spec.path}: fault: partition works in the lab only (`--lab`), for now",
+            hint="on a real cluster use power-off or reboot",
+        )
+    if spec.proxmox_fault is not None and lab is None:
+        raise SpecError(f"{spec.path}: proxmox_fault: the emulator's faults exist in the lab only")
+    workloads: dict[str, tuple[Any, dict[str, str]]] = {}
+    for ref in spec.workloads:
+        try:
+            selector = cluster.workload_selector(ref.namespace, ref.kind, ref.name)
+        except NotFoundError as exc:
+            raise SpecError(f"{ref.where}: unknown workload: {exc.message}") from None
+        if not selector:
+            raise SpecError(f"{ref.where}: {ref.label} has no matchLabels selector to follow")
+        workloads[ref.label] = (ref, selector)
+    pods = cluster.pods() if any(t.running for t in spec.targets) else []
+    names: dict[str, str] = {}
+    for item in spec.targets:
+        if item.node is not None:
+            try:
+                cluster.node(item.node)
+            except NotFoundError:
+                raise _refuse(item, "no such node in the cluster") from None
+            names.setdefault(item.node, "named in the spec")
+        else:
+            running = item.running
+            assert running is not None  # noqa: S101 - a target has a node or a workload
+            names.setdefault(
+                _node_of(item, pods, workloads[running.label][1]), f"runs {running.label}"
+            )
+    all_nodes = cluster.nodes()
+    by_name = {n.metadata.name: n for n in all_nodes if n.metadata and n.metadata.name}
+    for name in names:
+        if node_ready(by_name[name]) != "True":
+            raise DrillRefused(
+                f"{name} is not Ready: a drill starts from a healthy node",
+                hint="recover it first (`fireproof heal node NAME --recover`)",
+            )
+    _check_quorum(by_name, set(names))
+    nodes = []
+    for name, why in names.items():
+        machine, source = target.mapping(name)
+        if machine is None:
+            raise DrillRefused(
+                f"{name} has no fencing device in the inventory: a drill could not power it "
+                "off, nor back on",
+                hint="map it in fireproof.yaml (inventory.nodes); see `fireproof inventory show`",
+            )
+        fencer = target.fencer(machine.device)
+        identity = prove_identity(cluster, name, machine, fencer, source)
+        nodes.append(NodeTarget(name, machine, fencer, why, identity.value))
+    if spec.recovery is Recovery.GUARD:
+        _check_guard(target)
+    major, minor = cluster.server_version()
+    environment = {
+        "kubernetes": f"{major}.{minor}",
+        "server": cluster.server,
+        "lab": lab is not None,
+        "profile": lab.profile if lab is not None else None,
+        "nodes": len(all_nodes),
+        "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    return DrillPlan(spec, nodes, workloads, environment, _steps(spec, nodes))
+
+
+def _check_quorum(by_name: dict[str, Any], names: set[str]) -> None:
+    control = [n for n, obj in by_name.items() if is_control_plane(obj)]
+    if not control or not names & set(control):
+        return
+    ready = [n for n in control if node_ready(by_name[n]) == "True" and n not in names]
+    if len(ready) <= len(control) // 2:
+        raise DrillRefused(
+            f"taking down {', '.join(sorted(names & set(control)))} would leave {len(ready)} of "
+            f"{len(control)} control-plane nodes Ready: below quorum (etcd would stop)",
+            hint="drill one control-plane node at a time, with the others Ready",
+        )
+
+
+def _check_guard(target: Target) -> None:
+    settings = target.config.guard
+    lease = target.cluster.lease(settings.lease_namespace, settings.lease_name)
+    holder = lease.spec.holderIdentity if lease is not None and lease.spec else None
+    renewed = lease.spec.renewTime if lease is not None and lease.spec else None
+    duration = (lease.spec.leaseDurationSeconds if lease is not None and lease.spec else 0) or 0
+    fresh = renewed is not None and renewed.timestamp() + duration >= time.time()
+    if not holder or not fresh:
+        raise DrillRefused(
+            f"recovery: guard, but no guard holds the Lease "
+            f"{settings.lease_namespace}/{settings.lease_name}",
+            hint="start one (`fireproof guard run`), or use recovery: heal or none",
+        )
+
+
+def _steps(spec: DrillSpec, nodes: list[NodeTarget]) -> list[str]:
+    verb = {
+        Fault.POWER_OFF: "hard power-off (stop) of",
+        Fault.REBOOT: "hard reset (stop, then start) of",
+        Fault.PARTITION: "network partition (VM keeps running) of",
+    }[spec.fault]
+    steps = [
+        f"{verb} {n.node} ({n.why}; {n.machine.label} via {n.machine.device!r}, identity: "
+        f"{n.identity})"
+        for n in nodes
+    ]
+    if spec.proxmox_fault is not None:
+        steps.append(
+            f"hold Proxmox fault {spec.proxmox_fault.kind} for {spec.proxmox_fault.seconds:g} s"
+        )
+    steps.append(
+        {
+            Recovery.GUARD: "let the running guard recover it",
+            Recovery.HEAL: "run `heal node` the moment the node is NotReady",
+            Recovery.NONE: "watch only (no recovery)",
+        }[spec.recovery]
+    )
+    steps.append(f"watch until every SLO is decided, at most {spec.timeout:g} s")
+    if spec.restore:
+        steps.append("restore: power the machines back on, wait Ready, untaint, uncordon")
+    return steps
+
+
+ProgressFn = Callable[[str], None]
+
+
+def describe_error(exc: BaseException) -> str:
+    return exc.message if isinstance(exc, FireproofError) else f"{type(exc).__name__}: {exc}"

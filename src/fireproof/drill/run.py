@@ -1,0 +1,288 @@
+"""Running a drill: fault -> recovery -> watch until every SLO is decided -> restore, always.
+
+The restore runs in a ``finally``: after a failed SLO, an error or Ctrl-C the machines are
+powered back on and the nodes recovered, and the run document says what was left if that fails.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from fireproof.drill.plan import DrillPlan, LabHooks, NodeTarget, ProgressFn, describe_error
+from fireproof.drill.spec import Fault, Recovery, SloKind
+from fireproof.drill.timeline import (
+    PARTITIONED,
+    PHASES,
+    RESTORED,
+    VM_OFF,
+    Entry,
+    Observer,
+)
+from fireproof.drill.verdict import SloResult, evaluate
+from fireproof.errors import TransientError
+from fireproof.fencing import PowerState
+from fireproof.heal import steps
+from fireproof.heal.journal import Journal
+from fireproof.heal.node import apply_heal, plan_heal
+from fireproof.kube import node_ready
+from fireproof.kube.watch import Watcher
+from fireproof.wiring import Target
+
+
+class DrillFailed(TransientError):
+    """The drill could not observe or restore as it must (said, never hidden)."""
+
+
+TICK = 0.25
+RESTORE_TIMEOUT = 600.0
+RUN_SCHEMA = "https://fireproof.dev/schemas/drill-run-1.json"
+
+
+@dataclass
+class _Recovery:
+    """`recovery: heal` runs beside the watch, on a thread, once per node."""
+
+    started: set[str] = field(default_factory=set)
+    errors: list[str] = field(default_factory=list)
+    threads: list[threading.Thread] = field(default_factory=list)
+
+
+class DrillRunner:
+    def __init__(
+        self, target: Target, plan: DrillPlan, lab: LabHooks | None, progress: ProgressFn
+    ) -> None:
+        self.target = target
+        self.plan = plan
+        self.lab = lab
+        self.progress = progress
+        self.observer = Observer(
+            nodes={n.node for n in plan.nodes},
+            workloads=plan.workloads,
+            on_entry=self._show,
+        )
+        self.recovery = _Recovery()
+        self.restore_notes: list[str] = []
+        self.interrupted = False
+        self._fault_cleared = plan.spec.proxmox_fault is None
+        self._fault_until = 0.0
+        self._restorer: threading.Thread | None = None
+        self._restore_lock = threading.Lock()
+        self._restored = False
+
+    def _show(self, entry: Entry) -> None:
+        self.progress(f"  T+{entry.t:7.1f}s  {entry.phase:<26} {entry.object}  {entry.evidence}")
+
+    # -- the run ------------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        spec = self.plan.spec
+        watcher = Watcher(self.target.kubeconfig, self.target.context, self.observer.feed)
+        if not watcher.start():
+            watcher.stop()
+            raise DrillFailed("the watches on the API server did not start within 30 s")
+        results: list[SloResult] = []
+        t0 = time.time()
+        try:
+            self.observer.arm(t0)
+            self._inject()
+            results = self._watch(t0, workloads_only=spec.restore)
+            if spec.restore:
+                self._restore_in_background()
+                results = self._watch(t0, workloads_only=False)
+        except KeyboardInterrupt:
+            self.interrupted = True
+            self.progress("interrupted: restoring before exit")
+        finally:
+            try:
+                if spec.restore:
+                    self._restore()
+                self._clear_lab_faults()
+            finally:
+                watcher.stop()
+        elapsed = time.time() - t0
+        if not results or self.interrupted:
+            results = self._evaluate(elapsed, final=True)
+        return self._document(results, elapsed, watcher.errors)
+
+    def _inject(self) -> None:
+        spec = self.plan.spec
+        for target in self.plan.nodes:
+            if spec.fault is Fault.PARTITION:
+                assert self.lab is not None  # noqa: S101 - the plan refused it otherwise
+                self.lab.partition(target.node, True)
+                self.observer.note(
+                    time.time(), PARTITIONED, f"node/{target.node}", "network cut, VM running"
+                )
+                continue
+            state = target.fencer.off(target.machine)
+            self.observer.note(
+                time.time(),
+                VM_OFF,
+                f"node/{target.node}",
+                f"{target.machine.label} reads {state.value} via {target.fencer.name}",
+            )
+            if spec.fault is Fault.REBOOT:
+                target.fencer.on(target.machine)
+        if spec.proxmox_fault is not None and self.lab is not None:
+            self.lab.add_proxmox_fault(spec.proxmox_fault, self.plan.nodes[0].machine)
+            self._fault_until = time.time() + spec.proxmox_fault.seconds
+
+    def _evaluate(
+        self, elapsed: float, *, final: bool, workloads_only: bool = False
+    ) -> list[SloResult]:
+        nodes = [n.node for n in self.plan.nodes]
+        return [
+            evaluate(slo, self.observer, elapsed, nodes, final=final)
+            for slo in self.plan.spec.slos
+            if not (workloads_only and slo.kind is SloKind.NODE_READY)
+        ]
+
+    def _watch(self, t0: float, *, workloads_only: bool) -> list[SloResult]:
+        spec = self.plan.spec
+        while True:
+            now = time.time()
+            elapsed = now - t0
+            self.observer.tick(now)
+            self._hold_fault(now)
+            if spec.recovery is Recovery.HEAL:
+                self._maybe_heal()
+            results = self._evaluate(elapsed, final=False, workloads_only=workloads_only)
+            # no_double_attach is an invariant over the whole watch: it fails the moment it is
+            # broken, and passes when everything else is decided without that happening.
+            open_ = [r for r in results if r.passed is None and r.kind != SloKind.NO_DOUBLE_ATTACH]
+            deciders = [r for r in results if r.kind != SloKind.NO_DOUBLE_ATTACH]
+            if deciders and not open_ and self._settled():
+                return self._evaluate(elapsed, final=True, workloads_only=workloads_only)
+            if elapsed >= spec.timeout:
+                return self._evaluate(elapsed, final=True, workloads_only=workloads_only)
+            time.sleep(TICK)
+
+    def _settled(self) -> bool:
+        """A `heal` still running keeps the drill watching: its outcome belongs to the run."""
+        return all(not t.is_alive() for t in self.recovery.threads)
+
+    def _hold_fault(self, now: float) -> None:
+        if not self._fault_cleared and now >= self._fault_until:
+            self._clear_lab_faults()
+
+    def _clear_lab_faults(self) -> None:
+        if self._fault_cleared or self.lab is None:
+            return
+        self._fault_cleared = True
+        try:
+            self.lab.clear_proxmox_faults()
+            self.progress("  Proxmox fault cleared")
+        except Exception as exc:  # the drill reports it; the run goes on
+            self.restore_notes.append(f"could not clear the Proxmox fault: {describe_error(exc)}")
+
+    # -- recovery: heal -----------------------------------------------------------------------
+
+    def _maybe_heal(self) -> None:
+        for target in self.plan.nodes:
+            if target.node in self.recovery.started:
+                continue
+            if self.observer.node_ready(target.node) in ("False", "Unknown"):
+                self.recovery.started.add(target.node)
+                thread = threading.Thread(
+                    target=self._heal, args=(target,), name=f"heal-{target.node}", daemon=True
+                )
+                self.recovery.threads.append(thread)
+                thread.start()
+
+    def _heal(self, target: NodeTarget) -> None:
+        cluster = self.target.cluster
+        settings = self.target.config.remediation
+        journal = Journal(
+            "drill heal node", target.node, cluster=cluster, log_path=self.target.journal_path()
+        )
+        try:
+            plan = plan_heal(
+                cluster, target.node, target.machine, method=settings.method, fencer=target.fencer
+            )
+            apply_heal(
+                cluster,
+                target.fencer,
+                plan,
+                journal,
+                workload_timeout=min(settings.workload_timeout_seconds, self.plan.spec.timeout),
+                progress=lambda _line: None,
+            )
+        except Exception as exc:  # recorded in the run: a failed heal fails the drill's SLOs
+            self.recovery.errors.append(f"{target.node}: {describe_error(exc)}")
+            self.progress(f"  heal {target.node} failed: {describe_error(exc)}")
+
+    # -- restore ------------------------------------------------------------------------------
+
+    def _restore_in_background(self) -> None:
+        """Start restoring while the watch goes on (a node_ready SLO needs to see it)."""
+        self._restorer = threading.Thread(target=self._restore_all, name="restore", daemon=True)
+        self._restorer.start()
+
+    def _restore(self) -> None:
+        if self._restorer is not None:
+            self._restorer.join(RESTORE_TIMEOUT * max(1, len(self.plan.nodes)))
+        self._restore_all()
+
+    def _restore_all(self) -> None:
+        with self._restore_lock:
+            if self._restored:
+                return
+            self._restored = True
+        for target in self.plan.nodes:
+            try:
+                self._restore_node(target)
+            except Exception as exc:  # said loudly, and in the run document
+                note = f"{target.node}: restore failed: {describe_error(exc)}"
+                self.restore_notes.append(note)
+                self.progress(f"  {note}")
+
+    def _restore_node(self, target: NodeTarget) -> None:
+        cluster = self.target.cluster
+        self._clear_lab_faults()
+        if self.plan.spec.fault is Fault.PARTITION and self.lab is not None:
+            self.lab.partition(target.node, False)
+        journal = Journal(
+            "drill restore", target.node, cluster=cluster, log_path=self.target.journal_path()
+        )
+        if target.fencer.status(target.machine) is not PowerState.ON:
+            steps.power_on(target.fencer, target.machine, journal)
+        deadline = time.monotonic() + RESTORE_TIMEOUT
+        while node_ready(cluster.node(target.node)) != "True":
+            if time.monotonic() > deadline:
+                raise DrillFailed(f"{target.node} not Ready {RESTORE_TIMEOUT:g} s after power-on")
+            time.sleep(0.5)
+        steps.restore(cluster, target.node, journal)
+        self.observer.note(time.time(), RESTORED, f"node/{target.node}", "Ready, untainted")
+
+    # -- the document -------------------------------------------------------------------------
+
+    def _document(
+        self, results: list[SloResult], elapsed: float, watch_errors: int
+    ) -> dict[str, Any]:
+        passed = bool(results) and all(r.passed for r in results) and not self.interrupted
+        order = {p: i for i, p in enumerate(PHASES)}
+        timeline = sorted(self.observer.entries, key=lambda e: (e.t, order.get(e.phase, 99)))
+        return {
+            "$schema": RUN_SCHEMA,
+            "spec": self.plan.spec.as_dict(),
+            "environment": {**self.plan.environment, "watch_reconnects": watch_errors},
+            "targets": [
+                {
+                    "node": n.node,
+                    "machine": n.machine.label,
+                    "device": n.machine.device,
+                    "why": n.why,
+                }
+                for n in self.plan.nodes
+            ],
+            "timeline": [e.as_dict() for e in timeline],
+            "slos": [r.as_dict() for r in results],
+            "recovery": {"mode": self.plan.spec.recovery.value, "errors": self.recovery.errors},
+            "restore": {"done": self.plan.spec.restore, "problems": self.restore_notes},
+            "interrupted": self.interrupted,
+            "seconds": round(elapsed, 1),
+            "verdict": "pass" if passed else "fail",
+        }

@@ -1,0 +1,374 @@
+"""The drill's timeline: every phase the incident report names, on one clock (T+0 = the fault).
+
+The :class:`Observer` is fed the watch's changes (plain dicts) and keeps the state it needs to
+see transitions: a node turning NotReady, a pod getting a deletionTimestamp, a replacement pod
+turning Ready, a VolumeAttachment moving. Nothing here polls or guesses; the one derived entry
+is "Lease stale", which is a renewal that did not come (its time is last renewal + duration).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from fireproof.drill.spec import WorkloadRef
+from fireproof.kube.watch import Change
+
+# Phases, in the order the report meets them.
+FAULT = "fault"
+VM_OFF = "vm-off"
+PARTITIONED = "partitioned"
+LEASE_STALE = "lease-stale"
+NOT_READY = "node-not-ready"
+UNREACHABLE = "unreachable-taint"
+TERMINATING = "pod-terminating"
+REPLACEMENT = "replacement-created"
+FAILED_ATTACH = "failed-attach-volume"
+FENCED = "fenced"
+RELEASED = "released"
+DETACHED = "volume-detached"
+ATTACHED = "volume-attached-elsewhere"
+RUNNING = "replacement-running"
+NODE_READY = "node-ready"
+RESTORED = "restored"
+PHASES = (
+    FAULT,
+    VM_OFF,
+    PARTITIONED,
+    LEASE_STALE,
+    NOT_READY,
+    UNREACHABLE,
+    TERMINATING,
+    REPLACEMENT,
+    FAILED_ATTACH,
+    FENCED,
+    RELEASED,
+    DETACHED,
+    ATTACHED,
+    RUNNING,
+    NODE_READY,
+    RESTORED,
+)
+UNREACHABLE_TAINT = "node.kubernetes.io/unreachable"
+FENCE_REASONS = {"FireproofFenced": FENCED, "FireproofReleased": RELEASED}
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    t: float
+    """Seconds since the fault."""
+    phase: str
+    object: str
+    """``node/NAME``, ``pod/NS/NAME``, ``volumeattachment/NAME`` or ``event/NS/NAME``."""
+    evidence: str
+    lag: float | None = None
+    """Seconds between the object's own timestamp and its observation, where it has one."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _time(text: Any) -> float | None:
+    if not text:
+        return None
+    if isinstance(text, dt.datetime):
+        return text.timestamp()
+    try:
+        return dt.datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _clock(epoch: float) -> str:
+    return f"{dt.datetime.fromtimestamp(epoch, dt.UTC):%H:%M:%S}Z"
+
+
+def _ready(conditions: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+    return next((c for c in conditions or [] if c.get("type") == "Ready"), None)
+
+
+@dataclass
+class _PodState:
+    namespace: str
+    name: str
+    node: str | None
+    labels: dict[str, str]
+    running: bool
+    deleting: bool
+    claims: tuple[str, ...]
+
+
+@dataclass
+class Observer:
+    """Turns watch changes into timeline entries for the drill's nodes and workloads."""
+
+    nodes: set[str]
+    workloads: dict[str, tuple[WorkloadRef, dict[str, str]]]
+    """label -> (workload, its pod selector)."""
+    on_entry: Callable[[Entry], None] | None = None
+    t0: float | None = None
+    entries: list[Entry] = field(default_factory=list)
+    double_attach_max: int = 0
+    """Most volumes seen attached to two nodes at one moment (the split-brain evidence)."""
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _seen: set[tuple[str, str]] = field(default_factory=set, repr=False)
+    _node_ready: dict[str, str] = field(default_factory=dict, repr=False)
+    _pods: dict[str, _PodState] = field(default_factory=dict, repr=False)
+    _before: set[str] = field(default_factory=set, repr=False)
+    _vas: dict[str, tuple[str, str, bool]] = field(default_factory=dict, repr=False)
+    _renewed: dict[str, tuple[float, float]] = field(default_factory=dict, repr=False)
+    _events: set[str] = field(default_factory=set, repr=False)
+    _moving: set[str] = field(default_factory=set, repr=False)
+    """Volumes seen attached to a target node: the ones whose move the timeline follows."""
+    _unavailable: dict[str, list[tuple[float, float | None]]] = field(
+        default_factory=dict, repr=False
+    )
+
+    # -- arming and reading --------------------------------------------------------------------
+
+    def arm(self, t0: float) -> None:
+        """The fault happens now: pods seen so far are the originals; entries start."""
+        with self._lock:
+            self.t0 = t0
+            self._before = set(self._pods)
+            for label in self.workloads:
+                self._unavailable[label] = []
+                self._update_availability(label, t0)
+            self._add(t0, FAULT, "drill", "fault injected")
+
+    def note(self, at: float, phase: str, obj: str, evidence: str) -> None:
+        """An entry the drill itself witnessed (the device read the VM off, a partition)."""
+        with self._lock:
+            self._add(at, phase, obj, evidence)
+
+    def first(self, phase: str, obj: str | None = None) -> Entry | None:
+        with self._lock:
+            return next(
+                (e for e in self.entries if e.phase == phase and obj in (None, e.object)), None
+            )
+
+    def node_ready(self, node: str) -> str:
+        with self._lock:
+            return self._node_ready.get(node, "Unknown")
+
+    def unavailable_seconds(self, label: str, now: float) -> float:
+        """The longest stretch the workload had no Ready pod on a healthy node."""
+        with self._lock:
+            spans = self._unavailable.get(label, [])
+            return max(((end or now) - start for start, end in spans), default=0.0)
+
+    def running_elsewhere(self, label: str) -> Entry | None:
+        with self._lock:
+            return next(
+                (e for e in self.entries if e.phase == RUNNING and label in e.evidence), None
+            )
+
+    def tick(self, now: float) -> None:
+        """Derive the entries that are an absence: a node Lease not renewed in time."""
+        with self._lock:
+            for node, (renewed, duration) in self._renewed.items():
+                if node in self.nodes and self.t0 is not None and renewed + duration <= now:
+                    stale_at = renewed + duration
+                    if stale_at >= self.t0:
+                        self._add(
+                            stale_at,
+                            LEASE_STALE,
+                            f"node/{node}",
+                            f"Lease last renewed {_clock(renewed)}, "
+                            f"leaseDurationSeconds {duration:g}",
+                        )
+
+    # -- feeding -------------------------------------------------------------------------------
+
+    def feed(self, change: Change) -> None:
+        handler = {
+            "Node": self._node,
+            "Pod": self._pod,
+            "VolumeAttachment": self._va,
+            "Event": self._event,
+            "Lease": self._lease,
+        }.get(change.kind)
+        if handler is not None:
+            with self._lock:
+                handler(change)
+
+    def _add(
+        self, at: float, phase: str, obj: str, evidence: str, *, stamp: float | None = None
+    ) -> None:
+        if self.t0 is None or (phase, obj) in self._seen:
+            return
+        self._seen.add((phase, obj))
+        lag = round(at - stamp, 3) if stamp is not None else None
+        entry = Entry(round(at - self.t0, 2), phase, obj, evidence, lag)
+        self.entries.append(entry)
+        self.entries.sort(key=lambda e: e.t)
+        if self.on_entry is not None:
+            self.on_entry(entry)
+
+    def _node(self, change: Change) -> None:
+        meta, obj = change.obj.get("metadata", {}), change.obj
+        name = meta.get("name", "")
+        if name not in self.nodes:
+            return
+        cond = _ready(obj.get("status", {}).get("conditions"))
+        status = str(cond.get("status")) if cond else "Unknown"
+        previous = self._node_ready.get(name)
+        self._node_ready[name] = status
+        stamp = _time(cond.get("lastTransitionTime")) if cond else None
+        if status != "True" and previous in (None, "True"):
+            why = f"Ready={status}" + (
+                f" ({cond.get('reason')})" if cond and cond.get("reason") else ""
+            )
+            self._add(change.at, NOT_READY, f"node/{name}", why, stamp=stamp)
+        elif status == "True" and (NOT_READY, f"node/{name}") in self._seen:
+            self._add(change.at, NODE_READY, f"node/{name}", "Ready=True", stamp=stamp)
+        for taint in obj.get("spec", {}).get("taints") or []:
+            if taint.get("key") == UNREACHABLE_TAINT:
+                self._add(
+                    change.at,
+                    UNREACHABLE,
+                    f"node/{name}",
+                    f"taint {UNREACHABLE_TAINT}:{taint.get('effect')}",
+                    stamp=_time(taint.get("timeAdded")),
+                )
+
+    def _workload_of(self, pod: _PodState) -> str | None:
+        for label, (ref, selector) in self.workloads.items():
+            if (
+                ref.namespace == pod.namespace
+                and selector
+                and all(pod.labels.get(k) == v for k, v in selector.items())
+            ):
+                return label
+        return None
+
+    def _pod(self, change: Change) -> None:
+        meta, obj = change.obj.get("metadata", {}), change.obj
+        uid = meta.get("uid", "")
+        spec, status = obj.get("spec", {}), obj.get("status", {})
+        cond = _ready(status.get("conditions"))
+        state = _PodState(
+            namespace=meta.get("namespace", ""),
+            name=meta.get("name", ""),
+            node=spec.get("nodeName"),
+            labels=meta.get("labels") or {},
+            running=status.get("phase") == "Running"
+            and bool(cond and cond.get("status") == "True"),
+            deleting=bool(meta.get("deletionTimestamp")),
+            claims=tuple(
+                v["persistentVolumeClaim"]["claimName"]
+                for v in spec.get("volumes") or []
+                if v.get("persistentVolumeClaim")
+            ),
+        )
+        if change.type == "DELETED":
+            self._pods.pop(uid, None)
+        else:
+            self._pods[uid] = state
+        label = self._workload_of(state)
+        if label is None or self.t0 is None:
+            return
+        ref = f"pod/{state.namespace}/{state.name}"
+        if uid in self._before and state.node in self.nodes and state.deleting:
+            self._add(
+                change.at,
+                TERMINATING,
+                ref,
+                f"deletionTimestamp set on {state.node}",
+                stamp=_time(meta.get("deletionTimestamp")),
+            )
+        if uid not in self._before and change.type != "DELETED":
+            if ("replacement", uid) not in self._seen:
+                self._seen.add(("replacement", uid))
+                self._add(
+                    change.at,
+                    REPLACEMENT,
+                    f"{ref}#{uid[:8]}",
+                    f"new pod of {label}",
+                    stamp=_time(meta.get("creationTimestamp")),
+                )
+            if state.running and not state.deleting and state.node not in self.nodes:
+                self._add(
+                    change.at,
+                    RUNNING,
+                    f"{ref}#{uid[:8]}",
+                    f"{label} Running and Ready on {state.node}",
+                    stamp=_time(cond.get("lastTransitionTime") if cond else None),
+                )
+        self._update_availability(label, change.at)
+
+    def _update_availability(self, label: str, at: float) -> None:
+        available = any(
+            p.running and not p.deleting and p.node not in self.nodes
+            for p in self._pods.values()
+            if self._workload_of(p) == label
+        )
+        spans = self._unavailable.setdefault(label, [])
+        if not available and (not spans or spans[-1][1] is not None):
+            spans.append((at, None))
+        elif available and spans and spans[-1][1] is None:
+            spans[-1] = (spans[-1][0], at)
+
+    def _va(self, change: Change) -> None:
+        meta, obj = change.obj.get("metadata", {}), change.obj
+        name = meta.get("name", "")
+        spec = obj.get("spec", {})
+        pv = str(spec.get("source", {}).get("persistentVolumeName") or "")
+        node = str(spec.get("nodeName") or "")
+        attached = bool(obj.get("status", {}).get("attached"))
+        gone = change.type == "DELETED"
+        previous = self._vas.get(name)
+        if gone:
+            self._vas.pop(name, None)
+        else:
+            self._vas[name] = (pv, node, attached)
+        ref = f"volumeattachment/{name}"
+        if node in self.nodes and previous and previous[2] and (gone or not attached):
+            self._add(change.at, DETACHED, ref, f"{pv} detached from {node}")
+        if node in self.nodes:
+            self._moving.add(pv)
+        newly = attached and not gone and (not previous or not previous[2])
+        if newly and node not in self.nodes and pv in self._moving:
+            self._add(change.at, ATTACHED, ref, f"{pv} attached to {node}")
+        by_pv: dict[str, set[str]] = {}
+        for v_pv, v_node, v_attached in self._vas.values():
+            if v_attached:
+                by_pv.setdefault(v_pv, set()).add(v_node)
+        doubled = sum(1 for nodes in by_pv.values() if len(nodes) > 1)
+        self.double_attach_max = max(self.double_attach_max, doubled)
+
+    def _event(self, change: Change) -> None:
+        obj = change.obj
+        meta = obj.get("metadata", {})
+        uid = meta.get("uid", "")
+        if self.t0 is None or change.type == "DELETED":
+            return
+        stamp = _time(obj.get("lastTimestamp") or obj.get("eventTime") or obj.get("firstTimestamp"))
+        # Events carry whole seconds: anything stamped before the fault's second is history.
+        if stamp is None or stamp < int(self.t0) or uid in self._events:
+            return
+        self._events.add(uid)
+        involved = obj.get("involvedObject", {})
+        reason = obj.get("reason", "")
+        message = str(obj.get("message", ""))
+        if reason == "FailedAttachVolume" and involved.get("kind") == "Pod":
+            pod = f"{involved.get('namespace')}/{involved.get('name')}"
+            self._add(change.at, FAILED_ATTACH, f"pod/{pod}", message[:300], stamp=stamp)
+        elif reason in FENCE_REASONS and involved.get("name") in self.nodes:
+            self._add(
+                change.at,
+                FENCE_REASONS[reason],
+                f"node/{involved['name']}",
+                message[:300],
+                stamp=stamp,
+            )
+
+    def _lease(self, change: Change) -> None:
+        meta, spec = change.obj.get("metadata", {}), change.obj.get("spec", {})
+        node = meta.get("name", "")
+        renewed = _time(spec.get("renewTime"))
+        if node in self.nodes and renewed is not None:
+            self._renewed[node] = (renewed, float(spec.get("leaseDurationSeconds") or 40))

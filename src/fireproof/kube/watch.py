@@ -1,0 +1,115 @@
+"""List-then-watch of several kinds at once, delivered as plain dicts to one callback.
+
+The drill observes the cluster through this: every change arrives as it happens (watches, not
+polling), with the wall-clock time it was received. The watches run in a private asyncio loop
+on a background thread, so a synchronous caller can fault, heal and restore meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lightkube.resources.coordination_v1 import Lease
+from lightkube.resources.core_v1 import Event, Node, Pod
+from lightkube.resources.storage_v1 import VolumeAttachment
+
+from fireproof.kube.client import async_client, load_kubeconfig
+
+KINDS: dict[str, tuple[Any, str | None]] = {
+    "Node": (Node, None),
+    "Pod": (Pod, "*"),
+    "VolumeAttachment": (VolumeAttachment, None),
+    "Event": (Event, "*"),
+    "Lease": (Lease, "kube-node-lease"),
+}
+"""What the drill watches, and in which namespace ("*": all, None: cluster-scoped)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    kind: str
+    type: str
+    """``INITIAL`` (from the first list), ``ADDED``, ``MODIFIED`` or ``DELETED``."""
+    obj: dict[str, Any]
+    at: float
+    """Wall-clock time (epoch seconds) the change was received."""
+
+
+Sink = Callable[[Change], None]
+
+
+class Watcher:
+    """Watches :data:`KINDS` until :meth:`stop`; reconnects after errors (an API outage)."""
+
+    def __init__(self, kubeconfig: Path | None, context: str | None, sink: Sink) -> None:
+        self._config = load_kubeconfig(kubeconfig, context)
+        self._sink = sink
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="fireproof-watch", daemon=True)
+        self._synced: set[str] = set()
+        self._ready = threading.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.errors = 0
+        """Watch connections lost and re-made (an API outage shows here)."""
+
+    def start(self, timeout: float = 30.0) -> bool:
+        """Start watching; True once every kind has been listed (within ``timeout``)."""
+        self._thread.start()
+        return self._ready.wait(timeout)
+
+    def stop(self) -> None:
+        if not self._thread.is_alive():
+            return
+        for task in self._tasks:
+            self._loop.call_soon_threadsafe(task.cancel)
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._main())
+        finally:
+            self._loop.close()
+
+    async def _main(self) -> None:
+        client = async_client(self._config, timeout=30.0)
+        self._tasks = [asyncio.create_task(self._follow(client, kind)) for kind in KINDS]
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*self._tasks)
+        await client.close()
+
+    async def _follow(self, client: Any, kind: str) -> None:
+        resource, namespace = KINDS[kind]
+        scope = {} if namespace is None else {"namespace": namespace}
+        while True:
+            try:
+                listing = client.list(resource, **scope)
+                items = [item async for item in listing]
+                for item in items:
+                    self._deliver(kind, "INITIAL", item)
+                self._mark_synced(kind)
+                version = listing.resourceVersion
+                async for change, item in client.watch(
+                    resource, resource_version=version, server_timeout=60, **scope
+                ):
+                    self._deliver(kind, change, item)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # any lost watch is re-listed: the drill keeps observing
+                self.errors += 1
+                await asyncio.sleep(1.0)
+
+    def _deliver(self, kind: str, change: str, item: Any) -> None:
+        self._sink(Change(kind, change, item.to_dict(), time.time()))
+
+    def _mark_synced(self, kind: str) -> None:
+        self._synced.add(kind)
+        if self._synced >= set(KINDS):
+            self._ready.set()
