@@ -36,11 +36,14 @@ k8s-1.36: venv
 	$(FIREPROOF) lab build --kubernetes 1.36
 
 # ClusterLabs fence agents (fence_pve) from Debian: the real client our emulator must satisfy.
+# Debian packages the tests drive for real: ClusterLabs fence_pve, and chromium (headless) to
+# render the drill's HTML report.
 system-deps:
-	@command -v fence_pve >/dev/null || { \
+	@{ command -v fence_pve && command -v chromium; } >/dev/null || { \
 	  SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
 	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends fence-agents >/dev/null; }
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
+	    fence-agents chromium >/dev/null; }
 
 lint: venv
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -12,7 +12,7 @@ The partition scenario runs guard only: the others never recover a partition saf
 
 Usage: python benchmarks/guard_vs_peers.py [--runs N] [--profile real|fast] [--cap SECONDS]
                                            [--variants guard,heal,longhorn,nothing]
-                                           [--faults power-off,partition]
+                                           [--faults power-off,partition] [--labs K]
 Prints each run, then the median and worst per variant and the ratios to guard.
 """
 
@@ -183,8 +183,15 @@ def one_run(name: str, state_dir: Path, fault: str, cap: float) -> dict[str, flo
     return marks
 
 
+LOCK = threading.Lock()
+
+
 def variant(
-    name: str, args: argparse.Namespace, fault: str, out: dict[str, list[dict[str, float | None]]]
+    name: str,
+    args: argparse.Namespace,
+    fault: str,
+    out: dict[str, list[dict[str, float | None]]],
+    runs: int,
 ) -> None:
     with running_lab("--profile", args.profile) as state_dir:
         guard = None
@@ -201,14 +208,15 @@ def variant(
             )
             time.sleep(5)
         try:
-            for run in range(args.runs):
+            for _run in range(runs):
                 marks = one_run(name, state_dir, fault, args.cap)
-                print(
-                    f"  [{fault} {name} run {run + 1}] traefik {marks['traefik']} s, "
-                    f"postgres {marks['postgres']} s",
-                    flush=True,
-                )
-                out.setdefault(name, []).append(marks)
+                with LOCK:
+                    out.setdefault(name, []).append(marks)
+                    print(
+                        f"  [{fault} {name} run {len(out[name])}] traefik {marks['traefik']} s, "
+                        f"postgres {marks['postgres']} s",
+                        flush=True,
+                    )
                 restore(state_dir)
         finally:
             if guard is not None:
@@ -241,6 +249,11 @@ def summary(fault: str, results: dict[str, list[dict[str, float | None]]], cap: 
         print(f"{name:<10}{cells[0]:>18}{cells[1]:>18}{ratio:>12}")
 
 
+def _shares(runs: int, labs: int) -> list[int]:
+    labs = max(1, min(labs, runs))
+    return [runs // labs + (1 if i < runs % labs else 0) for i in range(labs)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
@@ -248,6 +261,12 @@ def main() -> None:
     parser.add_argument("--cap", type=float, default=900.0, help="seconds before a run is 'never'")
     parser.add_argument("--variants", default="guard,heal,longhorn,nothing")
     parser.add_argument("--faults", default="power-off,partition")
+    parser.add_argument(
+        "--labs",
+        type=int,
+        default=1,
+        help="labs per variant, the runs shared among them (the slow variants wait on timers)",
+    )
     args = parser.parse_args()
     names = [v for v in args.variants.split(",") if v]
     faults = [f for f in args.faults.split(",") if f]
@@ -255,7 +274,11 @@ def main() -> None:
         if fault not in faults:
             continue
         results: dict[str, list[dict[str, float | None]]] = {}
-        threads = [threading.Thread(target=variant, args=(n, args, fault, results)) for n in chosen]
+        threads = [
+            threading.Thread(target=variant, args=(n, args, fault, results, share))
+            for n in chosen
+            for share in _shares(args.runs, args.labs)
+        ]
         for thread in threads:
             thread.start()
             time.sleep(10)  # stagger the lab starts on 2 cores

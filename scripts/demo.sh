@@ -110,5 +110,29 @@ for r in rows:
 PY
 "$FIREPROOF" guard status --lab
 kill "$GUARD_PID" 2>/dev/null || true
+wait "$GUARD_PID" 2>/dev/null || true
+
+say "fire drills: the same power-off as a repeatable test, with a timeline and SLO verdicts"
+REPORTS="$STATE_DIR/reports"
+mkdir -p "$REPORTS"
+echo "first without any recovery, the report's own experience (this drill is meant to fail):"
+rc=0
+"$FIREPROOF" drill run drills/traefik-worker-no-recovery.yaml --lab --yes \
+  --save "$REPORTS/before.json" --html "$REPORTS/before.html" || rc=$?
+if (( rc != 3 )); then echo "expected the drill to fail its SLO (exit 3), got $rc" >&2; exit 1; fi
+
+echo "then with guard running (drills/traefik-worker-power-off.yaml, exactly as shipped):"
+"$FIREPROOF" guard run --lab --metrics-address 127.0.0.1:0 > "$STATE_DIR/guard-drill.log" 2>&1 &
+GUARD_PID=$!
+trap 'kill $GUARD_PID 2>/dev/null || true; cleanup' EXIT
+wait_until 30 "guard holds its Lease" bash -c "$FIREPROOF guard status --lab | grep -q epoch"
+"$FIREPROOF" drill run drills/traefik-worker-power-off.yaml --lab --yes \
+  --save "$REPORTS/after.json" --html "$REPORTS/after.html" --junit "$REPORTS/after.xml"
+kill "$GUARD_PID" 2>/dev/null || true
+
+say "before and after guard, side by side"
+"$FIREPROOF" drill compare "$REPORTS/before.json" "$REPORTS/after.json" --html "$REPORTS/compare.html"
 echo
+echo "HTML reports (self-contained, open them in a browser):"
+echo "  $REPORTS/before.html  $REPORTS/after.html  $REPORTS/compare.html"
 echo "journal of every action: $XDG_STATE_HOME/fireproof/journal.jsonl"

@@ -35,11 +35,11 @@ def drill() -> None:
 class _LabHooks:
     """The lab's partition and emulator faults, for drills run with `--lab`."""
 
-    def __init__(self) -> None:
+    def __init__(self, state_dir: Path | None) -> None:
         from fireproof.lab.lab import Lab  # the CLI may know the lab; drill never does
         from fireproof.lab.state import default_state_dir
 
-        self._lab = Lab(default_state_dir())
+        self._lab = Lab(state_dir or default_state_dir())
         self.profile = self._lab.load_state().profile
 
     def partition(self, node: str, cut: bool) -> None:
@@ -139,6 +139,13 @@ def _outputs(fn: Any) -> Any:
 @drill.command("run")
 @target_options
 @click.argument("spec_path", metavar="SPEC.yaml", type=click.Path(path_type=Path))
+@click.option(
+    "--lab-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The lab that lab-only faults (partition, proxmox_fault) act on, when --config names "
+    "a lab's cluster (--lab implies its own).",
+)
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--dry-run", is_flag=True, help="Check the spec against the cluster, show the plan.")
 @click.option(
@@ -154,6 +161,7 @@ def drill_run(
     kubeconfig: Path | None,
     context: str | None,
     spec_path: Path,
+    lab_dir: Path | None,
     yes: bool,
     dry_run: bool,
     save: Path | None,
@@ -168,7 +176,7 @@ def drill_run(
     """
     spec = _load_spec_or_exit(spec_path)
     target = load_target(config_path, lab, kubeconfig, context)
-    hooks: LabHooks | None = _LabHooks() if lab else None
+    hooks: LabHooks | None = _LabHooks(lab_dir) if lab or lab_dir else None
     try:
         plan = plan_drill(target, spec, hooks)
     except SpecError as exc:

@@ -98,20 +98,29 @@ def plan_drill(target: Target, spec: DrillSpec, lab: LabHooks | None) -> DrillPl
             raise SpecError(f"{ref.where}: {ref.label} has no matchLabels selector to follow")
         workloads[ref.label] = (ref, selector)
     pods = cluster.pods() if any(t.running for t in spec.targets) else []
-    names: dict[str, str] = {}
+    names: dict[str, TargetSpec] = {}
     for item in spec.targets:
         if item.node is not None:
             try:
                 cluster.node(item.node)
             except NotFoundError:
                 raise _refuse(item, "no such node in the cluster") from None
-            names.setdefault(item.node, "named in the spec")
+            names.setdefault(item.node, item)
         else:
             running = item.running
             assert running is not None  # noqa: S101 - a target has a node or a workload
-            names.setdefault(
-                _node_of(item, pods, workloads[running.label][1]), f"runs {running.label}"
+            names.setdefault(_node_of(item, pods, workloads[running.label][1]), item)
+    # The inventory first (a spec that cannot work anywhere), then the cluster's state.
+    mapped: dict[str, tuple[Machine, str]] = {}
+    for name, item in names.items():
+        machine, source = target.mapping(name)
+        if machine is None:
+            raise SpecError(
+                f"{item.where}: {name} has no fencing device in the inventory: a drill could "
+                "not power it off, nor back on",
+                hint="map it in fireproof.yaml (inventory.nodes); see `fireproof inventory show`",
             )
+        mapped[name] = (machine, source)
     all_nodes = cluster.nodes()
     by_name = {n.metadata.name: n for n in all_nodes if n.metadata and n.metadata.name}
     for name in names:
@@ -122,16 +131,11 @@ def plan_drill(target: Target, spec: DrillSpec, lab: LabHooks | None) -> DrillPl
             )
     _check_quorum(by_name, set(names))
     nodes = []
-    for name, why in names.items():
-        machine, source = target.mapping(name)
-        if machine is None:
-            raise DrillRefused(
-                f"{name} has no fencing device in the inventory: a drill could not power it "
-                "off, nor back on",
-                hint="map it in fireproof.yaml (inventory.nodes); see `fireproof inventory show`",
-            )
+    for name, item in names.items():
+        machine, source = mapped[name]
         fencer = target.fencer(machine.device)
         identity = prove_identity(cluster, name, machine, fencer, source)
+        why = f"runs {item.running.label}" if item.running else "named in the spec"
         nodes.append(NodeTarget(name, machine, fencer, why, identity.value))
     if spec.recovery is Recovery.GUARD:
         _check_guard(target)
