@@ -20,7 +20,7 @@ from junitparser import JUnitXml
 
 import chromium
 
-from guardtools import OUT_OF_SERVICE, free_port, restore_lab
+from guardtools import OUT_OF_SERVICE, free_port, guard_config, guards, restore_lab
 from incident import TRAEFIK, attach_refusal, running_pod
 from labtools import FIREPROOF, REPO, LabHandle, has_taint, node_ready, run_cli, wait_for
 
@@ -345,3 +345,42 @@ def test_partition_needs_the_lab(healthy_lab: LabHandle, tmp_path: Path) -> None
     )  # fmt: skip
     assert done.returncode == 2
     assert "partition works in the lab only" in done.stderr
+
+
+def test_partition_with_a_proxmox_fault_held_during_guard_recovery(
+    dlab: LabHandle, tmp_path: Path
+) -> None:
+    """`--config` (a guard config of the test's own) with `--lab-dir` for the lab-only faults:
+    a partition, and the Proxmox API failing for the first 8 s of the recovery. guard fails
+    closed, then fences once the fault is gone; the drill sees it in that order."""
+    config = guard_config(dlab, tmp_path)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "name: partition-api-error\n"
+        "target: {running: blog/statefulset/postgres}\n"
+        "fault: partition\n"
+        "recovery: guard\n"
+        "timeout: 180s\n"
+        "proxmox_fault: {kind: api-error, seconds: 8}\n"
+        "slo:\n"
+        "  - {workload: blog/statefulset/postgres, running_elsewhere_within: 120s}\n"
+        "  - {no_double_attach: true}\n"
+    )
+    saved = tmp_path / "run.json"
+    with guards(config, tmp_path):
+        done = run_cli(
+            "drill", "run", str(spec), "--config", str(config), "--lab-dir", str(dlab.state_dir),
+            "--yes", "--save", str(saved), env={"XDG_STATE_HOME": str(tmp_path / "state")},
+            timeout=400,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    run = json.loads(saved.read_text())
+    _validate(run)
+    assert run["spec"]["proxmox_fault"] == {"kind": "api-error", "seconds": 8}
+    assert "partitioned" in _phases(run)
+    assert "vm-off" not in _phases(run)  # the drill did not power it off: guard did
+    # guard could not fence while the API failed: fenced only after the fault was cleared.
+    assert _first(run, "fenced") >= 8
+    assert _first(run, "fenced") <= _first(run, "replacement-running")
+    assert "Proxmox fault cleared" in done.stderr
+    assert all(r["passed"] for r in run["slos"])
