@@ -26,6 +26,7 @@ Secret, resolved only when a device is used.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Callable
@@ -293,8 +294,19 @@ def _cluster(section: Section | None, base: Path) -> ClusterConfig:
     return ClusterConfig(
         kubeconfig=_path(base, section.text("kubeconfig")),
         context=section.text("context"),
-        vip=section.text("vip"),
+        vip=_address(section, "vip"),
     )
+
+
+def _address(section: Section, key: str) -> str | None:
+    """An IP address (v4 or v6), checked here so `vip: 999.1.1.1` is a config error."""
+    text = section.text(key)
+    if text is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        raise section.error(f"must be an IP address, got {text!r}", key) from None
 
 
 def _secret(section: Section, key: str, base: Path) -> SecretRef | None:
@@ -338,7 +350,7 @@ def _device(name: str, section: Section, base: Path) -> Device:
             agent=section.req_text("agent"),
             options=options,
             password=_secret(section, "password", base),
-            timeout_seconds=section.number("timeout_seconds", 60.0, minimum=1),
+            timeout_seconds=section.number("timeout_seconds", 60.0, minimum=1, maximum=3600),
         )
     section.reject_unknown(
         {
@@ -437,8 +449,12 @@ def _remediation(section: Section | None) -> RemediationConfig:
     section.reject_unknown({"method", "workload_timeout_seconds", "recover_timeout_seconds"})
     return RemediationConfig(
         method=section.choice("method", REMEDIATION_METHODS, "auto"),
-        workload_timeout_seconds=section.number("workload_timeout_seconds", 300.0, minimum=1),
-        recover_timeout_seconds=section.number("recover_timeout_seconds", 180.0, minimum=1),
+        workload_timeout_seconds=section.number(
+            "workload_timeout_seconds", 300.0, minimum=1, maximum=86400
+        ),
+        recover_timeout_seconds=section.number(
+            "recover_timeout_seconds", 180.0, minimum=1, maximum=86400
+        ),
     )
 
 

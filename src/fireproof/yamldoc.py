@@ -17,13 +17,17 @@ from fireproof.errors import UsageError
 
 def load_yaml(path: Path) -> Section:
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UsageError(f"{path}: no such file") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except OSError as exc:
         raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError:
+        raise UsageError(f"{path}: nested too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
@@ -47,6 +51,12 @@ class Section:
         for key, value in node.value:
             if not isinstance(key, yaml.ScalarNode):
                 raise Section._fail(path, key, field, "keys must be plain strings")
+            if str(key.value) in self._items:
+                # YAML's last-wins would silently change a setting (method: auto -> delete).
+                first = self._items[str(key.value)].start_mark.line + 1
+                raise Section._fail(
+                    path, key, self._name(str(key.value)), f"duplicate key (first on line {first})"
+                )
             self._items[str(key.value)] = value
 
     @staticmethod

@@ -11,6 +11,7 @@ import click
 
 from fireproof.cli import exitcodes
 from fireproof.cli.context import load_target, target_options
+from fireproof.cli.params import NAMESPACE, FiniteFloat
 from fireproof.doctor import (
     BY_ID,
     CHECKS,
@@ -38,7 +39,9 @@ def _explain(check_id: str) -> None:
 
 @click.command()
 @target_options
-@click.option("-n", "--namespace", default=None, help="Only look at this namespace's objects.")
+@click.option(
+    "-n", "--namespace", type=NAMESPACE, default=None, help="Only look at this namespace's objects."
+)
 @click.option("--check", "only", multiple=True, metavar="ID", help="Run only these checks.")
 @click.option("--skip", multiple=True, metavar="ID", help="Skip these checks.")
 @click.option(
@@ -54,7 +57,7 @@ def _explain(check_id: str) -> None:
 @click.option("--list", "list_checks", is_flag=True, help="List every check.")
 @click.option(
     "--stuck-after",
-    type=click.FloatRange(0),
+    type=FiniteFloat(0),
     default=60.0,
     show_default=True,
     metavar="SECONDS",

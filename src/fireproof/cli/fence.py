@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from fireproof.cli.context import Target, load_target, target_options
+from fireproof.cli.params import NODE
 from fireproof.cli.render import emit_json, progress, table
 from fireproof.errors import FireproofError, NotFoundError, UsageError
 from fireproof.fencing import Fencer, Machine
@@ -63,7 +64,7 @@ def fence() -> None:
 @fence.command("status")
 @target_options
 @output_option
-@click.argument("node")
+@click.argument("node", type=NODE)
 def fence_status(
     config_path: Path | None,
     lab: bool,
@@ -109,7 +110,7 @@ def _power(
 @fence.command("off")
 @target_options
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-@click.argument("node")
+@click.argument("node", type=NODE)
 def fence_off(
     config_path: Path | None,
     lab: bool,
@@ -125,7 +126,7 @@ def fence_off(
 @fence.command("on")
 @target_options
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-@click.argument("node")
+@click.argument("node", type=NODE)
 def fence_on(
     config_path: Path | None,
     lab: bool,

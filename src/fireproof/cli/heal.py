@@ -9,6 +9,7 @@ import click
 
 from fireproof.cli.context import load_target, target_options
 from fireproof.cli.fence import confirm_or_abort
+from fireproof.cli.params import NODE, FiniteFloat
 from fireproof.cli.render import emit_json, progress
 from fireproof.config import REMEDIATION_METHODS
 from fireproof.errors import FireproofError
@@ -57,7 +58,7 @@ def _run(journal: Journal, output: str, action: Callable[[], None]) -> None:
 
 @heal.command("node")
 @target_options
-@click.argument("node")
+@click.argument("node", type=NODE)
 @click.option("--recover", is_flag=True, help="Bring the node back instead (after the repair).")
 @click.option(
     "--method",
@@ -68,7 +69,7 @@ def _run(journal: Journal, output: str, action: Callable[[], None]) -> None:
 )
 @click.option(
     "--timeout",
-    type=click.FloatRange(1),
+    type=FiniteFloat(1),
     default=None,
     help="Seconds to wait for workloads (or for Ready with --recover). Default from config.",
 )

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from fireproof.cli.params import NODE, FiniteFloat
 from fireproof.cli.render import emit_json, progress, table
 from fireproof.lab import binaries
 from fireproof.lab.lab import Lab, UpOptions
@@ -100,7 +101,7 @@ def build(rebuild: bool, release: str | None) -> None:
 @kubernetes_option
 @click.option(
     "--timeout",
-    type=click.FloatRange(1),
+    type=FiniteFloat(1),
     default=180.0,
     show_default=True,
     help="Seconds to wait for each component to become ready.",
@@ -212,7 +213,7 @@ def down(state_dir: Path) -> None:
 
 @lab.command("power-off")
 @state_dir_option
-@click.argument("node")
+@click.argument("node", type=NODE)
 def power_off(state_dir: Path, node: str) -> None:
     """Stop NODE's VM through the Proxmox API (a hard stop, like pulling the plug).
 
@@ -224,7 +225,7 @@ def power_off(state_dir: Path, node: str) -> None:
 
 @lab.command("power-on")
 @state_dir_option
-@click.argument("node")
+@click.argument("node", type=NODE)
 def power_on(state_dir: Path, node: str) -> None:
     """Start NODE's VM through the Proxmox API: its kubelet boots and re-registers."""
     spec, upid = Lab(state_dir).power(node, on=True)
@@ -233,7 +234,7 @@ def power_on(state_dir: Path, node: str) -> None:
 
 @lab.command()
 @state_dir_option
-@click.argument("node")
+@click.argument("node", type=NODE)
 def partition(state_dir: Path, node: str) -> None:
     """Cut NODE off the network: its kubelet falls silent but its VM keeps running.
 
@@ -246,7 +247,7 @@ def partition(state_dir: Path, node: str) -> None:
 
 @lab.command()
 @state_dir_option
-@click.argument("node")
+@click.argument("node", type=NODE)
 def unpartition(state_dir: Path, node: str) -> None:
     """Reconnect NODE after `partition`."""
     Lab(state_dir).partition(node, cut=False)
@@ -255,7 +256,7 @@ def unpartition(state_dir: Path, node: str) -> None:
 
 @lab.command("change-ip")
 @state_dir_option
-@click.argument("node")
+@click.argument("node", type=NODE)
 @click.argument("new_ip")
 def change_ip(state_dir: Path, node: str, new_ip: str) -> None:
     """Give NODE's VM a new address, leaving the `kubernetes` Endpoints stale.
@@ -280,7 +281,7 @@ def fault() -> None:
 @click.option("--vmid", type=int, default=None, help="VM the fault applies to.")
 @click.option(
     "--seconds",
-    type=click.FloatRange(0, 3600),
+    type=FiniteFloat(0, 3600),
     default=0.0,
     help="Delay for latency; for host-unreachable, how long each 595 takes (at most 30).",
 )

@@ -29,13 +29,23 @@ class TerraformVm:
     """The instance's Terraform address, e.g. ``module.k8s.proxmox_vm_qemu.worker[0]``."""
 
 
+VMID_MIN, VMID_MAX = 100, 999_999_999
+"""Proxmox VE's valid VMID range."""
+
+
 def read_terraform_state(path: Path) -> list[TerraformVm]:
     try:
-        doc = json.loads(path.read_text())
+        doc = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UsageError(f"{path}: no such Terraform state file") from None
     except json.JSONDecodeError as exc:
         raise UsageError(f"{path}:{exc.lineno}: malformed Terraform state: {exc.msg}") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"{path}: not UTF-8 text (byte {exc.start}): not a Terraform state"
+        ) from None
+    except RecursionError:
+        raise UsageError(f"{path}: nested too deeply to be a Terraform state") from None
     except OSError as exc:
         raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("resources"), list):
@@ -52,25 +62,46 @@ def read_terraform_state(path: Path) -> list[TerraformVm]:
         prefix = f"{resource['module']}." if resource.get("module") else ""
         base = f"{prefix}{kind}.{resource.get('name', '?')}"
         for instance in resource.get("instances") or []:
-            vm = _instance(kind, base, instance)
+            if not isinstance(instance, dict):
+                raise UsageError(f"{path}: {base}: an instance is not an object")
+            vm = _instance(path, kind, base, instance)
             if vm is not None:
                 vms.append(vm)
     return vms
 
 
-def _instance(kind: str, base: str, instance: dict[str, Any]) -> TerraformVm | None:
+def _vmid(path: Path, address: str, field: str, value: Any) -> int:
+    """A VMID as Terraform writes it (a number, or a string of digits), else an error: 1.5
+    must not become VM 1, and "abc" is not a VM."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise UsageError(f"{path}: {address}: {field} must be an integer, got {value!r}")
+    text = str(value).strip()
+    if not text.lstrip("-").isdigit():
+        raise UsageError(f"{path}: {address}: {field} must be an integer, got {value!r}")
+    vmid = int(text)
+    if not VMID_MIN <= vmid <= VMID_MAX:
+        raise UsageError(
+            f"{path}: {address}: {field} {vmid} is outside Proxmox's range {VMID_MIN}-{VMID_MAX}"
+        )
+    return vmid
+
+
+def _instance(path: Path, kind: str, base: str, instance: dict[str, Any]) -> TerraformVm | None:
     key = instance.get("index_key")
     address = base if key is None else f"{base}[{json.dumps(key)}]"
     attrs = instance.get("attributes") or {}
+    if not isinstance(attrs, dict):
+        raise UsageError(f"{path}: {address}: attributes is not an object")
+    field = "vm_id" if kind == BPG else "vmid"
     if kind == BPG:
         vmid, host, ip = attrs.get("vm_id"), attrs.get("node_name"), _bpg_address(attrs)
     else:
         vmid, host = attrs.get("vmid"), attrs.get("target_node")
         ip = attrs.get("default_ipv4_address") or None
     name = attrs.get("name")
-    if not name or not host or not vmid:
+    if not name or not host or vmid in (None, "", 0):
         return None  # not created yet, or an id Proxmox picks later: nothing to fence by
-    return TerraformVm(str(name), str(host), int(vmid), ip, address)
+    return TerraformVm(str(name), str(host), _vmid(path, address, field, vmid), ip, address)
 
 
 def _bpg_address(attrs: dict[str, Any]) -> str | None:

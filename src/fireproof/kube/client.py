@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx2 as httpx
 import lightkube
+import yaml
 from lightkube.config.kubeconfig import KubeConfig, SingleConfig
 
 from fireproof.errors import FireproofError, PermanentError, TransientError, UsageError
@@ -45,8 +46,21 @@ def load_kubeconfig(path: Path | None = None, context: str | None = None) -> Sin
         raise UsageError(f"kubeconfig not found: {exc.filename or path}") from None
     except lightkube.ConfigError as exc:
         raise UsageError(f"kubeconfig {path or '(default)'} is not usable: {exc}") from None
-    except (ValueError, KeyError, TypeError) as exc:
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise UsageError(
+            f"kubeconfig {path or '(default)'}{where}: malformed YAML: {problem}"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"kubeconfig {path or '(default)'}: not UTF-8 text (byte {exc.start})"
+        ) from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise UsageError(f"kubeconfig {path or '(default)'} is malformed: {exc}") from None
+    except RecursionError:
+        raise UsageError(f"kubeconfig {path or '(default)'} is nested too deeply") from None
     if single is None:
         raise UsageError(f"kubeconfig {path or '(default)'} has no current context")
     return single

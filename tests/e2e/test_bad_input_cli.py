@@ -1,0 +1,166 @@
+"""Every bad input gives one clean `error:` (or click's usage error) naming the file, line or
+flag, exit 1 or 2, and never a traceback or an "internal error": run as a user runs the CLI.
+None of these reach a cluster, so no lab is needed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from labtools import run_cli
+
+
+def _ok_error(done: object, code: tuple[int, ...] = (1, 2)) -> str:
+    assert done.returncode in code, (done.returncode, done.stdout, done.stderr)  # type: ignore[attr-defined]
+    err: str = done.stderr  # type: ignore[attr-defined]
+    assert "Traceback" not in err
+    assert "internal error" not in err
+    return err
+
+
+def _state(tmp_path: Path, attributes: dict[str, object]) -> Path:
+    path = tmp_path / "terraform.tfstate"
+    resource = {
+        "mode": "managed",
+        "type": "proxmox_virtual_environment_vm",
+        "name": "worker",
+        "instances": [{"attributes": {"name": "w1", "node_name": "pve-01", **attributes}}],
+    }
+    path.write_text(json.dumps({"version": 4, "resources": [resource]}))
+    return path
+
+
+def _config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "fireproof.yaml"
+    path.write_text(text)
+    return path
+
+
+TERRAFORM_CONFIG = (
+    "devices:\n  pve: {type: fake}\ninventory:\n  terraform: [{path: %s, device: pve}]\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("vm_id", "words"),
+    [
+        ("abc", "vm_id must be an integer, got 'abc'"),
+        (1.5, "vm_id must be an integer, got 1.5"),
+        (-5, "vm_id -5 is outside Proxmox's range 100-999999999"),
+        (42, "vm_id 42 is outside Proxmox's range"),
+        (10**12, "outside Proxmox's range"),
+        (True, "vm_id must be an integer"),
+    ],
+)
+def test_terraform_vm_ids_are_validated(tmp_path: Path, vm_id: object, words: str) -> None:
+    state = _state(tmp_path, {"vm_id": vm_id})
+    config = _config(tmp_path, TERRAFORM_CONFIG % state)
+    err = _ok_error(run_cli("inventory", "show", "--config", str(config)))
+    assert words in err
+    assert "proxmox_virtual_environment_vm.worker" in err  # which instance
+    assert err.count("\n") <= 2  # one error line, maybe a hint
+
+
+def test_a_string_of_digits_is_a_valid_vm_id(tmp_path: Path) -> None:
+    from fireproof.inventory.terraform import read_terraform_state
+
+    vms = read_terraform_state(_state(tmp_path, {"vm_id": "201"}))
+    assert [v.vmid for v in vms] == [201]
+
+
+def test_non_utf8_and_deeply_nested_files(tmp_path: Path) -> None:
+    state = tmp_path / "terraform.tfstate"
+    state.write_bytes(b'{"version": 4, "resources": [], "x": "\xff\xfe"}')
+    config = _config(tmp_path, TERRAFORM_CONFIG % state)
+    assert "not UTF-8" in _ok_error(run_cli("inventory", "show", "--config", str(config)))
+    state.write_text("[" * 100_000 + "]" * 100_000)
+    assert "nested too deeply" in _ok_error(run_cli("inventory", "show", "--config", str(config)))
+    config.write_bytes(b"devices:\n  pve: {type: fake}\n# \xff\n")
+    err = _ok_error(run_cli("inventory", "show", "--config", str(config)))
+    assert "fireproof.yaml: not UTF-8" in err
+    config.write_text("a: " + "[" * 50_000 + "]" * 50_000 + "\n")
+    err = _ok_error(run_cli("inventory", "show", "--config", str(config)))
+    assert "nested too deeply" in err or "malformed YAML" in err
+
+
+def test_duplicate_yaml_keys_are_an_error_not_last_wins(tmp_path: Path) -> None:
+    config = _config(
+        tmp_path,
+        "devices:\n  pve: {type: fake}\nremediation:\n  method: auto\n  method: delete\n",
+    )
+    err = _ok_error(run_cli("inventory", "show", "--config", str(config)))
+    assert "fireproof.yaml:5: remediation.method: duplicate key (first on line 4)" in err
+
+
+@pytest.mark.parametrize("vip", ["999.1.1.1", "not-an-ip", "192.0.2"])
+def test_the_vip_must_be_an_ip_address(tmp_path: Path, vip: str) -> None:
+    config = _config(tmp_path, f"cluster:\n  vip: {vip}\n")
+    err = _ok_error(run_cli("inventory", "show", "--config", str(config)))
+    assert f"fireproof.yaml:2: cluster.vip: must be an IP address, got '{vip}'" in err
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        (
+            "devices:\n  pve: {type: fence-agent, agent: fence_pve, timeout_seconds: 1e12}\n",
+            "<= 3600",
+        ),
+        ("remediation:\n  workload_timeout_seconds: inf\n", "finite number"),
+        ("remediation:\n  recover_timeout_seconds: 1e9\n", "<= 86400"),
+        (
+            "devices:\n  pve:\n    type: proxmox\n    url: https://x:8006\n"
+            "    token_id: a@pam!b\n    token_secret: {env: X}\n    retries: 1000000000000\n",
+            "<= 10",
+        ),
+    ],
+)
+def test_retries_and_timeouts_are_bounded(tmp_path: Path, text: str, words: str) -> None:
+    err = _ok_error(run_cli("inventory", "show", "--config", str(_config(tmp_path, text))))
+    assert words in err
+
+
+def test_a_malformed_yaml_kubeconfig_is_one_line(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\nclusters: [\n  - name: x\n")
+    err = _ok_error(run_cli("doctor", "--kubeconfig", str(kubeconfig)))
+    assert f"kubeconfig {kubeconfig}:" in err
+    assert "malformed YAML" in err
+    assert len(err.strip().splitlines()) <= 2
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("heal", "node", "w1", "--timeout", "nan"),
+        ("heal", "node", "w1", "--timeout", "inf"),
+        ("doctor", "--stuck-after", "nan"),
+        ("doctor", "--stuck-after", "-inf"),
+        ("lab", "fault", "add", "latency", "--seconds", "nan"),
+    ],
+)
+def test_nan_and_inf_flags_are_refused(args: tuple[str, ...]) -> None:
+    err = _ok_error(run_cli(*args), code=(2,))
+    assert "is not a finite number" in err
+
+
+@pytest.mark.parametrize("name", ["a/b", "?x=1", "..", "", "bad\nname", "esc\x1b[31m", "UPPER"])
+def test_node_names_are_rfc1123_before_any_url(name: str) -> None:
+    err = _ok_error(run_cli("heal", "node", name), code=(2,))
+    assert "is not a valid node name" in err
+    assert "\x1b" not in err  # the escape is shown escaped, never sent to the terminal
+
+
+@pytest.mark.parametrize(
+    "command", [("fence", "status"), ("fence", "off"), ("fence", "on"), ("lab", "power-off")]
+)
+def test_every_node_argument_is_checked(command: tuple[str, ...]) -> None:
+    assert "is not a valid node name" in _ok_error(run_cli(*command, "a/b"), code=(2,))
+
+
+def test_a_namespace_that_cannot_exist_is_said_so() -> None:
+    err = _ok_error(run_cli("doctor", "-n", "a/b?c"), code=(2,))
+    assert "is not a valid namespace name" in err
+    assert "not served" not in err
