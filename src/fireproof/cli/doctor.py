@@ -90,9 +90,17 @@ def doctor(
         for check in CHECKS:
             click.echo(f"{check.id:<7} {check.severity:<9} {check.family:<24} {check.name}")
         return
-    checks = select(only, skip)
+    try:
+        checks = select(only, skip)
+    except UsageError as exc:
+        raise click.UsageError(exc.message) from None
     target = load_target(config_path, lab, kubeconfig, context)
     cluster = target.cluster
+    if namespace is not None and cluster.namespace_exists(namespace) is False:
+        raise UsageError(
+            f"namespace {namespace!r} does not exist in this cluster",
+            hint="see `kubectl get namespaces`",
+        )
     fenced: frozenset[str] | None = None
     if target.config.path is not None and (
         target.config.inventory.nodes
@@ -122,6 +130,14 @@ def doctor(
         click.echo(render_junit(report))
     else:
         click.echo(render_text(report, colour=sys.stdout.isatty() and "NO_COLOR" not in os.environ))
+    if report.blind:
+        click.echo(
+            "error: the API server refused every read this scan needs (401/403): nothing was "
+            "checked, so nothing can be called healthy",
+            err=True,
+        )
+        click.echo("hint: check the credentials and the RBAC of this identity", err=True)
+        sys.exit(exitcodes.FAILURE)
     if fail_on is not None:
         threshold = Severity(fail_on).rank
         if any(f.severity.rank >= threshold for f in report.findings):

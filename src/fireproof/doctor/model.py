@@ -93,6 +93,33 @@ class Report:
     def count(self, severity: Severity) -> int:
         return sum(1 for f in self.findings if f.severity is severity)
 
+    @property
+    def ran(self) -> int:
+        return sum(1 for r in self.results if not r.not_checked)
+
+    @property
+    def blind(self) -> bool:
+        """Nothing could be checked, because the API refused (401/403) every read needed."""
+        skipped = [r for r in self.results if r.not_checked]
+        return (
+            self.ran == 0
+            and bool(skipped)
+            and all("forbidden" in (r.not_checked or "") for r in skipped)
+        )
+
+    @property
+    def verdict(self) -> str:
+        """``not checked`` when no check ran; ``findings``; ``partial`` when nothing was found
+        but the API refused some reads; else ``healthy``."""
+        if self.ran == 0:
+            return "not checked"
+        if self.findings:
+            return "findings"
+        # A check skipped because the cluster does not serve its kind (no Longhorn CRDs) does
+        # not spoil "healthy"; one skipped because the API refused the read does.
+        refused = any("forbidden" in (r.not_checked or "") for r in self.results)
+        return "partial" if refused else "healthy"
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "apiVersion": "fireproof.dev/v1",
@@ -105,7 +132,9 @@ class Report:
                 "warning": self.count(Severity.WARNING),
                 "info": self.count(Severity.INFO),
                 "checks": len(self.results),
+                "ran": self.ran,
                 "notChecked": sum(1 for r in self.results if r.not_checked),
+                "verdict": self.verdict,
             },
             "checks": [
                 {

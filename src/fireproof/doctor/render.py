@@ -22,6 +22,15 @@ def _version() -> str:
         return "0"
 
 
+_CONTROL = dict.fromkeys([*range(9), *range(10, 32), 127, *range(128, 160)])
+
+
+def _safe(text: object) -> str:
+    """Cluster-supplied text (Event messages, names, reasons) without control characters: an
+    escape sequence in an Event must not reach the operator's terminal."""
+    return str(text).translate(_CONTROL)
+
+
 def render_text(report: Report, *, colour: bool) -> str:
     lines: list[str] = []
 
@@ -36,26 +45,29 @@ def render_text(report: Report, *, colour: bool) -> str:
             style(f"{severity.upper()} ({len(findings)})", fg=_COLOURS[severity], bold=True)
         )
         for f in findings:
-            lines.append(f"  [{f.check}] {f.message}")
+            lines.append(f"  [{f.check}] {_safe(f.message)}")
             for item in f.evidence:
-                lines.append(f"      evidence: {item}")
-            lines.append(f"      fix: {f.fix}")
+                lines.append(f"      evidence: {_safe(item)}")
+            lines.append(f"      fix: {_safe(f.fix)}")
         lines.append("")
     skipped = [r for r in report.results if r.not_checked]
     if skipped:
         lines.append(style(f"NOT CHECKED ({len(skipped)})", bold=True))
-        lines.extend(f"  [{r.check.id}] {r.check.name}: {r.not_checked}" for r in skipped)
+        lines.extend(f"  [{r.check.id}] {r.check.name}: {_safe(r.not_checked)}" for r in skipped)
         lines.append("")
     summary = (
         f"{report.count(Severity.CRITICAL)} critical, {report.count(Severity.WARNING)} warning, "
-        f"{report.count(Severity.INFO)} info; {len(report.results) - len(skipped)} checks ran, "
+        f"{report.count(Severity.INFO)} info; {report.ran} checks ran, "
         f"{len(skipped)} not checked; {report.requests} API requests"
     )
-    healthy = not report.findings
+    prefix = {
+        "healthy": "healthy: ",
+        "not checked": "not checked, nothing could be looked at: ",
+        "partial": "no findings in what could be checked (some checks did not run): ",
+        "findings": "",
+    }[report.verdict]
     lines.append(
-        style(
-            ("healthy: " if healthy else "") + summary, bold=True, fg="green" if healthy else None
-        )
+        style(prefix + summary, bold=True, fg="green" if report.verdict == "healthy" else None)
     )
     return "\n".join(lines)
 
@@ -115,8 +127,10 @@ def render_sarif(report: Report) -> str:
                 },
                 "invocations": [
                     {
-                        "executionSuccessful": True,
+                        # A scan that could look at nothing did not succeed, whatever it found.
+                        "executionSuccessful": report.ran > 0,
                         "toolExecutionNotifications": notifications,
+                        "properties": {"verdict": report.verdict, "checksRan": report.ran},
                     }
                 ],
                 "results": results,
@@ -138,6 +152,9 @@ def render_junit(report: Report) -> str:
         skipped=str(skipped),
         timestamp=report.taken_at.strftime("%Y-%m-%dT%H:%M:%S"),
     )
+    props = ET.SubElement(suite, "properties")
+    ET.SubElement(props, "property", name="verdict", value=report.verdict)
+    ET.SubElement(props, "property", name="checks_ran", value=str(report.ran))
     for result in report.results:
         case = ET.SubElement(
             suite,

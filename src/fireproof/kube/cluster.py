@@ -18,11 +18,12 @@ from lightkube.models.core_v1 import (
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.apps_v1 import DaemonSet, Deployment, ReplicaSet, StatefulSet
 from lightkube.resources.coordination_v1 import Lease
-from lightkube.resources.core_v1 import Endpoints, Event, Node, Pod, Secret
+from lightkube.resources.core_v1 import Endpoints, Event, Namespace, Node, Pod, Secret
 from lightkube.resources.storage_v1 import VolumeAttachment
 
 from fireproof.errors import NotFoundError, UsageError
 from fireproof.kube.client import (
+    KubeApiError,
     KubeNotFoundError,
     load_kubeconfig,
     sync_client,
@@ -125,6 +126,19 @@ class Cluster:
         ns = lightkube.ALL_NS if namespace == "*" else namespace
         with self._guard():
             return list(self.client.list(Pod, namespace=ns))
+
+    def namespace_exists(self, name: str) -> bool | None:
+        """Whether the namespace exists; None when this identity may not read namespaces."""
+        try:
+            with self._guard():
+                self.client.get(Namespace, name)
+        except KubeNotFoundError:
+            return False
+        except KubeApiError as exc:
+            if exc.status in (401, 403):
+                return None
+            raise
+        return True
 
     def workload_selector(self, namespace: str, kind: str, name: str) -> dict[str, str]:
         """The matchLabels of a Deployment, StatefulSet or DaemonSet (NotFoundError if none)."""
