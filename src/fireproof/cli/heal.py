@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import click
 
+from fireproof.cli import exitcodes
 from fireproof.cli.context import load_target, target_options
 from fireproof.cli.fence import confirm_or_abort
 from fireproof.cli.params import NODE, FiniteFloat
-from fireproof.cli.render import emit_json, progress
+from fireproof.cli.render import emit_json, progress, terminal_safe
 from fireproof.config import REMEDIATION_METHODS
 from fireproof.errors import FireproofError
 from fireproof.heal import (
@@ -23,6 +25,7 @@ from fireproof.heal import (
     plan_recover,
     prove_identity,
 )
+from fireproof.heal.steps import record_abort
 
 
 @click.group()
@@ -43,17 +46,36 @@ def _timeline(journal: Journal, output: str) -> None:
     click.echo("timeline:")
     for step in journal.steps:
         mark = {"ok": "ok", "failed": "FAILED", "skipped": "skip"}[step.status]
-        click.echo(f"  +{step.seconds:6.1f}s  {mark:<6} {step.step:<10} {step.message}")
+        message = terminal_safe(step.message)
+        click.echo(f"  +{step.seconds:6.1f}s  {mark:<6} {step.step:<10} {message}")
 
 
 def _run(journal: Journal, output: str, action: Callable[[], None]) -> None:
-    """Run an apply step; print the timeline whether it succeeded or not."""
+    """Run an apply step; print the timeline whether it succeeded or not. Any way out after it
+    started (an error, Ctrl-C, a bug) is recorded with what is left and how to finish."""
     try:
         action()
-    except FireproofError:
+    except KeyboardInterrupt:
+        summary = _abort(journal, "interrupted")
+        _timeline(journal, output)
+        click.echo(f"interrupted: {summary}", err=True)
+        sys.exit(exitcodes.INTERRUPTED)
+    except FireproofError as exc:
+        _abort(journal, exc.message)
+        _timeline(journal, output)
+        raise
+    except Exception as exc:
+        _abort(journal, f"internal error: {type(exc).__name__}")
         _timeline(journal, output)
         raise
     _timeline(journal, output)
+
+
+def _abort(journal: Journal, why: str) -> str:
+    if journal.node is None:
+        journal.record("aborted", f"aborted ({why})", status="failed")
+        return why
+    return record_abort(journal, journal.node, why)
 
 
 @heal.command("node")
@@ -106,6 +128,7 @@ def heal_node(
         node,
         cluster=cluster,
         log_path=target.journal_path(),
+        warn=progress,
     )
     if recover:
         rplan = plan_recover(cluster, node, machine)
@@ -192,6 +215,7 @@ def heal_api_endpoints(
         cluster=cluster,
         log_path=target.journal_path(),
         subject=("Endpoints", "default", "kubernetes"),
+        warn=progress,
     )
     if not plan.needed:
         click.echo(

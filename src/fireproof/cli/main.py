@@ -8,12 +8,6 @@ import sys
 import click
 
 from fireproof.cli import exitcodes
-from fireproof.cli.doctor import doctor
-from fireproof.cli.drill import drill
-from fireproof.cli.fence import fence, inventory
-from fireproof.cli.guard import guard
-from fireproof.cli.heal import heal
-from fireproof.cli.lab import lab
 from fireproof.errors import FireproofError
 
 
@@ -40,17 +34,23 @@ def cli() -> None:
     """
 
 
-cli.add_command(lab)
-cli.add_command(doctor)
-cli.add_command(inventory)
-cli.add_command(fence)
-cli.add_command(heal)
-cli.add_command(guard)
-cli.add_command(drill)
+def _add_commands() -> None:
+    # Imported here, inside main()'s handlers: a Ctrl-C while the command modules load is an
+    # "interrupted", never a traceback.
+    from fireproof.cli.doctor import doctor
+    from fireproof.cli.drill import drill
+    from fireproof.cli.fence import fence, inventory
+    from fireproof.cli.guard import guard
+    from fireproof.cli.heal import heal
+    from fireproof.cli.lab import lab
+
+    for command in (lab, doctor, inventory, fence, heal, guard, drill):
+        cli.add_command(command)
 
 
 def main() -> None:
     try:
+        _add_commands()
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)

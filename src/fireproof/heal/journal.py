@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,9 @@ class Journal:
     """(kind, namespace, name) Events are recorded on; default: the node."""
     started: float = field(default_factory=time.monotonic)
     steps: list[StepRecord] = field(default_factory=list)
+    warn: Callable[[str], None] | None = None
+    """Told once when Events cannot be created (the journal on disk stays the record)."""
+    _events_failed: bool = field(default=False, repr=False)
 
     def record(
         self, step: str, message: str, *, status: str = "ok", event: str | None = None
@@ -55,7 +58,7 @@ class Journal:
         if event and self.cluster is not None and subject is not None:
             kind, namespace, name = subject
             # An Event is a courtesy; the journal on disk is the record.
-            with contextlib.suppress(FireproofError):
+            try:
                 self.cluster.record_event(
                     name,
                     event,
@@ -64,6 +67,16 @@ class Journal:
                     kind=kind,
                     namespace=namespace,
                 )
+            except FireproofError as exc:
+                if not self._events_failed and self.warn is not None:
+                    self.warn(
+                        f"warning: cannot create Events ({exc.message}); the journal "
+                        f"{self.log_path or '(none)'} is the only record of this run"
+                    )
+                self._events_failed = True
+
+    def done(self, step: str) -> bool:
+        return any(s.step == step and s.status == "ok" for s in self.steps)
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -202,3 +202,30 @@ def restore(cluster: Cluster, node: str, journal: Journal) -> None:
         )
     else:
         journal.record("uncordon", f"{node} is schedulable", event="FireproofRecovered")
+
+
+def record_abort(journal: Journal, node: str, why: str) -> str:
+    """Any exit after `heal` started acting: what was done, what is left, how to finish; in the
+    journal and as an Event. Returns the message."""
+    done = [s.step for s in journal.steps if s.status == "ok"]
+    left = []
+    if journal.done("cordon") and not journal.done("uncordon"):
+        left.append(f"{node} cordoned")
+    if journal.done("cordon") and not journal.done("fence"):
+        left.append("a power-off may have been sent but was not verified: nothing was released")
+    if journal.done("fence") and not journal.done("release"):
+        left.append("the machine verified off, its volumes not released")
+    if journal.done("release") and not journal.done("workloads"):
+        left.append("volumes released, the workloads not yet seen running elsewhere")
+    finish = (
+        f"to finish rerun `fireproof heal node {node} --recover`"
+        if "--recover" in journal.playbook
+        else f"to finish rerun `fireproof heal node {node}`, or undo with "
+        f"`fireproof heal node {node} --recover`"
+    )
+    message = (
+        f"aborted ({why}); done: {', '.join(done) or 'nothing'}; "
+        f"left: {'; '.join(left) or 'nothing'}; {finish}"
+    )
+    journal.record("aborted", message, status="failed", event="FireproofAborted")
+    return message
