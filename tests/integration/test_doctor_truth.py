@@ -104,3 +104,41 @@ spec:
             assert control not in done.stdout
     finally:
         lab.kubectl("delete", "namespace", namespace, "--wait=false")
+
+
+def test_an_identity_that_reads_almost_nothing_is_never_healthy(
+    lab: LabHandle, tmp_path: Path
+) -> None:
+    """A ServiceAccount that may list nodes and nothing else: what ran found nothing, the rest
+    was refused, and the verdict says so."""
+    lab.apply(
+        """
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: doctor-nodes-only, namespace: default}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: doctor-nodes-only}
+rules: [{apiGroups: [""], resources: [nodes], verbs: [get, list]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: doctor-nodes-only}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: doctor-nodes-only}
+subjects: [{kind: ServiceAccount, name: doctor-nodes-only, namespace: default}]
+"""
+    )
+    token = lab.kubectl("create", "token", "doctor-nodes-only", "-n", "default").stdout.strip()
+    doc = yaml.safe_load(lab.kubeconfig.read_text())
+    doc["users"] = [{"name": "n", "user": {"token": token}}]
+    for ctx in doc["contexts"]:
+        ctx["context"]["user"] = "n"
+    kubeconfig = tmp_path / "nodes-only.kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(doc))
+    done = run_cli("doctor", "--kubeconfig", str(kubeconfig), "-o", "json")
+    summary = json.loads(done.stdout)["summary"]
+    assert summary["notChecked"] > 0
+    assert summary["verdict"] in ("partial", "not checked", "findings")
+    text = run_cli("doctor", "--kubeconfig", str(kubeconfig)).stdout
+    assert "healthy:" not in text

@@ -22,3 +22,14 @@ def test_heartbeat_gaps_ignore_intentional_outages() -> None:
     assert stats.gaps == [1.1, 1.5]
     assert stats.max_gap == 1.5
     assert stats.renewals == 4
+
+
+def test_tables_and_terminal_text_drop_every_control_character() -> None:
+    from fireproof.cli.render import table, terminal_safe
+
+    hostile = "vm\x1b]0;title\x07-\x1b[2J\x9b31m\rname"
+    assert terminal_safe(hostile) == "vm]0;title-[2J31mname"
+    out = table(["NAME"], [[hostile]])
+    assert not any(ord(c) < 32 and c != "\n" for c in out)
+    assert "\x9b" not in out
+    assert "title" in out

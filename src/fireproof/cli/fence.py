@@ -9,7 +9,7 @@ import click
 
 from fireproof.cli.context import Target, load_target, target_options
 from fireproof.cli.params import NODE
-from fireproof.cli.render import emit_json, progress, table
+from fireproof.cli.render import emit_json, progress, table, terminal_safe
 from fireproof.errors import FireproofError, NotFoundError, UsageError
 from fireproof.fencing import Fencer, Machine
 from fireproof.inventory import IdentityMismatch, InventoryEntry, verify_identity
@@ -41,7 +41,7 @@ def confirm_or_abort(plan: list[str], yes: bool, what: str, *, err: bool = False
     """Show the plan (on stderr with ``err``); go on only with --yes or an interactive yes."""
     click.echo("plan:", err=err)
     for number, step in enumerate(plan, 1):
-        click.echo(f"  {number}. {step}", err=err)
+        click.echo(f"  {number}. {terminal_safe(step)}", err=err)
     if yes:
         return
     if not sys.stdin.isatty():
@@ -244,10 +244,10 @@ def inventory_show(
             f"\nerror: {len(refused)} mapping(s) are refused; fence and heal will not use them:"
         )
         for name, why in sorted(refused):
-            click.echo(f"  {name}: {why}")
+            click.echo(f"  {name}: {terminal_safe(why)}")
         click.echo(
             "hint: pin each machine in fireproof.yaml: inventory.nodes.NODE: {device, host, vmid}"
         )
     unchecked = [(n, why) for n, (how, why) in verified.items() if how == "not checked"]
     for name, why in sorted(unchecked):
-        click.echo(f"note: {name}: identity not checked: {why}")
+        click.echo(f"note: {name}: identity not checked: {terminal_safe(why)}")

@@ -11,7 +11,7 @@ import click
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """A kubectl-style table: upper-case headers, columns padded by three spaces."""
-    cells = [[str(h) for h in headers], *[[str(c) for c in row] for row in rows]]
+    cells = [[str(h) for h in headers], *[[terminal_safe(c) for c in row] for row in rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     lines = ["   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
     return "\n".join(lines)
