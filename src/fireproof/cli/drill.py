@@ -219,6 +219,12 @@ def drill_report(run_path: Path, output: str, html: Path | None, junit: Path | N
         _print_run(run)
 
 
+def _ratio(ratio: float | None, at_least: float | None) -> str:
+    if ratio is not None:
+        return f"{ratio:.2f}x"
+    return f">= {at_least:g}x faster" if at_least is not None else "-"
+
+
 @drill.command("compare")
 @click.argument("run_paths", metavar="RUN.json...", nargs=-1, type=click.Path(path_type=Path))
 @_outputs
@@ -251,7 +257,14 @@ def drill_compare(
     rows.append(
         [
             "ratio to the first",
-            *("-" if x is None else f"{x:.2f}x" for x in comparison["ratio_to_first"]),
+            *(
+                _ratio(x, least)
+                for x, least in zip(
+                    comparison["ratio_to_first"],
+                    comparison["faster_than_first_at_least"],
+                    strict=True,
+                )
+            ),
         ]
     )
     rows.append(["verdict", *(r["verdict"] for r in comparison["runs"])])

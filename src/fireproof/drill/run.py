@@ -13,14 +13,7 @@ from typing import Any
 
 from fireproof.drill.plan import DrillPlan, LabHooks, NodeTarget, ProgressFn, describe_error
 from fireproof.drill.spec import Fault, Recovery, SloKind
-from fireproof.drill.timeline import (
-    PARTITIONED,
-    PHASES,
-    RESTORED,
-    VM_OFF,
-    Entry,
-    Observer,
-)
+from fireproof.drill.timeline import Entry, Observer
 from fireproof.drill.verdict import SloResult, evaluate
 from fireproof.errors import TransientError
 from fireproof.fencing import PowerState
@@ -29,6 +22,7 @@ from fireproof.heal.journal import Journal
 from fireproof.heal.node import apply_heal, plan_heal
 from fireproof.kube import node_ready
 from fireproof.kube.watch import Watcher
+from fireproof.report.phases import PARTITIONED, PHASES, RESTORED, VM_OFF
 from fireproof.wiring import Target
 
 

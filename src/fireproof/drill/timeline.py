@@ -16,42 +16,22 @@ from typing import Any
 
 from fireproof.drill.spec import WorkloadRef
 from fireproof.kube.watch import Change
-
-# Phases, in the order the report meets them.
-FAULT = "fault"
-VM_OFF = "vm-off"
-PARTITIONED = "partitioned"
-LEASE_STALE = "lease-stale"
-NOT_READY = "node-not-ready"
-UNREACHABLE = "unreachable-taint"
-TERMINATING = "pod-terminating"
-REPLACEMENT = "replacement-created"
-FAILED_ATTACH = "failed-attach-volume"
-FENCED = "fenced"
-RELEASED = "released"
-DETACHED = "volume-detached"
-ATTACHED = "volume-attached-elsewhere"
-RUNNING = "replacement-running"
-NODE_READY = "node-ready"
-RESTORED = "restored"
-PHASES = (
-    FAULT,
-    VM_OFF,
-    PARTITIONED,
-    LEASE_STALE,
-    NOT_READY,
-    UNREACHABLE,
-    TERMINATING,
-    REPLACEMENT,
-    FAILED_ATTACH,
-    FENCED,
-    RELEASED,
-    DETACHED,
+from fireproof.report.phases import (
     ATTACHED,
-    RUNNING,
+    DETACHED,
+    FAILED_ATTACH,
+    FAULT,
+    FENCED,
+    LEASE_STALE,
     NODE_READY,
-    RESTORED,
+    NOT_READY,
+    RELEASED,
+    REPLACEMENT,
+    RUNNING,
+    TERMINATING,
+    UNREACHABLE,
 )
+
 UNREACHABLE_TAINT = "node.kubernetes.io/unreachable"
 FENCE_REASONS = {"FireproofFenced": FENCED, "FireproofReleased": RELEASED}
 

@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from fireproof.drill.spec import Slo, SloKind
-from fireproof.drill.timeline import NODE_READY, Observer
+from fireproof.drill.timeline import Observer
+from fireproof.report.phases import NODE_READY
 
 
 @dataclass(frozen=True, slots=True)
