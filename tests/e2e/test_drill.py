@@ -219,13 +219,14 @@ def test_compare_two_saved_runs(tmp_path: Path) -> None:
     assert [r["verdict"] for r in comparison["runs"]] == ["fail", "pass"]
     assert comparison["recovery_seconds"][0] is None  # recovery: none never recovered
     assert comparison["recovery_seconds"][1] > 0
-    assert comparison["phases"]["vm-off"][0] is not None
+    phases = {row["phase"]: row["times"] for row in comparison["phases"]}
+    assert phases["vm-off"][0] is not None
     # The baseline never recovered: a lower bound of the speed-up, from its watched time.
     assert comparison["ratio_to_first"][1] is None
     assert comparison["faster_than_first_at_least"][1] == round(
         base["seconds"] / comparison["recovery_seconds"][1], 1
     )
-    assert list(comparison["phases"])[:2] == ["fault", "vm-off"]
+    assert [row["phase"] for row in comparison["phases"]][:2] == ["fault", "vm-off"]
     text = run_cli("drill", "compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"))
     assert "time to recovery" in text.stdout
     assert "never" in text.stdout

@@ -245,8 +245,8 @@ def drill_compare(
         return
     headers = ["PHASE (first, s)", *(terminal_safe(r["name"]) for r in comparison["runs"])]
     rows = [
-        [phase, *("-" if t is None else f"{t:.1f}" for t in times)]
-        for phase, times in comparison["phases"].items()
+        [row["phase"], *("-" if t is None else f"{t:.1f}" for t in row["times"])]
+        for row in comparison["phases"]
     ]
     rows.append(
         [

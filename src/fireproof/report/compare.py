@@ -42,7 +42,8 @@ def compare_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
     # The incident's order, whatever each run met first.
     order = {phase: i for i, phase in enumerate(PHASES)}
     phases.sort(key=lambda phase: order.get(phase, len(order)))
-    table = {phase: [t.get(phase) for t in times] for phase in phases}
+    # A list, not a mapping: JSON writers may sort keys, and the order is the point.
+    table = [{"phase": phase, "times": [t.get(phase) for t in times]} for phase in phases]
     recoveries = [recovery_seconds(run) for run in runs]
     base = recoveries[0]
     ratios = [
