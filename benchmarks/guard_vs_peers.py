@@ -128,9 +128,15 @@ def one_run(name: str, state_dir: Path, fault: str, cap: float) -> dict[str, flo
         )
         for node in victims
     ]
-    # T+0 of a workload is the moment its node failed: a partition at once; a power-off when
-    # the VM reads stopped (an HA-managed VM stops some seconds after its stop request).
-    failed: dict[str, float] = {} if fault == "power-off" else dict.fromkeys(victims, sent)
+    # T+0 of a workload is the moment its node failed: a partition when the lab has applied it
+    # (the agent answers once the kubelet is cut, so the command's exit is that moment, give or
+    # take its few ms of exit; its start is up to a second earlier: the CLI's own start-up);
+    # a power-off when the VM reads stopped (an HA-managed VM stops seconds after the request).
+    failed: dict[str, float] = {}
+    if fault != "power-off":
+        for node, hit in zip(victims, hits, strict=True):
+            hit.wait(timeout=120)
+            failed[node] = time.monotonic()
     marks: dict[str, float | None] = {"traefik": None, "postgres": None}
     acted: set[str] = set()
     while time.monotonic() - sent < cap and None in marks.values():

@@ -153,3 +153,19 @@ def fence_pve_device(lab: LabHandle, password: str) -> dict[str, Any]:
         },
         "password": {"file": str(secret)},
     }
+
+
+def interrupt_when(
+    process: subprocess.Popen[str], what: str, probe: Callable[[], object], *, timeout: float = 90
+) -> str:
+    """Send SIGINT (Ctrl-C) to ``process`` once ``probe`` holds; its stderr after it exits."""
+    import signal
+
+    try:
+        wait_for(what, probe, timeout=timeout)
+        process.send_signal(signal.SIGINT)
+        _out, err = process.communicate(timeout=180)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return err

@@ -22,7 +22,16 @@ import chromium
 
 from guardtools import OUT_OF_SERVICE, free_port, guard_config, guards, restore_lab
 from incident import TRAEFIK, attach_refusal, running_pod
-from labtools import FIREPROOF, REPO, LabHandle, has_taint, node_ready, run_cli, wait_for
+from labtools import (
+    FIREPROOF,
+    REPO,
+    LabHandle,
+    has_taint,
+    interrupt_when,
+    node_ready,
+    run_cli,
+    wait_for,
+)
 
 pytestmark = pytest.mark.lab
 SCHEMA = json.loads((REPO / "src/fireproof/drill/run.schema.json").read_text())
@@ -282,17 +291,12 @@ def test_ctrl_c_mid_drill_still_restores(dlab: LabHandle, tmp_path: Path) -> Non
         text=True,
         env={**os.environ, **_env(dlab, tmp_path)},
     )
-    try:
-        wait_for(
-            "the node NotReady",
-            lambda: node_ready(dlab.kubectl_json("get", "node", node)) != "True",
-            timeout=60,
-        )
-        drill.send_signal(signal.SIGINT)
-        _out, err = drill.communicate(timeout=180)
-    finally:
-        if drill.poll() is None:
-            drill.kill()
+    err = interrupt_when(
+        drill,
+        "the node NotReady",
+        lambda: node_ready(dlab.kubectl_json("get", "node", node)) != "True",
+        timeout=60,
+    )
     assert drill.returncode == 130, err
     assert "Traceback" not in err
     assert "interrupted: restoring" in err

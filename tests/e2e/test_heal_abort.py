@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 import yaml
 
 from guardtools import restore_lab
-from labtools import FIREPROOF, LabHandle, node_ready, run_cli, wait_for
+from labtools import FIREPROOF, LabHandle, interrupt_when, node_ready, run_cli, wait_for
 
 pytestmark = pytest.mark.lab
 NODE = "tazlab-worker-03"
@@ -63,17 +62,9 @@ def test_ctrl_c_while_fencing_records_what_is_left(dead: LabHandle, tmp_path: Pa
             "XDG_STATE_HOME": str(state_home),
         },
     )
-    try:
-        wait_for(
-            "the cordon",
-            lambda: any(e["step"] == "cordon" for e in _journal(state_home)),
-            timeout=90,
-        )
-        heal.send_signal(signal.SIGINT)
-        _out, err = heal.communicate(timeout=90)
-    finally:
-        if heal.poll() is None:
-            heal.kill()
+    err = interrupt_when(
+        heal, "the cordon", lambda: any(e["step"] == "cordon" for e in _journal(state_home))
+    )
     assert heal.returncode == 130, err
     assert "Traceback" not in err
     assert "interrupted: aborted (interrupted); done: cordon" in err

@@ -90,10 +90,11 @@ def doctor(
         for check in CHECKS:
             click.echo(f"{check.id:<7} {check.severity:<9} {check.family:<24} {check.name}")
         return
-    try:
-        checks = select(only, skip)
-    except UsageError as exc:
-        raise click.UsageError(exc.message) from None
+    checks = select(only, skip)
+    if not checks:
+        raise click.UsageError(
+            "no check selected: --skip removes every check --check chose (see --list)"
+        )
     target = load_target(config_path, lab, kubeconfig, context)
     cluster = target.cluster
     if namespace is not None and cluster.namespace_exists(namespace) is False:

@@ -16,13 +16,7 @@ def select(only: Iterable[str] = (), skip: Iterable[str] = ()) -> list[Check]:
         if check_id not in BY_ID:
             raise UsageError(f"unknown check id {check_id!r}", hint=f"known: {', '.join(BY_ID)}")
     chosen = [BY_ID[c] for c in only] if only else list(CHECKS)
-    selected = [c for c in chosen if c.id not in skip]
-    if not selected:
-        raise UsageError(
-            "no check selected: --skip removes every check --check chose",
-            hint="see `fireproof doctor --list`",
-        )
-    return selected
+    return [c for c in chosen if c.id not in skip]
 
 
 def run_checks(checks: list[Check], snap: Snapshot, ctx: Context, cluster: str) -> Report:

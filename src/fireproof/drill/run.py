@@ -22,7 +22,7 @@ from fireproof.heal.journal import Journal
 from fireproof.heal.node import apply_heal, plan_heal
 from fireproof.kube import node_ready
 from fireproof.kube.watch import Watcher
-from fireproof.report.phases import PARTITIONED, PHASES, RESTORED, VM_OFF
+from fireproof.report.phases import NODE_READY, PARTITIONED, PHASES, RELEASED, RESTORED, VM_OFF
 from fireproof.wiring import Target
 
 
@@ -148,11 +148,32 @@ class DrillRunner:
             # broken, and passes when everything else is decided without that happening.
             open_ = [r for r in results if r.passed is None and r.kind != SloKind.NO_DOUBLE_ATTACH]
             deciders = [r for r in results if r.kind != SloKind.NO_DOUBLE_ATTACH]
-            if deciders and not open_ and self._settled():
+            if deciders:
+                done = not open_ and self._settled()
+            else:
+                # Nothing to decide in this phase: the recovery's end (before the restore), or
+                # the restore's (after it) ends it, never the timeout alone.
+                before_restore = workloads_only or not spec.restore
+                done = self._recovered() if before_restore else self._restore_finished()
+            if done:
                 return self._evaluate(elapsed, final=True, workloads_only=workloads_only)
             if elapsed >= spec.timeout:
                 return self._evaluate(elapsed, final=True, workloads_only=workloads_only)
             time.sleep(TICK)
+
+    def _recovered(self) -> bool:
+        """The recovery did what it does: heal ran to its end, guard released every node; with
+        no recovery, the nodes came back by themselves."""
+        recovery = self.plan.spec.recovery
+        nodes = [n.node for n in self.plan.nodes]
+        if recovery is Recovery.NONE:  # only the nodes themselves (a reboot) end it
+            return all(self.observer.first(NODE_READY, f"node/{n}") is not None for n in nodes)
+        if recovery is Recovery.HEAL:
+            return len(self.recovery.started) == len(nodes) and self._settled()
+        return all(self.observer.first(RELEASED, f"node/{n}") is not None for n in nodes)
+
+    def _restore_finished(self) -> bool:
+        return self._restorer is None or not self._restorer.is_alive()
 
     def _settled(self) -> bool:
         """A `heal` still running keeps the drill watching: its outcome belongs to the run."""
