@@ -54,7 +54,15 @@ def test_json_follows_the_published_schema() -> None:
     doc = json.loads(render_json(_report()))
     schema = json.loads(files("fireproof.doctor").joinpath("report.schema.json").read_text())
     jsonschema.validate(doc, schema)
-    assert doc["summary"] == {"critical": 1, "warning": 0, "info": 0, "checks": 18, "notChecked": 1}
+    assert doc["summary"] == {
+        "critical": 1,
+        "warning": 0,
+        "info": 0,
+        "checks": 18,
+        "ran": 17,
+        "notChecked": 1,
+        "verdict": "findings",
+    }
     broken = {**doc, "summary": {**doc["summary"], "critical": "one"}}
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(broken, schema)
