@@ -19,12 +19,21 @@ class JsonLines(logging.Formatter):
         return json.dumps(line)
 
 
+_CONTROL = dict.fromkeys([*range(9), *range(10, 32), 127, *range(128, 160)])
+
+
+class TerminalLines(logging.Formatter):
+    """For a person at a terminal: no control character from cluster or hypervisor text
+    (JSON lines escape them already)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(record).translate(_CONTROL)
+
+
 def setup_logging(verbose: bool = False) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if sys.stderr.isatty():
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S")
-        )
+        handler.setFormatter(TerminalLines("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
     else:
         handler.setFormatter(JsonLines())
     root = logging.getLogger("fireproof")
