@@ -171,14 +171,3 @@ def test_compare_orders_phases_and_bounds_a_baseline_that_never_recovered() -> N
     ]
     assert result["recovery_seconds"] == [None, 3]
     assert result["faster_than_first_at_least"] == [None, 20.0]
-
-
-def test_guard_terminal_logs_drop_control_characters() -> None:
-    import logging
-
-    from fireproof.guard.logs import TerminalLines
-
-    record = logging.LogRecord(
-        "fireproof.guard", logging.INFO, "x", 1, "vm \x1b]0;t\x07 off", (), None
-    )
-    assert "\x1b" not in TerminalLines("%(message)s").format(record)

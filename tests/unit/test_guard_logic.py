@@ -238,3 +238,14 @@ def test_waits_use_the_injected_clock() -> None:
     with pytest.raises(TransientError, match="not Ready after 30 s"):
         steps.wait_ready(_cluster(fake), "w1", Journal("t", "w1"), timeout=30, poll=5, clock=clock)
     assert now[0] == 30.0  # no real second was slept
+
+
+def test_guard_terminal_logs_drop_control_characters() -> None:
+    import logging
+
+    from fireproof.guard.logs import TerminalLines
+
+    record = logging.LogRecord(
+        "fireproof.guard", logging.INFO, "x", 1, "vm \x1b]0;t\x07 off", (), None
+    )
+    assert "\x1b" not in TerminalLines("%(message)s").format(record)
