@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,26 +104,32 @@ class DrillRunner:
 
     def _inject(self) -> None:
         spec = self.plan.spec
-        for target in self.plan.nodes:
-            if spec.fault is Fault.PARTITION:
-                assert self.lab is not None  # noqa: S101 - the plan refused it otherwise
+        if spec.fault is Fault.PARTITION:
+            assert self.lab is not None  # noqa: S101 - the plan refused it otherwise
+            for target in self.plan.nodes:
                 self.lab.partition(target.node, True)
                 self.observer.note(
                     time.time(), PARTITIONED, f"node/{target.node}", "network cut, VM running"
                 )
-                continue
-            state = target.fencer.off(target.machine)
-            self.observer.note(
-                time.time(),
-                VM_OFF,
-                f"node/{target.node}",
-                f"{target.machine.label} reads {state.value} via {target.fencer.name}",
-            )
-            if spec.fault is Fault.REBOOT:
-                target.fencer.on(target.machine)
+        else:
+            # All at once, as a host or a rack dies: one thread per machine.
+            with ThreadPoolExecutor(max_workers=len(self.plan.nodes)) as pool:
+                for done in [pool.submit(self._power_fault, t) for t in self.plan.nodes]:
+                    done.result()
         if spec.proxmox_fault is not None and self.lab is not None:
             self.lab.add_proxmox_fault(spec.proxmox_fault, self.plan.nodes[0].machine)
             self._fault_until = time.time() + spec.proxmox_fault.seconds
+
+    def _power_fault(self, target: NodeTarget) -> None:
+        state = target.fencer.off(target.machine)
+        self.observer.note(
+            time.time(),
+            VM_OFF,
+            f"node/{target.node}",
+            f"{target.machine.label} reads {state.value} via {target.fencer.name}",
+        )
+        if self.plan.spec.fault is Fault.REBOOT:
+            target.fencer.on(target.machine)
 
     def _evaluate(
         self, elapsed: float, *, final: bool, workloads_only: bool = False

@@ -140,6 +140,12 @@ class Observer:
             spans = self._unavailable.get(label, [])
             return max(((end or now) - start for start, end in spans), default=0.0)
 
+    def affected(self, label: str) -> bool:
+        """Whether the workload lost every available pod at some point (its pods were on the
+        drill's nodes); one that never did needed no recovery."""
+        with self._lock:
+            return bool(self._unavailable.get(label))
+
     def running_elsewhere(self, label: str) -> Entry | None:
         with self._lock:
             return next(

@@ -53,6 +53,8 @@ def evaluate(
         entry = observer.running_elsewhere(slo.workload.label)
         if entry is not None:
             return _result(slo, entry.t <= threshold, entry.t, entry.evidence)
+        if not observer.affected(slo.workload.label):
+            return _result(slo, True, 0.0, "never unavailable: no pod of it on the drill's nodes")
         if elapsed > threshold or final:
             return _result(slo, False, None, _missed(elapsed, threshold, final))
         return _result(slo, None, None, "waiting")
