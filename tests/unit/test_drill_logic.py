@@ -171,3 +171,22 @@ def test_compare_orders_phases_and_bounds_a_baseline_that_never_recovered() -> N
     ]
     assert result["recovery_seconds"] == [None, 3]
     assert result["faster_than_first_at_least"] == [None, 20.0]
+
+
+def test_a_workload_never_on_the_drills_nodes_needs_no_recovery() -> None:
+    ref = WorkloadRef("ns", "deployment", "web")
+    seen = Observer(nodes={"w1"}, workloads={ref.label: (ref, {"app": "web"})})
+    seen.feed(Change("Pod", "INITIAL", _pod("a", "w2", running=True), 0.0))
+    seen.arm(0.0)
+    result = evaluate(
+        Slo(SloKind.RUNNING_ELSEWHERE, 60.0, workload=ref), seen, 5.0, ["w1"], final=False
+    )
+    assert result.passed is True
+    assert result.measured == 0.0
+    moved = Observer(nodes={"w1"}, workloads={ref.label: (ref, {"app": "web"})})
+    moved.feed(Change("Pod", "INITIAL", _pod("a", "w1", running=True), 0.0))
+    moved.arm(0.0)
+    pending = evaluate(
+        Slo(SloKind.RUNNING_ELSEWHERE, 60.0, workload=ref), moved, 5.0, ["w1"], final=False
+    )
+    assert pending.passed is None
