@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 
+from fireproof.textsafe import terminal_safe
+
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """A kubectl-style table: upper-case headers, columns padded by three spaces."""
@@ -26,11 +28,4 @@ def progress(message: str) -> None:
     click.echo(message, err=True)
 
 
-_CONTROL = {c: None for c in range(32) if c not in (9,)} | {127: None}
-_CONTROL |= dict.fromkeys(range(128, 160))
-
-
-def terminal_safe(text: object) -> str:
-    """Cluster-supplied text without control characters (no escape sequence reaches the
-    operator's terminal: whoever can write an Event must not be able to write to it)."""
-    return str(text).translate(_CONTROL)
+__all__ = ["emit_json", "progress", "table", "terminal_safe"]

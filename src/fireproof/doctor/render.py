@@ -9,6 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 import click
 
 from fireproof.doctor.model import Report, Severity
+from fireproof.textsafe import terminal_safe
 
 _COLOURS = {Severity.CRITICAL: "red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -20,15 +21,6 @@ def _version() -> str:
         return version("fireproof")
     except PackageNotFoundError:  # pragma: no cover - running from a source tree
         return "0"
-
-
-_CONTROL = dict.fromkeys([*range(9), *range(10, 32), 127, *range(128, 160)])
-
-
-def _safe(text: object) -> str:
-    """Cluster-supplied text (Event messages, names, reasons) without control characters: an
-    escape sequence in an Event must not reach the operator's terminal."""
-    return str(text).translate(_CONTROL)
 
 
 def render_text(report: Report, *, colour: bool) -> str:
@@ -45,15 +37,17 @@ def render_text(report: Report, *, colour: bool) -> str:
             style(f"{severity.upper()} ({len(findings)})", fg=_COLOURS[severity], bold=True)
         )
         for f in findings:
-            lines.append(f"  [{f.check}] {_safe(f.message)}")
+            lines.append(f"  [{f.check}] {terminal_safe(f.message)}")
             for item in f.evidence:
-                lines.append(f"      evidence: {_safe(item)}")
-            lines.append(f"      fix: {_safe(f.fix)}")
+                lines.append(f"      evidence: {terminal_safe(item)}")
+            lines.append(f"      fix: {terminal_safe(f.fix)}")
         lines.append("")
     skipped = [r for r in report.results if r.not_checked]
     if skipped:
         lines.append(style(f"NOT CHECKED ({len(skipped)})", bold=True))
-        lines.extend(f"  [{r.check.id}] {r.check.name}: {_safe(r.not_checked)}" for r in skipped)
+        lines.extend(
+            f"  [{r.check.id}] {r.check.name}: {terminal_safe(r.not_checked)}" for r in skipped
+        )
         lines.append("")
     summary = (
         f"{report.count(Severity.CRITICAL)} critical, {report.count(Severity.WARNING)} warning, "

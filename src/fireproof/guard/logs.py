@@ -7,6 +7,8 @@ import json
 import logging
 import sys
 
+from fireproof.textsafe import terminal_safe
+
 
 class JsonLines(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -19,15 +21,12 @@ class JsonLines(logging.Formatter):
         return json.dumps(line)
 
 
-_CONTROL = dict.fromkeys([*range(9), *range(10, 32), 127, *range(128, 160)])
-
-
 class TerminalLines(logging.Formatter):
     """For a person at a terminal: no control character from cluster or hypervisor text
     (JSON lines escape them already)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return super().format(record).translate(_CONTROL)
+        return terminal_safe(super().format(record))
 
 
 def setup_logging(verbose: bool = False) -> None:
