@@ -67,9 +67,15 @@ class Watcher:
     def stop(self) -> None:
         if not self._thread.is_alive():
             return
-        for task in self._tasks:
-            self._loop.call_soon_threadsafe(task.cancel)
+        # One callback cancels every task: cancelling them one call at a time raced the loop's
+        # own end (the loop could close between two calls: "Event loop is closed").
+        with contextlib.suppress(RuntimeError):  # the loop already ended
+            self._loop.call_soon_threadsafe(self._cancel_all)
         self._thread.join(timeout=10)
+
+    def _cancel_all(self) -> None:
+        for task in self._tasks:
+            task.cancel()
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -81,9 +87,11 @@ class Watcher:
     async def _main(self) -> None:
         client = async_client(self._config, timeout=30.0)
         self._tasks = [asyncio.create_task(self._follow(client, kind)) for kind in KINDS]
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(*self._tasks)
-        await client.close()
+        try:
+            # return_exceptions: every task is waited for, cancelled or not, before the close.
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        finally:
+            await client.close()
 
     async def _follow(self, client: Any, kind: str) -> None:
         resource, namespace = KINDS[kind]
