@@ -395,3 +395,25 @@ def test_partition_with_a_proxmox_fault_held_during_guard_recovery(
     assert _first(run, "fenced") <= _first(run, "replacement-running")
     assert "Proxmox fault cleared" in done.stderr
     assert all(r["passed"] for r in run["slos"])
+
+
+def test_a_reboot_quicker_than_notready_still_counts_as_ready_again(
+    dlab: LabHandle, tmp_path: Path
+) -> None:
+    """fault: reboot (stop, then start, through the device): the node may never be marked
+    NotReady, and is Ready again once its kubelet's heartbeat is newer than the power-off."""
+    spec = (
+        "name: reboot\n"
+        "target: {running: traefik/deployment/traefik}\n"
+        "fault: reboot\n"
+        "recovery: none\n"
+        "timeout: 120s\n"
+        "slo:\n"
+        "  - {node_ready_within: 90s}\n"
+    )
+    done, run = _drill(dlab, tmp_path, spec)
+    assert done.returncode == 0, done.stderr
+    _validate(run)
+    assert _first(run, "vm-off") < _first(run, "node-ready")
+    assert run["slos"][0]["passed"] is True
+    assert _restored(dlab, run["targets"][0]["node"])

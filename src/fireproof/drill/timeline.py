@@ -30,6 +30,7 @@ from fireproof.report.phases import (
     RUNNING,
     TERMINATING,
     UNREACHABLE,
+    VM_OFF,
 )
 
 UNREACHABLE_TAINT = "node.kubernetes.io/unreachable"
@@ -101,6 +102,7 @@ class Observer:
     _vas: dict[str, tuple[str, str, bool]] = field(default_factory=dict, repr=False)
     _renewed: dict[str, tuple[float, float]] = field(default_factory=dict, repr=False)
     _events: set[str] = field(default_factory=set, repr=False)
+    _off_at: dict[str, float] = field(default_factory=dict, repr=False)
     _moving: set[str] = field(default_factory=set, repr=False)
     """Volumes seen attached to a target node: the ones whose move the timeline follows."""
     _unavailable: dict[str, list[tuple[float, float | None]]] = field(
@@ -123,6 +125,8 @@ class Observer:
         """An entry the drill itself witnessed (the device read the VM off, a partition)."""
         with self._lock:
             self._add(at, phase, obj, evidence)
+            if phase == VM_OFF:
+                self._off_at[obj.removeprefix("node/")] = at
 
     def first(self, phase: str, obj: str | None = None) -> Entry | None:
         with self._lock:
@@ -209,7 +213,7 @@ class Observer:
                 f" ({cond.get('reason')})" if cond and cond.get("reason") else ""
             )
             self._add(change.at, NOT_READY, f"node/{name}", why, stamp=stamp)
-        elif status == "True" and (NOT_READY, f"node/{name}") in self._seen:
+        elif status == "True" and self._back(name, cond):
             self._add(change.at, NODE_READY, f"node/{name}", "Ready=True", stamp=stamp)
         for taint in obj.get("spec", {}).get("taints") or []:
             if taint.get("key") == UNREACHABLE_TAINT:
@@ -220,6 +224,15 @@ class Observer:
                     f"taint {UNREACHABLE_TAINT}:{taint.get('effect')}",
                     stamp=_time(taint.get("timeAdded")),
                 )
+
+    def _back(self, name: str, cond: dict[str, Any] | None) -> bool:
+        """Ready again: after it was seen NotReady, or (a reboot quicker than the NotReady
+        grace) a kubelet heartbeat newer than the moment the VM read off."""
+        if (NOT_READY, f"node/{name}") in self._seen:
+            return True
+        off_at = self._off_at.get(name)
+        beat = _time(cond.get("lastHeartbeatTime")) if cond else None
+        return off_at is not None and beat is not None and beat > off_at
 
     def _workload_of(self, pod: _PodState) -> str | None:
         for label, (ref, selector) in self.workloads.items():
