@@ -7,6 +7,7 @@ from chaosfireproof import target_from
 from fireproof.doctor import Context, Severity, run_checks, select
 from fireproof.errors import UsageError
 from fireproof.kube import node_ready as _node_ready
+from fireproof.kube import pod_running_ready
 from fireproof.kube.snapshot import take_snapshot
 
 __all__ = ["doctor_findings", "double_attachments", "node_ready", "workload_running"]
@@ -32,27 +33,10 @@ def workload_running(
     ready_nodes = {
         n.metadata.name for n in cluster.nodes() if n.metadata and _node_ready(n) == "True"
     }
-    for pod in cluster.pods(namespace):
-        labels = (pod.metadata.labels or {}) if pod.metadata else {}
-        if not all(labels.get(k) == v for k, v in selector.items()):
-            continue
-        status = pod.status
-        ready = (
-            any(c.type == "Ready" and c.status == "True" for c in (status.conditions or []))
-            if status
-            else False
-        )
-        if (
-            status is not None
-            and status.phase == "Running"
-            and ready
-            and pod.metadata is not None
-            and not pod.metadata.deletionTimestamp
-            and pod.spec is not None
-            and pod.spec.nodeName in ready_nodes
-        ):
-            return True
-    return False
+    return any(
+        pod_running_ready(pod) and pod.spec is not None and pod.spec.nodeName in ready_nodes
+        for pod in cluster.workload_pods(namespace, selector)
+    )
 
 
 def double_attachments(

@@ -24,6 +24,7 @@ from fireproof.guard import (
     serve,
     setup_logging,
 )
+from fireproof.kube import lease_fresh
 from fireproof.wiring import journal_path
 
 
@@ -136,7 +137,7 @@ def guard_status(
     holder = spec.holderIdentity if spec else None
     renewed = spec.renewTime if spec else None
     age = (now - renewed).total_seconds() if renewed else None
-    alive = age is not None and age <= (spec.leaseDurationSeconds or 15) if spec else False
+    alive = lease_fresh(lease, now.timestamp(), settings.lease_duration_seconds)
     rows = []
     for node in cluster.nodes():
         name = node.metadata.name if node.metadata else None

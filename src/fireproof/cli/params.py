@@ -5,13 +5,12 @@ namespace names that are not RFC 1123 (they end up in API URLs)."""
 from __future__ import annotations
 
 import math
-import re
+from collections.abc import Callable
 from typing import Any
 
 import click
 
-_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+from fireproof.names import is_namespace_name, is_node_name
 
 
 class FiniteFloat(click.FloatRange):
@@ -35,21 +34,15 @@ def _float_or_zero(text: str) -> float:
 
 
 class _Rfc1123(click.ParamType[str, Any]):
-    pattern = _SUBDOMAIN
-    max_length = 253
+    valid: Callable[[str], bool] = staticmethod(is_node_name)
     what = "node name"
+    rule = "lower-case letters, digits, '-', and dots; at most 253 characters"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
         text = str(value)
-        if len(text) > self.max_length or not self.pattern.match(text):
+        if not self.valid(text):
             shown = text.encode("unicode_escape").decode("ascii")
-            self.fail(
-                f"{shown!r} is not a valid {self.what} (RFC 1123: lower-case letters, digits, "
-                f"'-'{', and dots' if self.pattern is _SUBDOMAIN else ''}; at most "
-                f"{self.max_length} characters)",
-                param,
-                ctx,
-            )
+            self.fail(f"{shown!r} is not a valid {self.what} (RFC 1123: {self.rule})", param, ctx)
         return text
 
 
@@ -59,9 +52,9 @@ class NodeName(_Rfc1123):
 
 class NamespaceName(_Rfc1123):
     name = "namespace"
-    pattern = _LABEL
-    max_length = 63
+    valid = staticmethod(is_namespace_name)
     what = "namespace name"
+    rule = "lower-case letters, digits, '-'; at most 63 characters"
 
 
 NODE = NodeName()

@@ -17,7 +17,7 @@ from fireproof.drill.spec import DrillSpec, Fault, ProxmoxFaultSpec, Recovery, S
 from fireproof.errors import FireproofError, NotFoundError, PermanentError
 from fireproof.fencing import Fencer, Machine
 from fireproof.heal.node import prove_identity
-from fireproof.kube import is_control_plane, node_ready
+from fireproof.kube import is_control_plane, lease_fresh, node_ready
 from fireproof.wiring import Target
 
 
@@ -61,15 +61,12 @@ def _refuse(target: TargetSpec, why: str, hint: str | None = None) -> SpecError:
     return SpecError(f"{target.where}: {target.label}: {why}", hint=hint)
 
 
-def _node_of(target: TargetSpec, pods: list[Any], selector: dict[str, str]) -> str:
+def _node_of(target: TargetSpec, pods: list[Any]) -> str:
     ref = target.running
     assert ref is not None  # noqa: S101 - a target has a node or a workload
     for pod in pods:
-        labels = (pod.metadata.labels or {}) if pod.metadata else {}
         if (
-            pod.metadata.namespace == ref.namespace
-            and all(labels.get(k) == v for k, v in selector.items())
-            and pod.status is not None
+            pod.status is not None
             and pod.status.phase == "Running"
             and not pod.metadata.deletionTimestamp
             and pod.spec is not None
@@ -97,7 +94,6 @@ def plan_drill(target: Target, spec: DrillSpec, lab: LabHooks | None) -> DrillPl
         if not selector:
             raise SpecError(f"{ref.where}: {ref.label} has no matchLabels selector to follow")
         workloads[ref.label] = (ref, selector)
-    pods = cluster.pods() if any(t.running for t in spec.targets) else []
     names: dict[str, TargetSpec] = {}
     for item in spec.targets:
         if item.node is not None:
@@ -109,7 +105,8 @@ def plan_drill(target: Target, spec: DrillSpec, lab: LabHooks | None) -> DrillPl
         else:
             running = item.running
             assert running is not None  # noqa: S101 - a target has a node or a workload
-            names.setdefault(_node_of(item, pods, workloads[running.label][1]), item)
+            pods = cluster.workload_pods(running.namespace, workloads[running.label][1])
+            names.setdefault(_node_of(item, pods), item)
     # The inventory first (a spec that cannot work anywhere), then the cluster's state.
     mapped: dict[str, tuple[Machine, str]] = {}
     for name, item in names.items():
@@ -168,10 +165,7 @@ def _check_guard(target: Target) -> None:
     settings = target.config.guard
     lease = target.cluster.lease(settings.lease_namespace, settings.lease_name)
     holder = lease.spec.holderIdentity if lease is not None and lease.spec else None
-    renewed = lease.spec.renewTime if lease is not None and lease.spec else None
-    duration = (lease.spec.leaseDurationSeconds if lease is not None and lease.spec else 0) or 0
-    fresh = renewed is not None and renewed.timestamp() + duration >= time.time()
-    if not holder or not fresh:
+    if not holder or not lease_fresh(lease, time.time(), settings.lease_duration_seconds):
         raise DrillRefused(
             f"recovery: guard, but no guard holds the Lease "
             f"{settings.lease_namespace}/{settings.lease_name}",

@@ -21,7 +21,6 @@ from fireproof.fencing import PowerState
 from fireproof.heal import steps
 from fireproof.heal.journal import Journal
 from fireproof.heal.node import apply_heal, plan_heal
-from fireproof.kube import node_ready
 from fireproof.kube.watch import Watcher
 from fireproof.report.phases import NODE_READY, PARTITIONED, PHASES, RELEASED, RESTORED, VM_OFF
 from fireproof.wiring import Target
@@ -271,11 +270,7 @@ class DrillRunner:
         )
         if target.fencer.status(target.machine) is not PowerState.ON:
             steps.power_on(target.fencer, target.machine, journal)
-        deadline = time.monotonic() + RESTORE_TIMEOUT
-        while node_ready(cluster.node(target.node)) != "True":
-            if time.monotonic() > deadline:
-                raise DrillFailed(f"{target.node} not Ready {RESTORE_TIMEOUT:g} s after power-on")
-            time.sleep(0.5)
+        steps.wait_ready(cluster, target.node, journal, timeout=RESTORE_TIMEOUT, poll=0.5)
         steps.restore(cluster, target.node, journal)
         self.observer.note(time.time(), RESTORED, f"node/{target.node}", "Ready, untainted")
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from fireproof.errors import UsageError
+from fireproof.names import is_node_name
 from fireproof.yamldoc import Section, load_yaml
 
 
@@ -44,7 +45,6 @@ PROXMOX_FAULTS = (
 _DURATION = re.compile(
     r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*$"
 )
-_NODE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
 def parse_duration(text: str) -> float | None:
@@ -215,7 +215,7 @@ def _workload(section: Section, key: str) -> WorkloadRef:
 
 def _node_name(section: Section, key: str) -> str:
     name = section.req_text(key)
-    if len(name) > 253 or not _NODE_NAME.match(name):
+    if not is_node_name(name):
         raise section.error(f"{name!r} is not a valid node name (RFC 1123)", key)
     return name
 

@@ -20,7 +20,7 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.coordination_v1 import Lease
 
 from fireproof.errors import TransientError
-from fireproof.kube import Cluster, KubeConflictError
+from fireproof.kube import Cluster, KubeConflictError, lease_fresh
 
 
 class NotLeading(TransientError):
@@ -57,11 +57,7 @@ class LeaderElector:
         return self.epoch is not None
 
     def _expired(self, lease: Lease, now: float) -> bool:
-        spec = lease.spec
-        if spec is None or spec.renewTime is None:
-            return True
-        duration = spec.leaseDurationSeconds or self.duration
-        return spec.renewTime.timestamp() + duration < now
+        return not lease_fresh(lease, now, self.duration)
 
     def step(self) -> bool:
         """Acquire, renew or observe: returns whether this process leads after the call."""

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from lightkube.resources.core_v1 import Pod
 
-from fireproof.kube import Cluster
+from fireproof.kube import Cluster, pod_running_ready
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,15 +53,6 @@ def affected_pods(pods: list[Pod]) -> list[AffectedPod]:
     return out
 
 
-def _running_ready(pod: Pod) -> bool:
-    status = pod.status
-    if status is None or status.phase != "Running" or pod.metadata is None:
-        return False
-    if pod.metadata.deletionTimestamp is not None:
-        return False
-    return any(c.type == "Ready" and c.status == "True" for c in status.conditions or [])
-
-
 def waiting_for(cluster: Cluster, node: str, affected: list[AffectedPod]) -> list[AffectedPod]:
     """The affected pods that have no Running, Ready replacement on another node yet."""
     pods = cluster.pods()
@@ -69,7 +60,7 @@ def waiting_for(cluster: Cluster, node: str, affected: list[AffectedPod]) -> lis
     by_name: dict[tuple[str, str], Pod] = {}
     for pod in pods:
         meta = pod.metadata
-        if meta is None or pod.spec is None or not _running_ready(pod):
+        if meta is None or pod.spec is None or not pod_running_ready(pod):
             continue
         if pod.spec.nodeName == node:
             continue

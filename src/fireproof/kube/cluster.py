@@ -71,6 +71,26 @@ def internal_ip(node: Node) -> str | None:
     return None
 
 
+def pod_running_ready(pod: Pod) -> bool:
+    """Running, Ready and not being deleted: a pod that serves."""
+    status = pod.status
+    if status is None or status.phase != "Running" or pod.metadata is None:
+        return False
+    if pod.metadata.deletionTimestamp is not None:
+        return False
+    return any(c.type == "Ready" and c.status == "True" for c in status.conditions or [])
+
+
+def lease_fresh(lease: Lease | None, now: float, default_duration: float) -> bool:
+    """Whether the Lease was renewed within its duration (``default_duration`` when it names
+    none): its holder still holds it."""
+    spec = lease.spec if lease is not None else None
+    if spec is None or spec.renewTime is None:
+        return False
+    duration = spec.leaseDurationSeconds or default_duration
+    return bool(spec.renewTime.timestamp() + duration >= now)
+
+
 def is_control_plane(node: Node) -> bool:
     labels = (node.metadata.labels if node.metadata else None) or {}
     return "node-role.kubernetes.io/control-plane" in labels
@@ -126,6 +146,12 @@ class Cluster:
         ns = lightkube.ALL_NS if namespace == "*" else namespace
         with self._guard():
             return list(self.client.list(Pod, namespace=ns))
+
+    def workload_pods(self, namespace: str, selector: dict[str, str]) -> list[Pod]:
+        """The pods a workload's matchLabels select (server-side label selection)."""
+        labels: dict[str, Any] = dict(selector)
+        with self._guard():
+            return list(self.client.list(Pod, namespace=namespace, labels=labels))
 
     def namespace_exists(self, name: str) -> bool | None:
         """Whether the namespace exists; None when this identity may not read namespaces."""
