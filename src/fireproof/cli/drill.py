@@ -6,7 +6,7 @@ import json
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -58,14 +58,20 @@ class _LabHooks:
         self._lab.agent().clear_faults()
 
 
-def _load_spec_or_exit(path: Path) -> Any:
+def _spec_error(exc: SpecError) -> NoReturn:
+    """A spec that cannot run as written: exit 2, nothing touched."""
+    click.echo(f"error: {exc.message}", err=True)
+    if exc.hint:
+        click.echo(f"hint: {exc.hint}", err=True)
+    sys.exit(exitcodes.USAGE)
+
+
+def _write(path: Path, text: str) -> None:
     try:
-        return load_spec(path)
-    except SpecError as exc:
-        click.echo(f"error: {exc.message}", err=True)
-        if exc.hint:
-            click.echo(f"hint: {exc.hint}", err=True)
-        sys.exit(exitcodes.USAGE)
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+    progress(f"wrote {path}")
 
 
 def _read_run(path: Path) -> dict[str, Any]:
@@ -84,13 +90,8 @@ def _read_run(path: Path) -> dict[str, Any]:
 
 def _write_outputs(runs: list[dict[str, Any]], html: Path | None, junit: Path | None) -> None:
     for path, render in ((html, render_html), (junit, render_junit)):
-        if path is None:
-            continue
-        try:
-            path.write_text(render(runs), encoding="utf-8")
-        except OSError as exc:
-            raise UsageError(f"cannot write {path}: {exc.strerror}") from None
-        progress(f"wrote {path}")
+        if path is not None:
+            _write(path, render(runs))
 
 
 def _print_run(run: dict[str, Any]) -> None:
@@ -174,14 +175,13 @@ def drill_run(
     Exit code 0 when every SLO passes, 3 when any fails (like `doctor --fail-on`), 2 for a
     spec that cannot run as written (nothing is touched). Ctrl-C still restores.
     """
-    spec = _load_spec_or_exit(spec_path)
-    target = load_target(config_path, lab, kubeconfig, context)
-    hooks: LabHooks | None = _LabHooks(lab_dir) if lab or lab_dir else None
     try:
+        spec = load_spec(spec_path)
+        target = load_target(config_path, lab, kubeconfig, context)
+        hooks: LabHooks | None = _LabHooks(lab_dir) if lab or lab_dir else None
         plan = plan_drill(target, spec, hooks)
     except SpecError as exc:
-        click.echo(f"error: {exc.message}", err=True)
-        sys.exit(exitcodes.USAGE)
+        _spec_error(exc)
     quiet = output == "json"
     confirm_or_abort(plan.steps, yes or dry_run, f"run drill {spec.name}", err=quiet)
     if dry_run:
@@ -191,11 +191,7 @@ def drill_run(
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     run = DrillRunner(target, plan, hooks, lambda line: progress(terminal_safe(line))).run()
     if save is not None:
-        try:
-            save.write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
-        except OSError as exc:
-            raise UsageError(f"cannot write {save}: {exc.strerror}") from None
-        progress(f"wrote {save}")
+        _write(save, json.dumps(run, indent=2) + "\n")
     _write_outputs([run], html, junit)
     if quiet:
         emit_json(run)

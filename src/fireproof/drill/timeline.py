@@ -103,6 +103,8 @@ class Observer:
     _renewed: dict[str, tuple[float, float]] = field(default_factory=dict, repr=False)
     _events: set[str] = field(default_factory=set, repr=False)
     _off_at: dict[str, float] = field(default_factory=dict, repr=False)
+    _running: dict[str, Entry] = field(default_factory=dict, repr=False)
+    """The first replacement of each workload seen Running and Ready elsewhere."""
     _moving: set[str] = field(default_factory=set, repr=False)
     """Volumes seen attached to a target node: the ones whose move the timeline follows."""
     _unavailable: dict[str, list[tuple[float, float | None]]] = field(
@@ -152,9 +154,7 @@ class Observer:
 
     def running_elsewhere(self, label: str) -> Entry | None:
         with self._lock:
-            return next(
-                (e for e in self.entries if e.phase == RUNNING and label in e.evidence), None
-            )
+            return self._running.get(label)
 
     def tick(self, now: float) -> None:
         """Derive the entries that are an absence: a node Lease not renewed in time."""
@@ -187,9 +187,9 @@ class Observer:
 
     def _add(
         self, at: float, phase: str, obj: str, evidence: str, *, stamp: float | None = None
-    ) -> None:
+    ) -> Entry | None:
         if self.t0 is None or (phase, obj) in self._seen:
-            return
+            return None
         self._seen.add((phase, obj))
         lag = round(at - stamp, 3) if stamp is not None else None
         entry = Entry(round(at - self.t0, 2), phase, obj, evidence, lag)
@@ -197,6 +197,7 @@ class Observer:
         self.entries.sort(key=lambda e: e.t)
         if self.on_entry is not None:
             self.on_entry(entry)
+        return entry
 
     def _node(self, change: Change) -> None:
         meta, obj = change.obj.get("metadata", {}), change.obj
@@ -290,13 +291,15 @@ class Observer:
                     stamp=_time(meta.get("creationTimestamp")),
                 )
             if state.running and not state.deleting and state.node not in self.nodes:
-                self._add(
+                entry = self._add(
                     change.at,
                     RUNNING,
                     f"{ref}#{uid[:8]}",
                     f"{label} Running and Ready on {state.node}",
                     stamp=_time(cond.get("lastTransitionTime") if cond else None),
                 )
+                if entry is not None:
+                    self._running.setdefault(label, entry)
         self._update_availability(label, change.at)
 
     def _update_availability(self, label: str, at: float) -> None:
