@@ -472,7 +472,7 @@ class Guard:
             # Verified off: the pods may go now, without waiting for NotReady or pod GC.
             version = self._server_version()
             pods = [
-                (p.metadata.namespace or "", p.metadata.name or "")
+                (p.metadata.namespace or "", p.metadata.name or "", p.metadata.uid or "")
                 for p in self.cluster.pods_on(name)
                 if p.metadata and p.metadata.name
             ]

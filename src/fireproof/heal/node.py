@@ -183,7 +183,7 @@ def apply_heal(
             node,
             journal,
             taint=False,
-            pods=[(p.namespace, p.name) for p in plan.pods],
+            pods=[(p.namespace, p.name, p.uid) for p in plan.pods],
             attachments=plan.attachments,
         )
     progress(f"released {node}'s volumes ({plan.method})")

@@ -82,18 +82,21 @@ def release(
     journal: Journal,
     *,
     taint: bool,
-    pods: Sequence[tuple[str, str]] = (),
+    pods: Sequence[tuple[str, str, str]] = (),
     attachments: Sequence[str] = (),
 ) -> None:
     """Release a verified-off node's volumes: the out-of-service taint, and/or force-delete its
-    pods and delete its VolumeAttachments. Only ever call it after :func:`fence_off`."""
+    pods (namespace, name, uid) and delete its VolumeAttachments. Only ever call it after
+    :func:`fence_off`."""
     try:
         what = []
         if taint:
             added = cluster.add_taint(node, OUT_OF_SERVICE, OUT_OF_SERVICE_VALUE, "NoExecute")
             what.append(f"out-of-service taint {'applied' if added else 'already present'}")
         if pods:
-            deleted = [f"{ns}/{name}" for ns, name in pods if cluster.force_delete_pod(ns, name)]
+            deleted = [
+                f"{ns}/{name}" for ns, name, uid in pods if cluster.force_delete_pod(ns, name, uid)
+            ]
             what.append(f"force-deleted {len(deleted)} pod(s)")
         if attachments:
             gone = [va for va in attachments if cluster.delete_volume_attachment(va)]

@@ -13,6 +13,7 @@ from fireproof.kube import Cluster, pod_running_ready
 class AffectedPod:
     namespace: str
     name: str
+    uid: str
     owner_kind: str | None
     owner_name: str | None
     claims: tuple[str, ...]
@@ -45,6 +46,7 @@ def affected_pods(pods: list[Pod]) -> list[AffectedPod]:
             AffectedPod(
                 namespace=meta.namespace or "default",
                 name=meta.name,
+                uid=meta.uid or "",
                 owner_kind=owner.kind if owner else None,
                 owner_name=owner.name if owner else None,
                 claims=claims,

@@ -108,6 +108,11 @@ class Cluster:
         config = load_kubeconfig(kubeconfig, context)
         return cls(sync_client(config, timeout=15.0), str(config.cluster.server))
 
+    def close(self) -> None:
+        """Close the connections (a long-lived process or a test that connects more than once)."""
+        transport: Any = self.client._client._client
+        transport.close()
+
     def _guard(self) -> Any:
         return translate_errors(f"the API server {self.server}")
 
@@ -312,12 +317,30 @@ class Cluster:
         with self._guard():
             client.patch(Node, name, ops, patch_type=lightkube.types.PatchType.JSON)
 
-    def force_delete_pod(self, namespace: str, name: str) -> bool:
+    def force_delete_pod(self, namespace: str, name: str, uid: str) -> bool:
+        """Delete the pod with this UID at once (grace period 0). False when it is gone already
+        or the name now belongs to another pod: a StatefulSet recreates a pod under the same name
+        as soon as the old one goes, and that replacement must not be deleted in its place."""
+        # lightkube's delete sends no body, and preconditions exist only in the body's
+        # DeleteOptions; its authenticated transport does. The private attribute stays here.
+        transport: Any = self.client._client._client
+        options: dict[str, Any] = {
+            "kind": "DeleteOptions",
+            "apiVersion": "v1",
+            "gracePeriodSeconds": 0,
+        }
+        if uid:
+            options["preconditions"] = {"uid": uid}
         try:
             with self._guard():
-                self.client.delete(Pod, name, namespace=namespace, grace_period=0)
-        except KubeNotFoundError:
-            return False
+                response = transport.request(
+                    "DELETE", f"/api/v1/namespaces/{namespace}/pods/{name}", json=options
+                )
+                response.raise_for_status()
+        except KubeApiError as exc:
+            if exc.status in (404, 409):  # gone, or the UID precondition failed
+                return False
+            raise
         return True
 
     def delete_volume_attachment(self, name: str) -> bool:
