@@ -11,6 +11,7 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Pod
 
 from fireproof.kube import Cluster
+
 from labtools import LabHandle
 
 pytestmark = pytest.mark.lab
@@ -26,21 +27,23 @@ def _pending_pod(name: str) -> Pod:
     )
 
 
+def _uid(pod: Pod) -> str:
+    assert pod.metadata is not None
+    return str(pod.metadata.uid)
+
+
 def test_force_delete_spares_a_pod_recreated_under_the_same_name(lab: LabHandle) -> None:
     cluster = Cluster.connect(lab.kubeconfig)
     name = f"force-{uuid.uuid4().hex[:8]}"
-    first = cluster.client.create(_pending_pod(name))
-    assert first.metadata and first.metadata.uid
-    old_uid = first.metadata.uid
+    old_uid = _uid(cluster.client.create(_pending_pod(name)))
     cluster.client.delete(Pod, name, namespace="default", grace_period=0)
-    second = cluster.client.create(_pending_pod(name))
-    assert second.metadata and second.metadata.uid and second.metadata.uid != old_uid
+    new_uid = _uid(cluster.client.create(_pending_pod(name)))
+    assert new_uid != old_uid
     try:
         assert cluster.force_delete_pod("default", name, old_uid) is False
-        still = cluster.client.get(Pod, name, namespace="default")
-        assert still.metadata and still.metadata.uid == second.metadata.uid
-        assert cluster.force_delete_pod("default", name, second.metadata.uid) is True
-        assert cluster.force_delete_pod("default", name, second.metadata.uid) is False
+        assert _uid(cluster.client.get(Pod, name, namespace="default")) == new_uid
+        assert cluster.force_delete_pod("default", name, new_uid) is True
+        assert cluster.force_delete_pod("default", name, new_uid) is False
     finally:
         cluster.force_delete_pod("default", name, "")  # left over only when an assert failed
         cluster.close()

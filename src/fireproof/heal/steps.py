@@ -90,14 +90,17 @@ def release(
     :func:`fence_off`."""
     try:
         what = []
-        if taint:
-            added = cluster.add_taint(node, OUT_OF_SERVICE, OUT_OF_SERVICE_VALUE, "NoExecute")
-            what.append(f"out-of-service taint {'applied' if added else 'already present'}")
+        # Pods before the taint: the taint-eviction controller deletes the pods it finds on a
+        # tainted node by name, and would delete the replacement a StatefulSet has just created
+        # under that name (a second or more lost to a needless restart).
         if pods:
             deleted = [
                 f"{ns}/{name}" for ns, name, uid in pods if cluster.force_delete_pod(ns, name, uid)
             ]
             what.append(f"force-deleted {len(deleted)} pod(s)")
+        if taint:
+            added = cluster.add_taint(node, OUT_OF_SERVICE, OUT_OF_SERVICE_VALUE, "NoExecute")
+            what.append(f"out-of-service taint {'applied' if added else 'already present'}")
         if attachments:
             gone = [va for va in attachments if cluster.delete_volume_attachment(va)]
             what.append(f"deleted {len(gone)} VolumeAttachment(s)")

@@ -78,8 +78,34 @@ def apiserver_argv(
         f"--default-not-ready-toleration-seconds={profile.toleration_seconds}",
         f"--default-unreachable-toleration-seconds={profile.toleration_seconds}",
         "--profiling=false",
+        # Evidence independent of any remediator's own records (the fault campaign reads it).
+        f"--audit-policy-file={paths.audit_policy}",
+        f"--audit-log-path={paths.audit_log}",
+        "--audit-log-format=json",
+        "--audit-log-maxbackup=0",
         "--v=1",
     ]
+
+
+AUDIT_POLICY = """\
+# The lab's audit policy: only the writes that release a node's volumes or change its taints.
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Request
+    verbs: [patch, update]
+    resources: [{group: "", resources: [nodes]}]
+  - level: RequestResponse
+    verbs: [delete, deletecollection]
+    resources:
+      - {group: "", resources: [pods, nodes]}
+      - {group: storage.k8s.io, resources: [volumeattachments]}
+  - level: Metadata
+    verbs: [create]
+    resources: [{group: "", resources: [pods/eviction]}]
+  - level: None
+"""
 
 
 def _component_common(paths: LabPaths, component: str, port: int) -> list[str]:

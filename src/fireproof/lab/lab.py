@@ -27,6 +27,7 @@ from fireproof.kube import (
 from fireproof.lab import binaries, processes
 from fireproof.lab.agentclient import AgentClient
 from fireproof.lab.controlplane import (
+    AUDIT_POLICY,
     Ports,
     apiserver_argv,
     controller_manager_argv,
@@ -247,6 +248,7 @@ class Lab:
             ("agent", AGENT),
         ):
             pki.write_kubeconfig(self.paths.component_kubeconfig(name), who, server, embed=False)
+        self.paths.audit_policy.write_text(AUDIT_POLICY)
         self.paths.agent_token.write_text(secrets.token_urlsafe(32))
         self.paths.agent_token.chmod(0o600)
         pki.generate_pve()

@@ -77,6 +77,20 @@ class LabPaths:
     def pki(self) -> LabPKI:
         return LabPKI(self.root / "pki")
 
+    @property
+    def audit_policy(self) -> Path:
+        return self.internal / "audit-policy.yaml"
+
+    @property
+    def audit_log(self) -> Path:
+        """The API server's audit log (JSON lines): who released what, and when."""
+        return self.logs / "audit.jsonl"
+
+    @property
+    def ledger(self) -> Path:
+        """The volume write ledger (JSON lines), written by the simulated kubelets."""
+        return self.root / "ledger.jsonl"
+
     def log(self, component: str) -> Path:
         return self.logs / f"{component}.log"
 
