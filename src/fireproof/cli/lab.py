@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -10,13 +11,15 @@ from pathlib import Path
 
 import click
 
+from fireproof.cli import exitcodes
 from fireproof.cli.params import NODE, FiniteFloat
 from fireproof.cli.render import emit_json, progress, table
+from fireproof.errors import UsageError
 from fireproof.lab import binaries
 from fireproof.lab.lab import Lab, UpOptions
 from fireproof.lab.profiles import PROFILES
 from fireproof.lab.proxmox.model import FaultKind
-from fireproof.lab.state import default_state_dir
+from fireproof.lab.state import LabPaths, default_state_dir
 from fireproof.lab.topology import MAX_WORKERS, TOPOLOGIES
 
 state_dir_option = click.option(
@@ -385,6 +388,89 @@ def vm_remove(state_dir: Path, vmid: int) -> None:
     """Remove an extra VM (a node's own VM cannot be removed)."""
     Lab(state_dir).agent().remove_vm(vmid)
     click.echo(f"removed VM {vmid}")
+
+
+@lab.group()
+def ledger() -> None:
+    """The volume write ledger: which node wrote which volume, and when.
+
+    While a pod with a ReadWriteOnce volume runs on a powered-on VM, the lab's kubelet appends
+    a record to DIR/ledger.jsonl about every 200 ms, even while the node is partitioned (its
+    VM still runs). A powered-off VM writes nothing.
+    """
+
+
+@ledger.command("check")
+@state_dir_option
+@click.option(
+    "--file",
+    "path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A ledger file instead of the lab's DIR/ledger.jsonl.",
+)
+@click.option(
+    "--window",
+    type=FiniteFloat(min=0.01, max=60),
+    default=1.0,
+    show_default=True,
+    help="Two nodes writing one volume this close together (seconds) is a split brain.",
+)
+@click.option(
+    "--since",
+    type=FiniteFloat(min=0),
+    default=None,
+    help="Only writes from this time on (seconds since the epoch).",
+)
+@click.option(
+    "-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+def ledger_check(
+    state_dir: Path, path: Path | None, window: float, since: float | None, output: str
+) -> None:
+    """Report every split brain in the ledger; exit 1 if there is any (2: unreadable).
+
+    A split brain is two different nodes writing the same volume within --window seconds.
+    The check reads only the ledger, never a remediator's own records.
+    """
+    from fireproof.lab.ledger import check, read_ledger
+
+    try:
+        report = check(read_ledger(path or LabPaths(state_dir).ledger, since), window)
+    except UsageError as exc:  # exit 1 means split brain: an unreadable ledger is not one
+        click.echo(f"error: {exc.message}", err=True)
+        if exc.hint:
+            click.echo(f"hint: {exc.hint}", err=True)
+        sys.exit(exitcodes.USAGE)
+    if output == "json":
+        emit_json({"window_seconds": window, **report.as_dict()})
+    else:
+        click.echo(
+            f"{report.writes} writes to {report.volumes} volume(s) from {report.nodes} node(s); "
+            f"{len(report.split_brains) or 'no'} split brain(s)"
+        )
+        if report.split_brains:
+            click.echo(
+                table(
+                    ["VOLUME", "NODES", "FROM", "SECONDS", "PODS"],
+                    [
+                        (
+                            sb.volume,
+                            " + ".join(sb.nodes),
+                            _utc(sb.first),
+                            f"{sb.last - sb.first:.1f}",
+                            ", ".join(sorted(sb.pods)),
+                        )
+                        for sb in report.split_brains
+                    ],
+                )
+            )
+    if report.split_brains:
+        sys.exit(1)
+
+
+def _utc(t: float) -> str:
+    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
 
 
 @lab.command("pve-token")

@@ -232,6 +232,7 @@ class Lab:
             self.paths.logs,
         ):
             shutil.rmtree(stale, ignore_errors=True)
+        self.paths.ledger.unlink(missing_ok=True)  # a new lab, a new history
         for directory in (self.paths.logs, self.paths.internal):
             directory.mkdir(parents=True, exist_ok=True)
         self.paths.internal.chmod(0o700)

@@ -87,6 +87,11 @@ class LabPaths:
         return self.logs / "audit.jsonl"
 
     @property
+    def power_log(self) -> Path:
+        """The Proxmox emulator's power history (JSON lines)."""
+        return self.logs / "power.jsonl"
+
+    @property
     def ledger(self) -> Path:
         """The volume write ledger (JSON lines), written by the simulated kubelets."""
         return self.root / "ledger.jsonl"

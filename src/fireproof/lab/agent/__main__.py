@@ -20,7 +20,9 @@ from fireproof.lab.agent.admin import make_app
 from fireproof.lab.agent.apipath import ApiPath
 from fireproof.lab.agent.fleet import Fleet
 from fireproof.lab.agent.hypervisor import build_authenticator, build_cluster, serve, wire_power
+from fireproof.lab.agent.ledger import Ledger
 from fireproof.lab.agent.pods import PodRunner
+from fireproof.lab.agent.powerlog import record_power
 from fireproof.lab.agent.storage import Storage
 from fireproof.lab.exports import ProxmoxAccess
 from fireproof.lab.profiles import PROFILES
@@ -42,7 +44,9 @@ async def run(args: argparse.Namespace) -> None:
     pods = PodRunner(fleet)
     storage = Storage(fleet, pods, profile.mount_timeout_seconds)
     api_path = ApiPath(fleet, pods, topology.vip)
+    ledger = Ledger(fleet, pods, storage, paths.ledger)
     cluster = build_cluster(topology, profile)
+    record_power(cluster, paths.power_log)
     wire_power(cluster, fleet)
 
     auth = build_authenticator(access)
@@ -69,6 +73,7 @@ async def run(args: argparse.Namespace) -> None:
         asyncio.create_task(storage.watch_attachments()),
         asyncio.create_task(api_path.watch_endpoints()),
         asyncio.create_task(api_path.run()),
+        asyncio.create_task(ledger.run()),
     ]
     log.info("ready: %d nodes on %d Proxmox hosts", len(fleet.nodes), len(cluster.hosts))
     await stop.wait()

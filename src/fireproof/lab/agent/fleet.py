@@ -108,6 +108,7 @@ class Fleet:
         self._status_extras: list[Callable[[SimNode], dict[str, object]]] = []
         self._node_listeners: list[Callable[[Node], None]] = []
         self._power_off_hooks: list[Callable[[SimNode], None]] = []
+        self._reconnect_hooks: list[Callable[[SimNode], None]] = []
         self.api_nodes: dict[str, Node] = {}
         """Latest Node objects as the API server has them (from one watch)."""
 
@@ -117,6 +118,10 @@ class Fleet:
 
     def on_power_off(self, hook: Callable[[SimNode], None]) -> None:
         self._power_off_hooks.append(hook)
+
+    def on_reconnect(self, hook: Callable[[SimNode], None]) -> None:
+        """Run ``hook`` when a partitioned node's kubelet reaches the API server again."""
+        self._reconnect_hooks.append(hook)
 
     def on_node_update(self, listener: Callable[[Node], None]) -> None:
         """Call ``listener`` with every Node the API server reports (e.g. volumesAttached)."""
@@ -290,11 +295,15 @@ class Fleet:
     def set_reachable(self, name: str, reachable: bool) -> None:
         """Partition (False) or reconnect (True) a node whose VM keeps running."""
         node = self.nodes[name]
+        was = node.kubelet_reachable
         node.kubelet_reachable = reachable
         if not reachable:
             node.stats.interrupt()
         else:
             node.status_dirty = True
+            if not was:
+                for hook in self._reconnect_hooks:
+                    hook(node)
         log.info("%s: %s", name, "reconnected" if reachable else "partitioned")
 
     def set_address(self, name: str, address: str) -> None:

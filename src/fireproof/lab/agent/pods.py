@@ -29,6 +29,8 @@ StartGate = Callable[[Pod, SimNode], Awaitable[bool]]
 """Decides whether a pod's containers may start now (storage plugs in here)."""
 GoneHook = Callable[[Key, str], Awaitable[None]]
 """Called with (pod key, node name) once a pod bound to a node is deleted from the API."""
+StartedHook = Callable[[Pod, SimNode], None]
+"""Called once a node reported a pod's containers running (again)."""
 
 
 def pod_key(pod: Pod) -> Key:
@@ -52,6 +54,7 @@ class PodRunner:
         self._pod_counter: dict[str, int] = {}
         self._start_gates: list[StartGate] = []
         self._gone_hooks: list[GoneHook] = []
+        self._started_hooks: list[StartedHook] = []
         self._started_boot: dict[Key, str] = {}
         """Boot ID under which each pod's containers were last started."""
         self._wake = asyncio.Event()
@@ -62,6 +65,9 @@ class PodRunner:
 
     def on_pod_gone(self, hook: GoneHook) -> None:
         self._gone_hooks.append(hook)
+
+    def on_started(self, hook: StartedHook) -> None:
+        self._started_hooks.append(hook)
 
     def pods_on(self, node_name: str) -> list[Pod]:
         return [p for p in self.cache.values() if p.spec and p.spec.nodeName == node_name]
@@ -164,6 +170,8 @@ class PodRunner:
             log.info("pod %s/%s not started: %s", *key, exc)
             return False
         self._started_boot[key] = node.boot_id
+        for hook in self._started_hooks:
+            hook(pod, node)
         await self.fleet.emit(self.ref(pod), "Started", "Started container(s)", host=node.spec.name)
         return True
 

@@ -70,6 +70,8 @@ class Vm:
     smbios_uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
     """``smbios1: uuid=…``: what the guest's firmware (and so its kubelet) reports."""
     template: bool = False
+    power_cause: str = "created"
+    """What made the last power change (for the lab's power history)."""
 
     @property
     def status(self) -> str:
@@ -121,6 +123,7 @@ class PveError(Exception):
 
 
 PowerHook = Callable[[Vm], None]
+TaskHook = Callable[[Vm, str, str, str, bool], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +147,8 @@ class Cluster:
         self._pending: list[tuple[float, Callable[[], None]]] = []
         self.on_power_off: list[PowerHook] = []
         self.on_power_on: list[PowerHook] = []
+        self.on_task: list[TaskHook] = []
+        """Called for every power task: (vm, upid, type, user, whether it will change power)."""
 
     # -- faults -----------------------------------------------------------------------------
 
@@ -205,10 +210,11 @@ class Cluster:
 
     # -- power ------------------------------------------------------------------------------
 
-    def set_power(self, vm: Vm, running: bool) -> None:
+    def set_power(self, vm: Vm, running: bool, cause: str = "lab") -> None:
         if vm.running == running:
             return
         vm.running = running
+        vm.power_cause = cause
         if running:
             vm.started_at = time.time()
             for hook in self.on_power_on:
@@ -249,6 +255,7 @@ class Cluster:
         warnings = self.fault(FaultKind.STOP_WARNINGS, host=host, vmid=vmid) is not None
         effect: Callable[[], None] | None = None
         exitstatus = "OK"
+        cause = f"{kind} by {user}"
         if locked and not ha:
             exitstatus = "VM is locked (backup)"
         elif action == "start" and vm.running and not ha:
@@ -259,25 +266,29 @@ class Cluster:
                     # The hastop task ends before the VM is off: only status/current tells.
                     def effect() -> None:
                         self._later(
-                            self.timings.ha_stop_delay_seconds, lambda: self.set_power(vm, False)
+                            self.timings.ha_stop_delay_seconds,
+                            lambda: self.set_power(vm, False, cause),
                         )
                 else:
                     if warnings and vm.running and action == "stop":
                         exitstatus = "WARNINGS: 1"
 
                     def effect() -> None:
-                        self.set_power(vm, False)
+                        self.set_power(vm, False, cause)
             elif action == "start":
 
                 def effect() -> None:
-                    self.set_power(vm, True)
+                    self.set_power(vm, True, cause)
             elif action == "reset":
 
                 def effect() -> None:
                     if vm.running:
-                        self.set_power(vm, False)
-                        self.set_power(vm, True)
+                        self.set_power(vm, False, cause)
+                        self.set_power(vm, True, cause)
 
+        changes = effect is not None and (vm.running if action != "start" else not vm.running)
+        for hook in self.on_task:
+            hook(vm, str(upid), kind, user, changes)
         delay = 0.05 if ha else self.timings.task_seconds
         task = Task(upid, None if hung else time.monotonic() + delay, on_done=effect)
         task.exitstatus = exitstatus
