@@ -257,6 +257,25 @@ def unpartition(state_dir: Path, node: str) -> None:
     click.echo(f"{node}: reconnected")
 
 
+@lab.command("host-off")
+@state_dir_option
+@click.argument("host")
+def host_off(state_dir: Path, host: str) -> None:
+    """Cut a whole Proxmox HOST's power: all its VMs stop at once, and the host drops out of its
+    Proxmox cluster ("No route to host"), so nothing can verify its VMs off until `host-on`."""
+    done = Lab(state_dir).agent().host_power(host, on=False)
+    click.echo(f"{host}: power cut; stopped {', '.join(done['vms']) or 'no running VM'}")
+
+
+@lab.command("host-on")
+@state_dir_option
+@click.argument("host")
+def host_on(state_dir: Path, host: str) -> None:
+    """Restore HOST's power after `host-off`: it rejoins and starts the VMs the cut stopped."""
+    done = Lab(state_dir).agent().host_power(host, on=True)
+    click.echo(f"{host}: back; started {', '.join(done['vms']) or 'no VM'}")
+
+
 @lab.command("change-ip")
 @state_dir_option
 @click.argument("node", type=NODE)

@@ -52,6 +52,10 @@ class AgentClient:
         )
         return result
 
+    def host_power(self, host: str, on: bool) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("POST", f"/v1/hosts/{host}/power", {"on": on})
+        return result
+
     def faults(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self._request("GET", "/v1/faults")["faults"]
         return result

@@ -87,6 +87,8 @@ class NodeStatus:
     address: str
     taints: tuple[str, ...]
     version: str
+    hypervisor_host: str = ""
+    vmid: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -528,4 +530,6 @@ def _node_status(node: Node, power: dict[str, dict[str, Any]]) -> NodeStatus:
         address=address,
         taints=taints,
         version=(status.nodeInfo.kubeletVersion if status and status.nodeInfo else "") or "",
+        hypervisor_host=str(sim.get("hypervisor_host", "")),
+        vmid=int(sim.get("vmid") or 0),
     )

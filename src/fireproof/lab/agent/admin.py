@@ -95,6 +95,19 @@ async def _partition(request: web.Request) -> web.Response:
     return web.json_response(_node_view(request, name))
 
 
+async def _host_power(request: web.Request) -> web.Response:
+    cluster = request.app[CLUSTER_KEY]
+    host = request.match_info["host"]
+    if host not in cluster.hosts:
+        return web.json_response({"error": f"unknown Proxmox host {host!r}"}, status=404)
+    body = await _body(request)
+    on = body.get("on")
+    if not isinstance(on, bool):
+        return web.json_response({"error": 'body must be {"on": true|false}'}, status=400)
+    changed = cluster.host_power(host, on)
+    return web.json_response({"host": host, "on": on, "vms": [vm.name for vm in changed]})
+
+
 async def _address(request: web.Request) -> web.Response:
     name = _lookup(request)
     body = await _body(request)
@@ -242,6 +255,7 @@ def make_app(fleet: Fleet, cluster: Cluster, auth: Authenticator, token: str) ->
     app.router.add_get("/v1/nodes", _nodes)
     app.router.add_post("/v1/nodes/{name}/partition", _partition)
     app.router.add_post("/v1/nodes/{name}/address", _address)
+    app.router.add_post("/v1/hosts/{host}/power", _host_power)
     app.router.add_get("/v1/faults", _faults)
     app.router.add_post("/v1/faults", _add_fault)
     app.router.add_delete("/v1/faults", _clear_faults)

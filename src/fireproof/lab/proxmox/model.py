@@ -148,6 +148,8 @@ class Cluster:
         self.on_power_off: list[PowerHook] = []
         self.on_power_on: list[PowerHook] = []
         self.on_task: list[TaskHook] = []
+        self._host_cut: set[int] = set()
+        """VMs a host power cut stopped, started again when the host comes back."""
         """Called for every power task: (vm, upid, type, user, whether it will change power)."""
 
     # -- faults -----------------------------------------------------------------------------
@@ -222,6 +224,32 @@ class Cluster:
         else:
             for hook in self.on_power_off:
                 hook(vm)
+
+    def host_power(self, host: str, on: bool) -> list[Vm]:
+        """Cut or restore a whole host's power. Off: every VM on it stops at once and the host
+        drops out of its cluster (595 "No route to host"). On: the host rejoins and starts the
+        VMs its power cut stopped (``onboot``). Returns the VMs that changed."""
+        if host not in self.hosts:
+            raise PveError(500, f"no such cluster node '{host}'")
+        changed = []
+        if not on:
+            if self.fault(FaultKind.HOST_UNREACHABLE, host=host) is None:
+                self.faults.append(Fault(FaultKind.HOST_UNREACHABLE, host=host))
+            for vm in self.vms.values():
+                if vm.host == host and vm.running:
+                    self.set_power(vm, False, f"host {host} lost power")
+                    self._host_cut.add(vm.vmid)
+                    changed.append(vm)
+            return changed
+        self.faults = [
+            f for f in self.faults if not (f.kind is FaultKind.HOST_UNREACHABLE and f.host == host)
+        ]
+        for vm in self.vms.values():
+            if vm.host == host and vm.vmid in self._host_cut:
+                self._host_cut.discard(vm.vmid)
+                self.set_power(vm, True, f"host {host} booted (onboot)")
+                changed.append(vm)
+        return changed
 
     def power_task(self, host: str, vmid: int, action: str, user: str) -> Upid:
         """Start a stop/start/shutdown/reset task as ``qm`` would, returning its UPID.
