@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 
@@ -10,8 +11,75 @@ import click
 from fireproof.cli import exitcodes
 from fireproof.errors import FireproofError
 
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "lab": (
+        "fireproof.cli.lab",
+        "lab",
+        "A local replica cluster: real control plane, simulated machines.",
+    ),
+    "doctor": (
+        "fireproof.cli.doctor",
+        "doctor",
+        "Diagnose the incident's patterns (stale API endpoints, dead nodes, stuck volumes) and "
+        "the architecture risks behind them, with evidence and the exact fix.",
+    ),
+    "inventory": (
+        "fireproof.cli.fence",
+        "inventory",
+        "Which machine runs each node, and which device fences it.",
+    ),
+    "fence": (
+        "fireproof.cli.fence",
+        "fence",
+        "Read or set a node's power through its fencing device (hypervisor or BMC).",
+    ),
+    "heal": (
+        "fireproof.cli.heal",
+        "heal",
+        "Repair what a failure left behind, safely: plan, confirm, apply, verify.",
+    ),
+    "guard": (
+        "fireproof.cli.guard",
+        "guard",
+        "Recover dead and partitioned nodes with no human at the keyboard.",
+    ),
+    "drill": (
+        "fireproof.cli.drill",
+        "drill",
+        "Fire drills: power a node off (or partition it), watch the recovery, judge the SLOs.",
+    ),
+}
+"""name -> (module, attribute, short help). A command's module (and the client libraries it
+needs) loads only when that command runs: `fireproof --help` and `--version` load none. A
+test keeps each short help equal to its command's own."""
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        spec = COMMANDS.get(cmd_name)
+        if spec is None:
+            return None
+        command: click.Command = getattr(importlib.import_module(spec[0]), spec[1])
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        limit = formatter.width - 6 - max(len(name) for name in COMMANDS)
+        rows = [(name, _shorten(summary, limit)) for name, (_m, _a, summary) in COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: max(limit - 3, 0)].rsplit(" ", 1)[0] + "..."
+
+
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(package_name="fireproof")
 def cli() -> None:
     """Make bare-metal and home-lab Kubernetes clusters survive hardware failure.
@@ -34,23 +102,8 @@ def cli() -> None:
     """
 
 
-def _add_commands() -> None:
-    # Imported here, inside main()'s handlers: a Ctrl-C while the command modules load is an
-    # "interrupted", never a traceback.
-    from fireproof.cli.doctor import doctor
-    from fireproof.cli.drill import drill
-    from fireproof.cli.fence import fence, inventory
-    from fireproof.cli.guard import guard
-    from fireproof.cli.heal import heal
-    from fireproof.cli.lab import lab
-
-    for command in (lab, doctor, inventory, fence, heal, guard, drill):
-        cli.add_command(command)
-
-
 def main() -> None:
     try:
-        _add_commands()
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
