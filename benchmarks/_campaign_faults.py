@@ -7,9 +7,7 @@ so that a run found violating can be replayed alone (``--seed S --only RUN``).
 
 from __future__ import annotations
 
-import os
 import random
-import signal
 import subprocess
 import threading
 import time
@@ -193,7 +191,6 @@ class Injector:
     """Injects one run's faults on their schedule, and clears all of them."""
 
     state_dir: Path
-    apiserver_pid: int
     kill_leader: Callable[[], str | None]
     log: Callable[[str], None]
     windows: list[tuple[str, float, float]] = field(default_factory=list)
@@ -247,7 +244,10 @@ class Injector:
                     args += [f"--{key}", str(fault.extra[key])]
             lab_cli(self.state_dir, *args)
         elif kind == "apiserver-stop":
-            os.kill(self.apiserver_pid, signal.SIGSTOP)
+            # A real outage: the process is gone and every client is refused. (A SIGSTOPped
+            # apiserver keeps its connections open and left kube-controller-manager's informers
+            # stale for good afterwards, which no real outage does.)
+            lab_cli(self.state_dir, "apiserver", "stop")
             self._api_stopped = True
         elif kind == "guard-kill":
             killed = self.kill_leader()
@@ -266,7 +266,7 @@ class Injector:
 
     def _continue_apiserver(self) -> None:
         if self._api_stopped:
-            os.kill(self.apiserver_pid, signal.SIGCONT)
+            lab_cli(self.state_dir, "apiserver", "start")
             self._api_stopped = False
 
     def clear(self, faults: list[Fault]) -> float:

@@ -46,7 +46,7 @@ from _campaign_faults import TIMINGS, Fault, Injector, LabShape, draw, killed_no
 from fireproof.kube import Cluster, KubeApiError, KubeUnreachableError, translate_errors
 from fireproof.lab.state import LabPaths
 
-from _lab import FIREPROOF, lab_pid, running_lab
+from _lab import FIREPROOF, running_lab
 
 GUARD_TOKEN = "root@pam!guard"  # noqa: S105 - a token's name, not its secret
 GUARD_KUBE_USER = "fireproof-lab-admin"  # guard --config uses the lab's admin kubeconfig
@@ -227,12 +227,7 @@ def one_run(
 ) -> dict[str, Any]:
     timing = TIMINGS[profile]
     paths = LabPaths(state_dir)
-    injector = Injector(
-        state_dir,
-        lab_pid(state_dir, "kube-apiserver"),
-        lambda: guards.kill_leader(cluster),
-        say,
-    )
+    injector = Injector(state_dir, lambda: guards.kill_leader(cluster), say)
     t0 = injector.start(faults)
     held = max([timing.hold] + [f.delay + f.hold + 2 for f in faults if f.hold])
     time.sleep(held)

@@ -61,14 +61,21 @@ kubernetes_option = click.option(
 @click.option("--rebuild", is_flag=True, help="Build again even if a verified set is cached.")
 @kubernetes_option
 def build(rebuild: bool, release: str | None) -> None:
-    """Build the pinned Kubernetes control plane from the Go module proxy (once).
+    """Build the pinned Kubernetes control plane (and helm, for the chart) from the Go module
+    proxy (once).
 
     Binaries go to a cache outside the repository and are reused until the pin changes.
-    Prints the directory that holds them.
+    Prints the directory that holds the control plane.
     """
+    from fireproof.lab.helmtool import build_helm
+
     bins, built = binaries.build(release=release, rebuild=rebuild, progress=progress)
     if not built:
         progress(f"Kubernetes {bins.version} binaries already built")
+    if release is None:
+        helm, helm_built = build_helm(rebuild=rebuild, progress=progress)
+        if not helm_built:
+            progress(f"helm already built: {helm}")
     click.echo(str(bins.directory))
 
 
@@ -274,6 +281,19 @@ def host_on(state_dir: Path, host: str) -> None:
     """Restore HOST's power after `host-off`: it rejoins and starts the VMs the cut stopped."""
     done = Lab(state_dir).agent().host_power(host, on=True)
     click.echo(f"{host}: back; started {', '.join(done['vms']) or 'no VM'}")
+
+
+@lab.command()
+@state_dir_option
+@click.argument("action", type=click.Choice(["stop", "start"]))
+def apiserver(state_dir: Path, action: str) -> None:
+    """Stop kube-apiserver (an API outage: every client is refused) or start it again.
+
+    The other components, the kubelets and any remediator keep running and see the outage as
+    they would on a real cluster; `start` waits until it serves again.
+    """
+    done = Lab(state_dir).apiserver(running=action == "start")
+    click.echo(f"kube-apiserver {done}")
 
 
 @lab.command("change-ip")

@@ -30,6 +30,7 @@ from fireproof.guard.detect import (
 from fireproof.guard.leader import LeaderElector, NotLeading
 from fireproof.guard.metrics import GuardMetrics
 from fireproof.guard.record import (
+    ACTIVE_PHASES,
     ANNOTATION,
     EXCLUDE_LABEL,
     PAUSE_ANNOTATION,
@@ -152,6 +153,10 @@ class Guard:
         if self.dry_run:
             self._report(views, suspects, records, gate)
             return
+        active = [r.started for r in records.values() if r.phase in ACTIVE_PHASES]
+        self.metrics.oldest_open.set(
+            max(0.0, self.clock() - min(active)) if leading and active else 0.0
+        )
         if not leading:
             return
         if self.elector.paused:

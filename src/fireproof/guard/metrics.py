@@ -77,6 +77,11 @@ class GuardMetrics:
             ["gate"],
             registry=r,
         )
+        self.oldest_open = Gauge(
+            "fireproof_guard_remediation_oldest_seconds",
+            "Age of the oldest remediation still under way (0: none; set by the leader).",
+            registry=r,
+        )
         self.last_look = 0.0
         """time.monotonic() of the last complete observation of the cluster."""
         self.started = time.monotonic()

@@ -27,6 +27,12 @@ class Phase(enum.StrEnum):
     """Did not come back Ready after max_attempts reboots: left off and tainted."""
 
 
+ACTIVE_PHASES = frozenset(
+    {Phase.DETECTED, Phase.CORDONED, Phase.FENCED, Phase.RELEASED, Phase.REBOOTING}
+)
+"""A remediation still under way (left-off and gave-up wait for a person)."""
+
+
 class Reason(enum.StrEnum):
     VM_OFF = "vm-off"
     """The hypervisor reads the VM stopped: dead whatever Ready still says (fast path)."""

@@ -103,7 +103,7 @@ def cache_dir(module: Path | None = None) -> Path:
     return cache_root() / "k8s" / f"{pinned_version(module)}-{recipe_key(module)}"
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         while chunk := fh.read(1 << 20):
@@ -130,7 +130,7 @@ def _verify_manifest(directory: Path) -> str:
         ) from None
     for component in COMPONENTS:
         path = directory / component
-        if not path.is_file() or sums.get(component) != _sha256(path):
+        if not path.is_file() or sums.get(component) != sha256_file(path):
             raise BinaryCacheError(
                 f"binary cache {directory} is corrupted ({component} does not match its checksum)",
                 hint="rebuild it with `fireproof lab build --rebuild`",
@@ -168,7 +168,7 @@ def _reported_version(apiserver: Path) -> str:
     return match.group(0) if match else out.strip()
 
 
-def _go_version(go: str) -> tuple[int, ...]:
+def go_version(go: str) -> tuple[int, ...]:
     out = subprocess.run([go, "env", "GOVERSION"], capture_output=True, text=True, check=True)
     match = re.match(r"go(\d+(?:\.\d+)*)", out.stdout.strip())
     return tuple(int(p) for p in match.group(1).split(".")) if match else (0,)
@@ -213,7 +213,7 @@ def build(
             f">= {'.'.join(map(str, required_go(module)))}",
             hint="install Go, or pass --bin-dir DIR with prebuilt control-plane binaries",
         )
-    have, need = _go_version(go), required_go(module)
+    have, need = go_version(go), required_go(module)
     if have < need:
         raise PermanentError(
             f"Go {'.'.join(map(str, have))} is too old: Kubernetes {version} needs Go "
@@ -243,7 +243,7 @@ def build(
         shutil.rmtree(staging, ignore_errors=True)
         tail = "\n".join(result.stderr.strip().splitlines()[-15:])
         raise PermanentError(f"go build failed (exit {result.returncode}):\n{tail}")
-    sums = {c: _sha256(staging / c) for c in COMPONENTS}
+    sums = {c: sha256_file(staging / c) for c in COMPONENTS}
     (staging / "manifest.json").write_text(
         json.dumps({"version": version, "sha256": sums, "go": list(have)}, indent=2)
     )

@@ -438,6 +438,37 @@ class Lab:
 
     # -- down -------------------------------------------------------------------------------
 
+    def apiserver(self, running: bool, timeout: float = 60.0) -> str:
+        """Stop kube-apiserver (an outage: every client's connection is refused) or start it
+        again with the same flags and wait until it serves. Returns what happened."""
+        state = self._require_running()
+        record = next((p for p in state.processes if p.name == "kube-apiserver"), None)
+        alive = record is not None and processes.is_alive(record)
+        if not running:
+            if record is None or not alive:
+                return "already stopped"
+            # Two seconds, then SIGKILL: an outage, not a drained shutdown (which takes 10 s).
+            processes.stop(record, grace_seconds=2.0)
+            return "stopped"
+        if alive:
+            return "already running"
+        bins = binaries.BinarySet(Path(state.bin_dir), state.kubernetes_version)
+        ports = Ports(**state.ports)
+        argv = apiserver_argv(bins, self.paths, ports, PROFILES[state.profile])
+        kept = tuple(p for p in state.processes if p.name != "kube-apiserver")
+        state = LabState(**{**_fields(state), "processes": kept})
+        state = self._spawn(state, "kube-apiserver", argv)
+        wait_until(
+            "kube-apiserver",
+            lambda: probe(f"{state.api_server}/readyz", self.paths),
+            timeout=timeout,
+            alive=lambda: all(
+                processes.is_alive(p) for p in state.processes if p.name == "kube-apiserver"
+            ),
+            log=self.paths.log("kube-apiserver"),
+        )
+        return "started"
+
     def down(self, progress: Progress) -> list[str]:
         """Stop every process the lab started; returns the names of those that were running."""
         state = state_or_none(self.paths)
