@@ -1,0 +1,180 @@
+"""The Helm chart, checked with the tools its users run: helm (built from the Go module proxy
+by `fireproof lab build`), promtool, fireproof's own config loader, and the lab's API server
+(server-side validation, and RBAC decisions for the chart's ServiceAccount)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from fireproof.config import ProxmoxDevice, load_config
+from fireproof.guard.metrics import GuardMetrics
+from fireproof.lab.helmtool import locate_helm
+
+from labtools import REPO, LabHandle
+
+CHART = REPO / "charts" / "fireproof"
+VALUES = CHART / "ci" / "test-values.yaml"
+CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}  # the lab has no Prometheus operator
+
+
+def helm(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(locate_helm()), *args], capture_output=True, text=True, timeout=120)
+
+
+def render(*extra: str, namespace: str = "fireproof") -> list[dict[str, Any]]:
+    done = helm("template", "fp", str(CHART), "-n", namespace, "-f", str(VALUES), *extra)
+    assert done.returncode == 0, done.stderr
+    return [d for d in yaml.safe_load_all(done.stdout) if d]
+
+
+def one(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
+    found = [d for d in docs if d["kind"] == kind and name in (None, d["metadata"]["name"])]
+    assert len(found) == 1, [d["metadata"]["name"] for d in found]
+    return found[0]
+
+
+def test_helm_lint_passes_with_values_and_names_what_is_missing_without() -> None:
+    assert helm("lint", str(CHART), "-f", str(VALUES)).returncode == 0
+    bare = helm("lint", str(CHART))
+    assert bare.returncode != 0
+    for field in ("/proxmox/url", "/proxmox/tokenId", "/proxmox/existingSecret"):
+        assert field in bare.stdout + bare.stderr
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("replicaCount=0", "/replicaCount"),
+        ("guard.strategy=sometimes", "/guard/strategy"),
+        ("proxmox.url=http://pve:8006", "/proxmox/url"),
+        ("proxmox.tokenId=root@pam", "/proxmox/tokenId"),
+        ("replicas=3", "additional properties 'replicas' not allowed"),
+    ],
+)
+def test_a_bad_value_fails_at_install_with_the_schemas_message(setting: str, message: str) -> None:
+    done = helm("template", "fp", str(CHART), "-f", str(VALUES), "--set", setting)
+    assert done.returncode != 0
+    assert message in done.stderr
+
+
+def test_the_deployment_is_two_replicas_apart_non_root_and_read_only() -> None:
+    deployment = one(render(), "Deployment")
+    spec = deployment["spec"]["template"]["spec"]
+    assert deployment["spec"]["replicas"] == 2
+    term = spec["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    container = spec["containers"][0]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert "--id=$(POD_NAME)" in container["args"]
+    assert one(render(), "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
+
+
+def test_the_rendered_config_is_a_fireproof_yaml_guard_accepts(tmp_path: Path) -> None:
+    config_map = one(render(namespace="ops"), "ConfigMap", "fp-fireproof")
+    path = tmp_path / "fireproof.yaml"
+    path.write_text(config_map["data"]["fireproof.yaml"])
+    config = load_config(path)
+    assert config.guard.lease_namespace == "ops"
+    assert config.guard.lease_name == "fp-fireproof"
+    device = config.devices["pve"]
+    assert isinstance(device, ProxmoxDevice)
+    assert device.token_secret is not None
+    assert device.token_secret.file == Path("/etc/fireproof/pve/token-secret")
+
+
+def test_the_alert_rules_pass_promtool(tmp_path: Path) -> None:
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool comes with Debian's prometheus package (make test installs it)"
+    rule = one(render(), "PrometheusRule")
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump(rule["spec"]))
+    done = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SUCCESS: 4 rules found" in done.stdout
+
+
+def _exported() -> set[str]:
+    names: set[str] = set()
+    for family in GuardMetrics().registry.collect():
+        if family.type == "counter":
+            names.add(f"{family.name}_total")
+        elif family.type == "histogram":
+            names.update(f"{family.name}_{s}" for s in ("bucket", "sum", "count"))
+        else:
+            names.add(family.name)
+    return names
+
+
+def test_every_metric_the_dashboard_and_rules_name_is_one_guard_exports() -> None:
+    docs = render()
+    text = json.dumps(one(docs, "PrometheusRule")["spec"])
+    text += one(docs, "ConfigMap", "fp-fireproof-dashboard")["data"]["fireproof-guard.json"]
+    named = set(re.findall(r"\bfireproof_[a-z_]+", text))
+    assert len(named) >= 8
+    assert named <= _exported(), named - _exported()
+
+
+@pytest.mark.lab
+def test_the_rendered_manifests_pass_the_api_servers_validation(lab: LabHandle) -> None:
+    namespace = f"chart-{uuid.uuid4().hex[:6]}"
+    docs = [d for d in render(namespace=namespace) if d["kind"] not in CRD_KINDS]
+    assert lab.kubectl("create", "namespace", namespace).returncode == 0
+    try:
+        done = lab.kubectl(
+            "apply", "--server-side", "--dry-run=server", "-f", "-", input=yaml.safe_dump_all(docs)
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.count("(server dry run)") == len(docs)
+    finally:
+        lab.kubectl("delete", "namespace", namespace, "--wait=false")
+
+
+@pytest.mark.lab
+def test_the_service_account_may_do_what_guard_does_and_nothing_more(lab: LabHandle) -> None:
+    namespace = f"chart-{uuid.uuid4().hex[:6]}"
+    rbac = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
+    docs = [d for d in render(namespace=namespace) if d["kind"] in rbac]
+    for doc in docs:  # unique cluster-scoped names: tests may share the lab
+        if doc["kind"].startswith("Cluster"):
+            doc["metadata"]["name"] = f"{namespace}-{doc['metadata']['name']}"
+        if doc["kind"] == "ClusterRoleBinding":
+            doc["roleRef"]["name"] = f"{namespace}-{doc['roleRef']['name']}"
+    manifest = yaml.safe_dump_all(
+        [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}, *docs]
+    )
+    assert lab.kubectl("apply", "-f", "-", input=manifest).returncode == 0
+    who = f"system:serviceaccount:{namespace}:fp-fireproof"
+    try:
+        allowed = [
+            ("patch", "nodes", None),
+            ("delete", "pods", "blog"),
+            ("delete", "volumeattachments.storage.k8s.io", None),
+            ("list", "leases.coordination.k8s.io", "kube-node-lease"),
+            ("update", "leases.coordination.k8s.io", namespace),
+            ("create", "events", "default"),
+        ]
+        denied = [
+            ("delete", "nodes", None),
+            ("get", "secrets", namespace),
+            ("update", "leases.coordination.k8s.io", "kube-system"),
+            ("create", "pods", "blog"),
+            ("patch", "deployments.apps", "kube-system"),
+        ]
+        for verb, resource, ns in allowed + denied:
+            args = ["auth", "can-i", verb, resource, "--as", who]
+            args += ["-n", ns] if ns else []
+            answer = lab.kubectl(*args).stdout.strip()
+            assert answer == ("yes" if (verb, resource, ns) in allowed else "no"), (verb, resource)
+    finally:
+        lab.kubectl("delete", "--wait=false", "-f", "-", input=manifest)
