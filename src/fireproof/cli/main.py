@@ -102,9 +102,14 @@ def cli() -> None:
     """
 
 
-def main() -> None:
+def kubectl_main() -> None:
+    """``kubectl-fireproof``: kubectl runs it for ``kubectl fireproof …`` (a kubectl plugin)."""
+    main(prog_name="kubectl fireproof")
+
+
+def main(prog_name: str | None = None) -> None:
     try:
-        cli.main(standalone_mode=False)
+        cli.main(prog_name=prog_name, standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(exitcodes.INTERRUPTED)
