@@ -314,21 +314,26 @@ class Fleet:
         log.info("%s: address is now %s", name, address)
 
     async def _boot(self, node: SimNode) -> None:
-        log.info("%s: booting (boot id %s)", node.spec.name, node.boot_id)
+        boot = node.boot_id
+        log.info("%s: booting (boot id %s)", node.spec.name, boot)
         await asyncio.sleep(self.profile.pod_start_seconds)
         # A reboot does not repair the network: a partitioned kubelet stays silent until the
         # partition ends, however often its VM restarts.
         while node.powered and not node.kubelet_reachable:  # noqa: ASYNC110 - plain flags
             await asyncio.sleep(0.2)
-        for attempt in range(30):
-            if not node.powered:
-                return
+        # A kubelet retries its registration for as long as it runs: a VM that boots during an
+        # API outage registers when the API server is back, however long that takes.
+        attempt = 0
+        while True:
+            if not node.powered or node.boot_id != boot:
+                return  # off again, or a newer boot took over
             try:
                 await self.register(node)
                 break
             except (KubeApiError, KubeUnreachableError) as exc:
+                attempt += 1
                 log.warning("%s: registration failed (%s), retry %d", node.spec.name, exc, attempt)
-                await asyncio.sleep(1)
+                await asyncio.sleep(min(0.5 * attempt, 5.0))
         await self.emit(
             self._node_ref(node),
             "Rebooted",
