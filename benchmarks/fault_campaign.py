@@ -187,12 +187,16 @@ def lab_shape(state_dir: Path) -> LabShape:
 
 
 def wait_recovered(cluster: Cluster, budget: float) -> tuple[float | None, list[str]]:
+    """Seconds until everything is back (None: not within ``budget``), and what was still
+    missing the last time something was (the slowest part)."""
     started = time.monotonic()
     problems: list[str] = []
+    last: list[str] = []
     while time.monotonic() - started < budget:
         problems = not_recovered(cluster)
         if not problems:
-            return time.monotonic() - started, []
+            return time.monotonic() - started, last
+        last = problems
         time.sleep(0.5)
     return None, problems
 
@@ -234,6 +238,8 @@ def one_run(
     cleared = injector.clear(faults)
     guards.start()  # a killed leader's replacement, as its Deployment would start one
     took, problems = wait_recovered(cluster, timing.settle)
+    if took is not None and took > 30:
+        say(f"  slow recovery: last still missing {problems[:4]}")
     violations: list[Violation] = []
     if took is None:
         violations.append(
@@ -288,6 +294,7 @@ def main() -> int:
         if wait_recovered(cluster, 180)[0] is None:
             raise SystemExit("the lab's workloads never became ready")
         say(f"campaign: seed {args.seed}, {len(runs)} run(s), profile {args.profile}")
+        say(f"lab: {state_dir}")
         results = []
         try:
             for run in runs:
