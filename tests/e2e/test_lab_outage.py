@@ -1,0 +1,55 @@
+"""An API outage in the lab (`lab apiserver stop|start`), as the fault campaign makes one: the
+components see it as on a real cluster, and a VM that boots during it registers once the API
+server is back, however long the outage (it gave up after 30 s; the campaign found it)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from guardtools import restore_lab
+from labtools import LabHandle, node_ready, wait_for
+
+pytestmark = pytest.mark.lab
+
+NODE = "tazlab-worker-03"
+
+
+@pytest.fixture
+def outage_lab(healthy_lab: LabHandle) -> Iterator[LabHandle]:
+    yield healthy_lab
+    healthy_lab.cli("lab", "apiserver", "start")
+    restore_lab(healthy_lab)
+
+
+def _boot_id(lab: LabHandle) -> str:
+    return str(lab.kubectl_json("get", "node", NODE)["status"]["nodeInfo"]["bootID"])
+
+
+def test_a_vm_booted_during_a_long_api_outage_registers_when_the_api_is_back(
+    outage_lab: LabHandle,
+) -> None:
+    lab = outage_lab
+    before = _boot_id(lab)
+    assert lab.cli("lab", "power-off", NODE).returncode == 0
+    stopped = lab.cli("lab", "apiserver", "stop")
+    assert stopped.returncode == 0, stopped.stderr
+    assert "kube-apiserver stopped" in stopped.stdout
+    assert lab.kubectl("get", "nodes").returncode != 0  # refused: a real outage
+    assert lab.cli("lab", "apiserver", "stop").stdout.strip() == "kube-apiserver already stopped"
+    # The hypervisor does not need the API server: the VM boots now, with nobody to talk to.
+    assert lab.cli("lab", "power-on", NODE).returncode == 0
+    time.sleep(35)  # longer than the 30 s the kubelet used to try before giving up
+    started = lab.cli("lab", "apiserver", "start")
+    assert started.returncode == 0, started.stderr
+    assert "kube-apiserver started" in started.stdout
+
+    def back() -> bool:
+        node = lab.kubectl_json("get", "node", NODE)
+        return node_ready(node) == "True" and node["status"]["nodeInfo"]["bootID"] != before
+
+    wait_for(f"{NODE} Ready under a new boot", back, timeout=60)
+    status = lab.cli("lab", "status")
+    assert status.returncode == 0, status.stdout + status.stderr
