@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,49 @@ KINDS: dict[str, tuple[Any, str | None]] = {
     "Lease": (Lease, "kube-node-lease"),
 }
 """What the drill watches, and in which namespace ("*": all, None: cluster-scoped)."""
+
+
+log = logging.getLogger(__name__)
+
+OnList = Callable[[list[Any]], Awaitable[None]]
+OnChange = Callable[[str, Any], Awaitable[None]]
+
+
+async def follow(
+    client: Any,
+    resource: Any,
+    on_list: OnList,
+    on_change: OnChange,
+    *,
+    what: str,
+    namespace: str | None = None,
+    fields: dict[str, Any] | None = None,
+) -> None:
+    """List, then watch from the list's resourceVersion, forever. After any error (an API
+    outage, an expired version) it lists again: ``on_list`` gets the whole current state, so
+    whatever changed meanwhile, deletions included, is caught up. (lightkube's own watch retry
+    does not survive a refused reconnect: its generator ends with the error.)"""
+    scope: dict[str, Any] = {} if namespace is None else {"namespace": namespace}
+    if fields:
+        scope["fields"] = fields
+    failures = 0
+    while True:
+        try:
+            listing = client.list(resource, **scope)
+            items = [item async for item in listing]
+            await on_list(items)
+            failures = 0
+            async for change, item in client.watch(
+                resource, resource_version=listing.resourceVersion, server_timeout=60, **scope
+            ):
+                await on_change(change, item)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # any lost list or watch is re-listed
+            failures += 1
+            if failures == 1 or failures % 30 == 0:
+                log.warning("%s watch lost (%d): %s; listing again", what, failures, exc)
+            await asyncio.sleep(min(0.5 * failures, 2.0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,24 +139,21 @@ class Watcher:
 
     async def _follow(self, client: Any, kind: str) -> None:
         resource, namespace = KINDS[kind]
-        scope = {} if namespace is None else {"namespace": namespace}
-        while True:
-            try:
-                listing = client.list(resource, **scope)
-                items = [item async for item in listing]
-                for item in items:
-                    self._deliver(kind, "INITIAL", item)
-                self._mark_synced(kind)
-                version = listing.resourceVersion
-                async for change, item in client.watch(
-                    resource, resource_version=version, server_timeout=60, **scope
-                ):
-                    self._deliver(kind, change, item)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # any lost watch is re-listed: the drill keeps observing
-                self.errors += 1
-                await asyncio.sleep(1.0)
+        listed = 0
+
+        async def on_list(items: list[Any]) -> None:
+            nonlocal listed
+            listed += 1
+            if listed > 1:
+                self.errors += 1  # a lost watch, listed again
+            for item in items:
+                self._deliver(kind, "INITIAL", item)
+            self._mark_synced(kind)
+
+        async def on_change(change: str, item: Any) -> None:
+            self._deliver(kind, change, item)
+
+        await follow(client, resource, on_list, on_change, what=kind, namespace=namespace)
 
     def _deliver(self, kind: str, change: str, item: Any) -> None:
         self._sink(Change(kind, change, item.to_dict(), time.time()))

@@ -14,10 +14,10 @@ import logging
 import time
 from dataclasses import dataclass
 
-import lightkube
 from lightkube.resources.core_v1 import Endpoints, Pod
 
 from fireproof.kube import KubeApiError, KubeUnreachableError, translate_errors
+from fireproof.kube.watch import follow
 from fireproof.lab.addresses import KUBERNETES_SERVICE_IP
 from fireproof.lab.agent.fleet import Fleet, SimNode
 from fireproof.lab.agent.objects import crashed_pod_status, timestamp
@@ -70,25 +70,35 @@ class ApiPath:
         return bool(self.endpoint_addresses & self.live_addresses())
 
     async def watch_endpoints(self) -> None:
-        def retry(exc: Exception, count: int) -> lightkube.types.OnErrorResult:
-            log.warning("endpoints watch error (%d): %s", count, exc)
-            return lightkube.types.OnErrorResult(lightkube.types.OnErrorAction.RETRY, sleep=1)
-
-        async for kind, endpoints in self.fleet.client.watch(
-            Endpoints, namespace="default", fields={"metadata.name": "kubernetes"}, on_error=retry
-        ):
-            if kind == "DELETED":
-                self.endpoint_addresses = set()
+        async def listed(items: list[Endpoints]) -> None:
+            if items:
+                await changed("MODIFIED", items[0])
             else:
-                self.endpoint_addresses = {
-                    a.ip for s in (endpoints.subsets or []) for a in (s.addresses or [])
-                }
-            log.info(
-                "kubernetes endpoints: %s (healthy: %s)",
-                sorted(self.endpoint_addresses),
-                self.healthy(),
-            )
+                await changed("DELETED", Endpoints())
+
+        async def changed(kind: str, endpoints: Endpoints) -> None:
+            if kind == "DELETED":
+                addresses: set[str] = set()
+            else:
+                addresses = {a.ip for s in (endpoints.subsets or []) for a in (s.addresses or [])}
+            if addresses != self.endpoint_addresses:
+                self.endpoint_addresses = addresses
+                log.info(
+                    "kubernetes endpoints: %s (healthy: %s)",
+                    sorted(self.endpoint_addresses),
+                    self.healthy(),
+                )
             self.pods.poke()
+
+        await follow(
+            self.fleet.client,
+            Endpoints,
+            listed,
+            changed,
+            what="endpoints",
+            namespace="default",
+            fields={"metadata.name": "kubernetes"},
+        )
 
     async def _gate(self, pod: Pod, _node: SimNode) -> bool:
         """Pods that need the API only start (successfully) while the path is healthy."""

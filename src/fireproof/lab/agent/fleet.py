@@ -22,6 +22,7 @@ from lightkube.resources.coordination_v1 import Lease
 from lightkube.resources.core_v1 import Event, Node
 
 from fireproof.kube import KubeApiError, KubeNotFoundError, KubeUnreachableError, translate_errors
+from fireproof.kube.watch import follow
 from fireproof.lab.agent.objects import (
     event_manifest,
     lease_manifest,
@@ -128,20 +129,25 @@ class Fleet:
         self._node_listeners.append(listener)
 
     async def watch_nodes(self) -> None:
-        def retry(exc: Exception, count: int) -> lightkube.types.OnErrorResult:
-            log.warning("node watch error (%d): %s", count, exc)
-            return lightkube.types.OnErrorResult(lightkube.types.OnErrorAction.RETRY, sleep=1)
+        await follow(self.client, Node, self._nodes_listed, self._node_changed, what="node")
 
-        async for kind, node in self.client.watch(Node, on_error=retry):
-            name = node.metadata.name if node.metadata else None
-            if name is None:
-                continue
-            if kind == "DELETED":
-                self.api_nodes.pop(name, None)
-                continue
-            self.api_nodes[name] = node
-            for listener in self._node_listeners:
-                listener(node)
+    async def _nodes_listed(self, nodes: list[Node]) -> None:
+        names = {n.metadata.name for n in nodes if n.metadata}
+        for gone in set(self.api_nodes) - names:
+            self.api_nodes.pop(gone, None)
+        for node in nodes:
+            await self._node_changed("MODIFIED", node)
+
+    async def _node_changed(self, kind: str, node: Node) -> None:
+        name = node.metadata.name if node.metadata else None
+        if name is None:
+            return
+        if kind == "DELETED":
+            self.api_nodes.pop(name, None)
+            return
+        self.api_nodes[name] = node
+        for listener in self._node_listeners:
+            listener(node)
 
     def status_extra(self, provider: Callable[[SimNode], dict[str, object]]) -> None:
         """Let another simulator add fields (volumesInUse, volumesAttached) to node status."""

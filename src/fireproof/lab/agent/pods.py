@@ -18,6 +18,7 @@ from lightkube.models.core_v1 import ContainerStatus
 from lightkube.resources.core_v1 import Pod
 
 from fireproof.kube import KubeApiError, KubeUnreachableError, translate_errors
+from fireproof.kube.watch import follow
 from fireproof.lab.addresses import pod_address
 from fireproof.lab.agent.fleet import Fleet, SimNode
 from fireproof.lab.agent.objects import running_pod_status, timestamp
@@ -38,6 +39,10 @@ def pod_key(pod: Pod) -> Key:
     if meta is None or meta.name is None:
         raise ValueError("pod without a name")  # the API server never sends one
     return (meta.namespace or "default", meta.name)
+
+
+def _uid(pod: Pod) -> str:
+    return (pod.metadata.uid if pod.metadata else None) or ""
 
 
 def _restart_count(pod: Pod) -> int:
@@ -77,27 +82,40 @@ class PodRunner:
         self._wake.set()
 
     async def watch(self) -> None:
-        def retry(exc: Exception, count: int) -> lightkube.types.OnErrorResult:
-            log.warning("pod watch error (%d): %s", count, exc)
-            return lightkube.types.OnErrorResult(lightkube.types.OnErrorAction.RETRY, sleep=1)
-
-        async for kind, pod in self.client.watch(
+        await follow(
+            self.client,
             Pod,
+            self._listed,
+            self._changed,
+            what="pod",
             namespace=lightkube.ALL_NS,
             fields={"spec.nodeName": lightkube.operators.not_equal("")},
-            on_error=retry,
-        ):
-            key = pod_key(pod)
-            if kind == "DELETED":
-                self.cache.pop(key, None)
-                self._started_boot.pop(key, None)
-                node_name = pod.spec.nodeName if pod.spec else None
-                for hook in self._gone_hooks:
-                    if node_name:
-                        await hook(key, node_name)
-            else:
-                self.cache[key] = pod
-                self._consider(key)
+        )
+
+    async def _listed(self, pods: list[Pod]) -> None:
+        # The whole current state (first start, or after a lost watch): pods deleted meanwhile
+        # are gone now, as if their DELETED events had arrived.
+        current = {pod_key(p): p for p in pods}
+        for key, stale in list(self.cache.items()):
+            if key not in current or _uid(current[key]) != _uid(stale):
+                await self._changed("DELETED", stale)
+        for pod in pods:
+            await self._changed("MODIFIED", pod)
+
+    async def _changed(self, kind: str, pod: Pod) -> None:
+        key = pod_key(pod)
+        if kind == "DELETED":
+            if key in self.cache and _uid(self.cache[key]) != _uid(pod):
+                return  # an older pod of that name; the cached one is newer
+            self.cache.pop(key, None)
+            self._started_boot.pop(key, None)
+            node_name = pod.spec.nodeName if pod.spec else None
+            for hook in self._gone_hooks:
+                if node_name:
+                    await hook(key, node_name)
+        else:
+            self.cache[key] = pod
+            self._consider(key)
 
     async def resync(self, period: float) -> None:
         """Periodically revisit every pod: retries failed work, catches missed events."""

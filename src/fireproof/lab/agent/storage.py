@@ -19,6 +19,7 @@ from lightkube.resources.core_v1 import Node, PersistentVolume, PersistentVolume
 from lightkube.resources.storage_v1 import CSINode, VolumeAttachment
 
 from fireproof.kube import KubeApiError, KubeUnreachableError, translate_errors
+from fireproof.kube.watch import follow
 from fireproof.lab.agent.fleet import Fleet, SimNode
 from fireproof.lab.agent.objects import creating_pod_status, timestamp
 from fireproof.lab.agent.pods import PodRunner
@@ -34,14 +35,6 @@ PROVISIONED_BY = "pv.kubernetes.io/provisioned-by"
 def unique_volume_name(handle: str) -> str:
     """How the kubelet and the attach/detach controller name a CSI volume."""
     return f"kubernetes.io/csi/{DRIVER}^{handle}"
-
-
-def _retry(what: str) -> Any:
-    def handler(exc: Exception, count: int) -> lightkube.types.OnErrorResult:
-        log.warning("%s watch error (%d): %s", what, count, exc)
-        return lightkube.types.OnErrorResult(lightkube.types.OnErrorAction.RETRY, sleep=1)
-
-    return handler
 
 
 class Storage:
@@ -180,20 +173,32 @@ class Storage:
     # -- provisioner ------------------------------------------------------------------------
 
     async def watch_claims(self) -> None:
-        async for kind, claim in self.client.watch(
-            PersistentVolumeClaim, namespace=lightkube.ALL_NS, on_error=_retry("pvc")
-        ):
+        async def listed(claims: list[PersistentVolumeClaim]) -> None:
+            self.claims.clear()
+            for claim in claims:
+                await changed("MODIFIED", claim)
+
+        async def changed(kind: str, claim: PersistentVolumeClaim) -> None:
             meta = claim.metadata
             if meta is None or meta.name is None:
-                continue
+                return
             key = (meta.namespace or "default", meta.name)
             if kind == "DELETED":
                 self.claims.pop(key, None)
-                continue
+                return
             self.claims[key] = claim
             self.pods.poke()
             if self._wants_volume(claim):
                 await self._provision(claim)
+
+        await follow(
+            self.client,
+            PersistentVolumeClaim,
+            listed,
+            changed,
+            what="pvc",
+            namespace=lightkube.ALL_NS,
+        )
 
     @staticmethod
     def _wants_volume(claim: PersistentVolumeClaim) -> bool:
@@ -252,43 +257,54 @@ class Storage:
             log.warning("provisioning %s failed: %s", name, exc)
 
     async def watch_volumes(self) -> None:
-        async for kind, pv in self.client.watch(PersistentVolume, on_error=_retry("pv")):
-            name = pv.metadata.name if pv.metadata else None
-            if name is None:
-                continue
-            if kind == "DELETED":
-                self.volumes.pop(name, None)
-                continue
-            self.volumes[name] = pv
-            self.pods.poke()
-            released = pv.status is not None and pv.status.phase == "Released"
-            ours = (
-                (pv.metadata.annotations or {}).get(PROVISIONED_BY) == DRIVER
-                if pv.metadata
-                else False
-            )
-            if released and ours and pv.spec and pv.spec.persistentVolumeReclaimPolicy == "Delete":
-                try:
-                    with translate_errors():
-                        await self.client.delete(PersistentVolume, name)
-                except (KubeApiError, KubeUnreachableError) as exc:
-                    log.info("deleting released %s: %s", name, exc)
+        async def listed(volumes: list[PersistentVolume]) -> None:
+            self.volumes.clear()
+            for pv in volumes:
+                await self._volume_changed("MODIFIED", pv)
+
+        await follow(self.client, PersistentVolume, listed, self._volume_changed, what="pv")
+
+    async def _volume_changed(self, kind: str, pv: PersistentVolume) -> None:
+        name = pv.metadata.name if pv.metadata else None
+        if name is None:
+            return
+        if kind == "DELETED":
+            self.volumes.pop(name, None)
+            return
+        self.volumes[name] = pv
+        self.pods.poke()
+        released = pv.status is not None and pv.status.phase == "Released"
+        ours = (
+            (pv.metadata.annotations or {}).get(PROVISIONED_BY) == DRIVER if pv.metadata else False
+        )
+        if released and ours and pv.spec and pv.spec.persistentVolumeReclaimPolicy == "Delete":
+            try:
+                with translate_errors():
+                    await self.client.delete(PersistentVolume, name)
+            except (KubeApiError, KubeUnreachableError) as exc:
+                log.info("deleting released %s: %s", name, exc)
 
     # -- external attacher ------------------------------------------------------------------
 
     async def watch_attachments(self) -> None:
-        async for kind, va in self.client.watch(VolumeAttachment, on_error=_retry("va")):
-            if kind == "DELETED" or va.spec is None or va.spec.attacher != DRIVER:
-                continue
-            name = va.metadata.name if va.metadata else None
-            if name is None or name in self._busy:
-                continue
-            deleting = va.metadata is not None and va.metadata.deletionTimestamp is not None
-            attached = bool(va.status and va.status.attached)
-            if deleting and FINALIZER in ((va.metadata.finalizers if va.metadata else None) or []):
-                self._spawn(name, self._detach(va))
-            elif not deleting and not attached:
-                self._spawn(name, self._attach(va))
+        async def listed(attachments: list[VolumeAttachment]) -> None:
+            for va in attachments:
+                await self._attachment_changed("MODIFIED", va)
+
+        await follow(self.client, VolumeAttachment, listed, self._attachment_changed, what="va")
+
+    async def _attachment_changed(self, kind: str, va: VolumeAttachment) -> None:
+        if kind == "DELETED" or va.spec is None or va.spec.attacher != DRIVER:
+            return
+        name = va.metadata.name if va.metadata else None
+        if name is None or name in self._busy:
+            return
+        deleting = va.metadata is not None and va.metadata.deletionTimestamp is not None
+        attached = bool(va.status and va.status.attached)
+        if deleting and FINALIZER in ((va.metadata.finalizers if va.metadata else None) or []):
+            self._spawn(name, self._detach(va))
+        elif not deleting and not attached:
+            self._spawn(name, self._attach(va))
 
     def _spawn(self, name: str, work: Any) -> None:
         self._busy.add(name)
