@@ -36,6 +36,9 @@ from pathlib import Path
 from fireproof.errors import UsageError
 from fireproof.yamldoc import Section, load_yaml
 
+CONFIG_ENV = "FIREPROOF_CONFIG"
+"""Environment variable naming fireproof.yaml (after --config, before ./fireproof.yaml)."""
+
 _USER_AT_REALM = re.compile(r"^[^\s@:!]+@[A-Za-z][A-Za-z0-9.\-_]*$")
 
 SecretReader = Callable[[str, str, str], str]

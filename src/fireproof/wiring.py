@@ -11,12 +11,10 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from fireproof.config import Config, ProxmoxDevice, load_config
+from fireproof.config import CONFIG_ENV, Config, ProxmoxDevice, load_config
 from fireproof.fencing import Fencer, Machine, build_fencer
 from fireproof.inventory import Inventory, VmInfo, build_inventory
 from fireproof.kube import Cluster
-
-CONFIG_ENV = "FIREPROOF_CONFIG"
 
 
 def default_config_path() -> Path | None:

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from fireproof.config import CONFIG_ENV
 from fireproof.errors import UsageError
-from fireproof.wiring import CONFIG_ENV, Target
+
+if TYPE_CHECKING:  # the clients load when a command runs, not for its --help
+    from fireproof.wiring import Target
 
 F = TypeVar("F", bound=Callable[..., Any])
-__all__ = ["Target", "load_target", "target_options"]
+__all__ = ["load_target", "target_options"]
 
 
 def _lab_config() -> Path:
@@ -61,6 +64,8 @@ def load_target(
     config_path: Path | None, lab: bool, kubeconfig: Path | None, context: str | None
 ) -> Target:
     """The target of a cluster-facing command from its options."""
+    from fireproof.wiring import Target
+
     if lab and config_path is not None:
         raise click.UsageError("--lab and --config exclude each other")
     return Target.load(_lab_config() if lab else config_path, kubeconfig, context)

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from fireproof.cli.context import Target, load_target, target_options
+from fireproof.cli.context import load_target, target_options
 from fireproof.cli.params import NODE
 from fireproof.cli.render import emit_json, progress, table, terminal_safe
 from fireproof.errors import FireproofError, NotFoundError, UsageError
 from fireproof.fencing import Fencer, Machine
 from fireproof.inventory import IdentityMismatch, InventoryEntry, verify_identity
 from fireproof.kube import system_uuid
+
+if TYPE_CHECKING:
+    from fireproof.wiring import Target
 
 output_option = click.option(
     "-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -16,11 +17,13 @@ from fireproof.cli.params import NODE, FiniteFloat
 from fireproof.cli.render import emit_json, progress, table
 from fireproof.errors import UsageError
 from fireproof.lab import binaries
-from fireproof.lab.lab import Lab, UpOptions
 from fireproof.lab.profiles import PROFILES
 from fireproof.lab.proxmox.model import FaultKind
 from fireproof.lab.state import LabPaths, default_state_dir
 from fireproof.lab.topology import MAX_WORKERS, TOPOLOGIES
+
+if TYPE_CHECKING:
+    from fireproof.lab.lab import Lab
 
 state_dir_option = click.option(
     "--state-dir",
@@ -35,6 +38,13 @@ bin_dir_option = click.option(
     default=None,
     help=f"Use prebuilt control-plane binaries from DIR (also ${binaries.BIN_DIR_ENV}).",
 )
+
+
+def _lab(state_dir: Path) -> Lab:
+    # The lab's machinery (clients, certificates) loads only for a command that uses it.
+    from fireproof.lab.lab import Lab
+
+    return Lab(state_dir)
 
 
 @click.group()
@@ -127,7 +137,9 @@ def up(
     timeout: float,
 ) -> None:
     """Start the lab and wait until every node is Ready and its workloads run."""
-    the_lab = Lab(state_dir)
+    the_lab = _lab(state_dir)
+    from fireproof.lab.lab import UpOptions
+
     options = UpOptions(
         profile=profile,
         topology=topology,
@@ -159,7 +171,7 @@ def up(
 )
 def status(state_dir: Path, output: str) -> None:
     """Show the lab's components and nodes."""
-    st = Lab(state_dir).status()
+    st = _lab(state_dir).status()
     if output == "json":
         emit_json(
             {
@@ -217,7 +229,7 @@ def status(state_dir: Path, output: str) -> None:
 @state_dir_option
 def down(state_dir: Path) -> None:
     """Stop every process the lab started."""
-    stopped = Lab(state_dir).down(progress)
+    stopped = _lab(state_dir).down(progress)
     click.echo(f"lab stopped ({len(stopped)} processes)")
 
 
@@ -229,7 +241,7 @@ def power_off(state_dir: Path, node: str) -> None:
 
     The node falls silent at once: no Lease, no status, no pod updates.
     """
-    spec, upid = Lab(state_dir).power(node, on=False)
+    spec, upid = _lab(state_dir).power(node, on=False)
     click.echo(f"{node}: VM {spec.vmid} on {spec.hypervisor_host} stopped ({upid})")
 
 
@@ -238,7 +250,7 @@ def power_off(state_dir: Path, node: str) -> None:
 @click.argument("node", type=NODE)
 def power_on(state_dir: Path, node: str) -> None:
     """Start NODE's VM through the Proxmox API: its kubelet boots and re-registers."""
-    spec, upid = Lab(state_dir).power(node, on=True)
+    spec, upid = _lab(state_dir).power(node, on=True)
     click.echo(f"{node}: VM {spec.vmid} on {spec.hypervisor_host} running ({upid})")
 
 
@@ -251,7 +263,7 @@ def partition(state_dir: Path, node: str) -> None:
     The VM stays `running` in Proxmox and keeps its volumes in use: the split-brain case
     that only fencing resolves safely.
     """
-    Lab(state_dir).partition(node, cut=True)
+    _lab(state_dir).partition(node, cut=True)
     click.echo(f"{node}: partitioned (VM still running)")
 
 
@@ -260,7 +272,7 @@ def partition(state_dir: Path, node: str) -> None:
 @click.argument("node", type=NODE)
 def unpartition(state_dir: Path, node: str) -> None:
     """Reconnect NODE after `partition`."""
-    Lab(state_dir).partition(node, cut=False)
+    _lab(state_dir).partition(node, cut=False)
     click.echo(f"{node}: reconnected")
 
 
@@ -270,7 +282,7 @@ def unpartition(state_dir: Path, node: str) -> None:
 def host_off(state_dir: Path, host: str) -> None:
     """Cut a whole Proxmox HOST's power: all its VMs stop at once, and the host drops out of its
     Proxmox cluster ("No route to host"), so nothing can verify its VMs off until `host-on`."""
-    done = Lab(state_dir).agent().host_power(host, on=False)
+    done = _lab(state_dir).agent().host_power(host, on=False)
     click.echo(f"{host}: power cut; stopped {', '.join(done['vms']) or 'no running VM'}")
 
 
@@ -279,7 +291,7 @@ def host_off(state_dir: Path, host: str) -> None:
 @click.argument("host")
 def host_on(state_dir: Path, host: str) -> None:
     """Restore HOST's power after `host-off`: it rejoins and starts the VMs the cut stopped."""
-    done = Lab(state_dir).agent().host_power(host, on=True)
+    done = _lab(state_dir).agent().host_power(host, on=True)
     click.echo(f"{host}: back; started {', '.join(done['vms']) or 'no VM'}")
 
 
@@ -292,7 +304,7 @@ def apiserver(state_dir: Path, action: str) -> None:
     The other components, the kubelets and any remediator keep running and see the outage as
     they would on a real cluster; `start` waits until it serves again.
     """
-    done = Lab(state_dir).apiserver(running=action == "start")
+    done = _lab(state_dir).apiserver(running=action == "start")
     click.echo(f"kube-apiserver {done}")
 
 
@@ -305,7 +317,7 @@ def change_ip(state_dir: Path, node: str, new_ip: str) -> None:
 
     NEW_IP must be in a documentation range (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24).
     """
-    spec, _view = Lab(state_dir).change_ip(node, new_ip)
+    spec, _view = _lab(state_dir).change_ip(node, new_ip)
     click.echo(
         f"{node}: address {spec.address} -> {new_ip}; the kubernetes Endpoints were not updated"
     )
@@ -347,7 +359,7 @@ def fault_add(
     if kind == FaultKind.LATENCY and seconds <= 0:
         raise click.BadParameter("latency needs --seconds > 0", param_hint="--seconds")
     added = (
-        Lab(state_dir)
+        _lab(state_dir)
         .agent()
         .add_fault({"kind": kind, "host": host, "vmid": vmid, "seconds": seconds})
     )
@@ -358,7 +370,7 @@ def fault_add(
 @state_dir_option
 def fault_list(state_dir: Path) -> None:
     """List active faults."""
-    faults = Lab(state_dir).agent().faults()
+    faults = _lab(state_dir).agent().faults()
     if not faults:
         click.echo("no faults")
     for item in faults:
@@ -369,7 +381,7 @@ def fault_list(state_dir: Path) -> None:
 @state_dir_option
 def fault_clear(state_dir: Path) -> None:
     """Remove every fault."""
-    cleared = Lab(state_dir).agent().clear_faults()
+    cleared = _lab(state_dir).agent().clear_faults()
     click.echo(f"cleared {cleared} fault(s)")
 
 
@@ -397,7 +409,7 @@ def vm_list(state_dir: Path) -> None:
             "template" if v["template"] else str(v["status"]),
             str(v["smbios_uuid"]),
         )
-        for v in Lab(state_dir).agent().vms()
+        for v in _lab(state_dir).agent().vms()
     ]
     click.echo(table(("VMID", "NAME", "HOST", "STATUS", "SMBIOS UUID"), rows))
 
@@ -415,7 +427,7 @@ def vm_add(state_dir: Path, name: str, vmid: int, host: str, template: bool, run
     Proxmox allows several VMs with one name; fireproof's inventory must not be fooled.
     """
     spec = {"name": name, "vmid": vmid, "host": host, "template": template, "running": running}
-    added = Lab(state_dir).agent().add_vm(spec)
+    added = _lab(state_dir).agent().add_vm(spec)
     kind = "template" if added["template"] else "VM"
     click.echo(f"added {kind} {added['vmid']} {added['name']!r} on {added['host']}")
 
@@ -425,7 +437,7 @@ def vm_add(state_dir: Path, name: str, vmid: int, host: str, template: bool, run
 @click.argument("vmid", type=int)
 def vm_remove(state_dir: Path, vmid: int) -> None:
     """Remove an extra VM (a node's own VM cannot be removed)."""
-    Lab(state_dir).agent().remove_vm(vmid)
+    _lab(state_dir).agent().remove_vm(vmid)
     click.echo(f"removed VM {vmid}")
 
 
@@ -526,7 +538,7 @@ def pve_token(state_dir: Path, token_id: str, privileges: tuple[str, ...]) -> No
 
     Prints the secret once, on stdout, as Proxmox's UI shows it once.
     """
-    made = Lab(state_dir).agent().add_pve_token(token_id, list(privileges))
+    made = _lab(state_dir).agent().add_pve_token(token_id, list(privileges))
     click.echo(made["secret"])
 
 
@@ -538,7 +550,7 @@ def kubectl(state_dir: Path, args: tuple[str, ...]) -> None:
 
     Example: fireproof lab kubectl -- get pods -A
     """
-    the_lab = Lab(state_dir)
+    the_lab = _lab(state_dir)
     state = the_lab.load_state()
     exe = Path(state.bin_dir) / "kubectl"
     env = dict(os.environ, KUBECONFIG=str(the_lab.paths.kubeconfig))

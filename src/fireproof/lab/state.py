@@ -11,9 +11,12 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fireproof.errors import NotFoundError, UsageError
-from fireproof.lab.pki import LabPKI
+
+if TYPE_CHECKING:  # cryptography loads only when the PKI is used, not for every lab command
+    from fireproof.lab.pki import LabPKI
 
 STATE_VERSION = 1
 
@@ -75,6 +78,8 @@ class LabPaths:
 
     @property
     def pki(self) -> LabPKI:
+        from fireproof.lab.pki import LabPKI
+
         return LabPKI(self.root / "pki")
 
     @property
