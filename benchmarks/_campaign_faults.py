@@ -161,10 +161,14 @@ def _pve(rng: random.Random, node: str, shape: LabShape, timing: Timing) -> Faul
     )
 
 
-def killed_nodes(faults: list[Fault], shape: LabShape) -> set[str]:
-    """The nodes a run's faults take down (the ones guard may act on)."""
+def killed_nodes(faults: list[Fault], shape: LabShape, lease_stale: float) -> set[str]:
+    """The nodes a run's faults take down (the ones guard may act on). A node meant to come
+    back by itself counts when its partition may have lasted ``lease_stale`` seconds after all
+    (the lab's commands are processes: under load, the reconnect can come seconds late)."""
     out: set[str] = set()
     for f in faults:
+        if f.kind == "comes-back" and float(str(f.extra.get("cut_at_most", 0))) >= lease_stale:
+            out.add(f.target)
         if f.kind in ("power-off", "partition"):
             out.add(f.target)
         elif f.kind == "storm":
@@ -216,6 +220,9 @@ class Injector:
             self._stop.wait(fault.hold)
             self._undo(fault)
             self.windows.append((fault.kind, start, time.time()))
+            # The longest the fault can have lasted: from before it was asked for until the
+            # undo had returned.
+            fault.extra["cut_at_most"] = round(time.time() - start, 2)
         else:
             self.windows.append((fault.kind, start, float("inf")))
 

@@ -52,6 +52,8 @@ GUARD_TOKEN = "root@pam!guard"  # noqa: S105 - a token's name, not its secret
 GUARD_KUBE_USER = "fireproof-lab-admin"  # guard --config uses the lab's admin kubeconfig
 LEASE = "fireproof-guard-campaign"
 MAX_UNHEALTHY = 2
+LEASE_STALE = {"fast": 6.0, "real": 40.0}
+"""guard's lease_stale_seconds in each profile (the campaign's guard.yaml)."""
 STORM_GRACE = 4.0
 """guard's confirm_seconds (2) and two polls (1 s each): its fair chance to see a storm whole."""
 
@@ -160,7 +162,7 @@ def guard_config(state_dir: Path, work: Path, profile: str) -> Path:
         )
         doc["remediation"] = {"workload_timeout_seconds": 30, "recover_timeout_seconds": 40}
         guard.update(
-            lease_stale_seconds=6,
+            lease_stale_seconds=LEASE_STALE["fast"],
             retry_backoff_seconds=1,
             storm_cooldown_seconds=5,
             lease_duration_seconds=6,
@@ -247,7 +249,7 @@ def one_run(
         )
         force_restore(state_dir, shape)
         wait_recovered(cluster, timing.settle)
-    killed = killed_nodes(faults, shape)
+    killed = killed_nodes(faults, shape, LEASE_STALE[profile])
     storm = len(killed) > shape.max_unhealthy
     violations += check_run(
         paths,
