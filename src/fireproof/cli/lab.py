@@ -301,8 +301,10 @@ def host_on(state_dir: Path, host: str) -> None:
 def apiserver(state_dir: Path, action: str) -> None:
     """Stop kube-apiserver (an API outage: every client is refused) or start it again.
 
-    The other components, the kubelets and any remediator keep running and see the outage as
-    they would on a real cluster; `start` waits until it serves again.
+    The kubelets and any remediator keep running and see the outage as on a real cluster.
+    `start` waits until it serves again, and starts kube-controller-manager and kube-scheduler
+    afresh, as a real control plane's do after an outage longer than their leader election's
+    renew deadline (10 s).
     """
     done = _lab(state_dir).apiserver(running=action == "start")
     click.echo(f"kube-apiserver {done}")

@@ -440,7 +440,12 @@ class Lab:
 
     def apiserver(self, running: bool, timeout: float = 60.0) -> str:
         """Stop kube-apiserver (an outage: every client's connection is refused) or start it
-        again with the same flags and wait until it serves. Returns what happened."""
+        again with the same flags and wait until it serves. Returns what happened.
+
+        On start, kube-controller-manager and kube-scheduler start afresh too: on a real control
+        plane they lose their leader Lease in any outage longer than the renew deadline (10 s),
+        exit and are restarted. (The lab runs them without leader election; kept running, some
+        of their informers stayed stale for good after the outage.)"""
         state = self._require_running()
         record = next((p for p in state.processes if p.name == "kube-apiserver"), None)
         alive = record is not None and processes.is_alive(record)
@@ -454,19 +459,34 @@ class Lab:
             return "already running"
         bins = binaries.BinarySet(Path(state.bin_dir), state.kubernetes_version)
         ports = Ports(**state.ports)
-        argv = apiserver_argv(bins, self.paths, ports, PROFILES[state.profile])
-        kept = tuple(p for p in state.processes if p.name != "kube-apiserver")
-        state = LabState(**{**_fields(state), "processes": kept})
-        state = self._spawn(state, "kube-apiserver", argv)
-        wait_until(
-            "kube-apiserver",
-            lambda: probe(f"{state.api_server}/readyz", self.paths),
-            timeout=timeout,
-            alive=lambda: all(
-                processes.is_alive(p) for p in state.processes if p.name == "kube-apiserver"
+        profile = PROFILES[state.profile]
+        restarts = {
+            "kube-apiserver": (
+                apiserver_argv(bins, self.paths, ports, profile),
+                f"{state.api_server}/readyz",
             ),
-            log=self.paths.log("kube-apiserver"),
-        )
+            "kube-controller-manager": (
+                controller_manager_argv(bins, self.paths, ports, profile),
+                f"https://127.0.0.1:{ports.controller_manager}/healthz",
+            ),
+            "kube-scheduler": (
+                scheduler_argv(bins, self.paths, ports),
+                f"https://127.0.0.1:{ports.scheduler}/healthz",
+            ),
+        }
+        for name, (argv, health) in restarts.items():
+            for old in (p for p in state.processes if p.name == name):
+                processes.stop(old, grace_seconds=5.0)
+            kept = tuple(p for p in state.processes if p.name != name)
+            state = self._spawn(LabState(**{**_fields(state), "processes": kept}), name, argv)
+            started = next(p for p in state.processes if p.name == name)
+            wait_until(
+                name,
+                functools.partial(probe, health, self.paths),
+                timeout=timeout,
+                alive=functools.partial(processes.is_alive, started),
+                log=self.paths.log(name),
+            )
         return "started"
 
     def down(self, progress: Progress) -> list[str]:
