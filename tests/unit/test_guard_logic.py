@@ -13,7 +13,7 @@ import pytest
 
 from fireproof.config import GuardConfig, load_config
 from fireproof.errors import TransientError, UsageError
-from fireproof.fencing import Machine, PowerState
+from fireproof.fencing import FencingError, Machine, PowerState
 from fireproof.guard import (
     NodeView,
     Phase,
@@ -249,3 +249,22 @@ def test_guard_terminal_logs_drop_control_characters() -> None:
         "fireproof.guard", logging.INFO, "x", 1, "vm \x1b]0;t\x07 off", (), None
     )
     assert "\x1b" not in TerminalLines("%(message)s").format(record)
+
+
+def test_release_refuses_a_machine_started_again_after_its_fence() -> None:
+    # Verified off, then started by someone else before the release: nothing is released.
+    fake = _FakeCluster(ready="Unknown")
+    journal = Journal("test", "w1")
+    with pytest.raises(steps.StartedAgain, match="no longer verified off"):
+        steps.release(_cluster(fake), "w1", journal, taint=True, still_off=lambda: PowerState.ON)
+    assert fake.writes == []
+    assert journal.steps[-1].status == "failed"
+
+    def unreadable() -> PowerState:
+        raise FencingError("status timed out")
+
+    with pytest.raises(steps.StartedAgain, match="status timed out"):
+        steps.release(_cluster(fake), "w1", journal, taint=True, still_off=unreadable)
+    assert fake.writes == []
+    steps.release(_cluster(fake), "w1", journal, taint=True, still_off=lambda: PowerState.OFF)
+    assert fake.writes == ["taint"]

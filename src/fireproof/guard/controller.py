@@ -489,14 +489,22 @@ class Guard:
                     if va.spec.nodeName == name and va.metadata and va.metadata.name
                 ]
             self.elector.assert_leading()
-            steps.release(
-                self.cluster,
-                name,
-                journal,
-                taint=version >= steps.TAINT_SINCE,
-                pods=pods,
-                attachments=attachments,
-            )
+            fencer = self._fencer(machine.device)
+            try:
+                steps.release(
+                    self.cluster,
+                    name,
+                    journal,
+                    taint=version >= steps.TAINT_SINCE,
+                    pods=pods,
+                    attachments=attachments,
+                    still_off=lambda: fencer.status(machine),
+                )
+            except steps.StartedAgain as exc:
+                # Back to the fence: it powers the machine off again (and verifies it) first.
+                log.warning("%s: %s", name, exc.message)
+                self.metrics.refused.labels("started-again").inc()
+                return to(Phase.CORDONED)
             self.metrics.actions.labels("release").inc()
             return to(Phase.RELEASED)
         if record.phase is Phase.RELEASED:

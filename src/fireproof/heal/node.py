@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fireproof.errors import FireproofError, PermanentError, TransientError
-from fireproof.fencing import Fencer, FencingError, Machine
+from fireproof.fencing import Fencer, FencingError, Machine, PowerState
 from fireproof.heal import steps
 from fireproof.heal.journal import Journal
 from fireproof.heal.steps import (
@@ -175,8 +175,11 @@ def apply_heal(
         ) from exc
     progress(f"{plan.machine.label} verified off")
 
+    def still_off() -> PowerState:
+        return fencer.status(plan.machine)
+
     if plan.method == "taint":
-        steps.release(cluster, node, journal, taint=True)
+        steps.release(cluster, node, journal, taint=True, still_off=still_off)
     else:
         steps.release(
             cluster,
@@ -185,6 +188,7 @@ def apply_heal(
             taint=False,
             pods=[(p.namespace, p.name, p.uid) for p in plan.pods],
             attachments=plan.attachments,
+            still_off=still_off,
         )
     progress(f"released {node}'s volumes ({plan.method})")
     steps.wait_workloads(

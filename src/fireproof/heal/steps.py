@@ -76,6 +76,11 @@ def fence_off(fencer: Fencer, machine: Machine, node: str, journal: Journal) -> 
     )
 
 
+class StartedAgain(FencingError):
+    """The machine was verified off, then read running again before its volumes were released
+    (someone, or something, started it): nothing more is released until it is fenced again."""
+
+
 def release(
     cluster: Cluster,
     node: str,
@@ -84,10 +89,30 @@ def release(
     taint: bool,
     pods: Sequence[tuple[str, str, str]] = (),
     attachments: Sequence[str] = (),
+    still_off: Callable[[], PowerState] | None = None,
 ) -> None:
     """Release a verified-off node's volumes: the out-of-service taint, and/or force-delete its
     pods (namespace, name, uid) and delete its VolumeAttachments. Only ever call it after
-    :func:`fence_off`."""
+    :func:`fence_off`.
+
+    ``still_off`` reads the machine's power once more right before the first release write:
+    "verified off" is a fact about a moment, and a person (or automation) may start the machine
+    between the fence and the release. Anything but off stops the release (StartedAgain)."""
+    if still_off is not None:
+        try:
+            state = still_off()
+        except FencingError as exc:
+            state = PowerState.UNKNOWN
+            reason = exc.message
+        else:
+            reason = f"it reads {state}"
+        if state is not PowerState.OFF:
+            message = (
+                f"{node}'s machine is no longer verified off ({reason}) after it was fenced; "
+                "nothing released, it will be fenced again"
+            )
+            journal.record("release", message, status="failed", event="FireproofReleaseFailed")
+            raise StartedAgain(message)
     try:
         what = []
         # Pods before the taint: the taint-eviction controller deletes the pods it finds on a
