@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -50,7 +51,7 @@ def test_a_vm_booted_during_a_long_api_outage_registers_when_the_api_is_back(
 
     def back() -> bool:
         node = lab.kubectl_json("get", "node", NODE)
-        return node_ready(node) == "True" and node["status"]["nodeInfo"]["bootID"] != before
+        return bool(node_ready(node) == "True" and node["status"]["nodeInfo"]["bootID"] != before)
 
     wait_for(f"{NODE} Ready under a new boot", back, timeout=60)
     status = lab.cli("lab", "status")
@@ -69,3 +70,35 @@ def test_a_vm_booted_during_a_long_api_outage_registers_when_the_api_is_back(
         wait_for("pods created after the outage Running", running, timeout=150)
     finally:
         lab.kubectl("delete", "namespace", "outage", "--wait=false")
+
+
+def _ready_condition(pod: Any) -> str:
+    conditions = pod["status"].get("conditions", [])
+    return str(next((c["status"] for c in conditions if c["type"] == "Ready"), "Unknown"))
+
+
+def test_pods_marked_not_ready_during_a_partition_are_ready_again_after_it(
+    outage_lab: LabHandle,
+) -> None:
+    lab = outage_lab
+    selector = ["-n", "kube-system", "-l", "k8s-app=kube-proxy"]
+    selector += ["--field-selector", f"spec.nodeName={NODE}"]
+
+    def proxy() -> Any:
+        items = lab.kubectl_json("get", "pods", *selector)["items"]
+        assert len(items) == 1
+        return items[0]
+
+    def restarts(pod: Any) -> list[int]:
+        return [int(s["restartCount"]) for s in pod["status"]["containerStatuses"]]
+
+    before = proxy()
+    assert lab.cli("lab", "partition", NODE).returncode == 0
+    # The node lifecycle controller marks the node's pods not Ready once the node is NotReady.
+    wait_for("kube-proxy not Ready", lambda: _ready_condition(proxy()) == "False", timeout=60)
+    assert lab.cli("lab", "unpartition", NODE).returncode == 0
+    # The kubelet's status manager reports its own view again: Ready, with no restart.
+    wait_for("kube-proxy Ready again", lambda: _ready_condition(proxy()) == "True", timeout=60)
+    after = proxy()
+    assert after["metadata"]["uid"] == before["metadata"]["uid"]
+    assert restarts(after) == restarts(before)

@@ -53,6 +53,7 @@ class ApiPath:
         self.endpoint_addresses: set[str] | None = None
         self.crashing: dict[Key, CrashState] = {}
         pods.start_gate(self._gate)
+        pods.holds_not_ready(lambda key: key in self.crashing)
 
     def live_addresses(self) -> set[str]:
         live = {

@@ -60,6 +60,8 @@ class PodRunner:
         self._start_gates: list[StartGate] = []
         self._gone_hooks: list[GoneHook] = []
         self._started_hooks: list[StartedHook] = []
+        self._held_not_ready: list[Callable[[Key], bool]] = []
+        """Other simulators that keep a pod not Ready on purpose (a crash loop)."""
         self._started_boot: dict[Key, str] = {}
         """Boot ID under which each pod's containers were last started."""
         self._wake = asyncio.Event()
@@ -73,6 +75,10 @@ class PodRunner:
 
     def on_started(self, hook: StartedHook) -> None:
         self._started_hooks.append(hook)
+
+    def holds_not_ready(self, predicate: Callable[[Key], bool]) -> None:
+        """``predicate(key)``: that pod is not Ready on purpose; do not report it Ready."""
+        self._held_not_ready.append(predicate)
 
     def pods_on(self, node_name: str) -> list[Pod]:
         return [p for p in self.cache.values() if p.spec and p.spec.nodeName == node_name]
@@ -138,6 +144,8 @@ class PodRunner:
             action = self._stop
         elif self._needs_start(key, pod, node):
             action = self._start
+        elif self._ready_lost(key, pod, node):
+            action = self._report_ready
         if action is None:
             return
         self._busy.add(key)
@@ -152,6 +160,21 @@ class PodRunner:
             return True
         # Running in the API but not under this boot: the node rebooted and restarts it.
         return self._started_boot.get(key, node.boot_id) != node.boot_id
+
+    def _ready_lost(self, key: Key, pod: Pod, node: SimNode) -> bool:
+        """Running under this boot, but the API says not Ready: the node lifecycle controller
+        marked it so while the node was unreachable (a partition, an API outage)."""
+        if self._started_boot.get(key) != node.boot_id:
+            return False
+        if any(held(key) for held in self._held_not_ready):
+            return False
+        conditions = (pod.status.conditions if pod.status else None) or []
+        return any(c.type == "Ready" and c.status != "True" for c in conditions)
+
+    async def _report_ready(self, key: Key, pod: Pod, node: SimNode) -> None:
+        # What the kubelet's status manager does once it reaches the API server again: its
+        # own view (the containers run) overwrites the stale one.
+        await self.restart(key, pod, node, restarts=_restart_count(pod))
 
     async def _start(self, key: Key, pod: Pod, node: SimNode) -> None:
         for gate in self._start_gates:
