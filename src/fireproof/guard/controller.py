@@ -76,10 +76,13 @@ class Guard:
     _version: tuple[int, int] | None = field(default=None, init=False)
     _endpoints_at: float = field(default=0.0, init=False)
     _suspect_since: dict[str, float] = field(default_factory=dict, init=False)
-    _blind: bool = field(default=False, init=False)
+    _blind: bool = field(default=True, init=False)
+    """guard has not seen the cluster lately (or ever, at start: it cannot tell whether an
+    outage just ended)."""
     _hold_until: float = field(default=0.0, init=False)
-    """After guard could not see the cluster: no new remediation until every kubelet had time
-    to renew its Lease (their renewals failed too while the API server was away)."""
+    """After guard could not see the cluster: no new remediation from a stale Lease until every
+    kubelet had time to renew its own (their renewals failed too while the API server was
+    away). The hypervisor's reading (a VM off) is not held."""
 
     def __post_init__(self) -> None:
         self.elector = LeaderElector(
@@ -124,6 +127,7 @@ class Guard:
                     f"cannot reach the API server: {exc.message}; doing nothing",
                 )
                 self.metrics.leader.set(0)
+                self._blind = True
                 return
         self.metrics.leader.set(1 if leading else 0)
         try:
@@ -132,7 +136,19 @@ class Guard:
             self._once(
                 "*", "api", log.warning, f"cannot see the cluster: {exc.message}; doing nothing"
             )
+            self._blind = True
             return
+        if self._blind:
+            # The kubelets could not renew their Leases while guard could not see the cluster
+            # either: every Lease looks stale for a while. Only the hypervisor's word counts
+            # until each kubelet had a full staleness period to renew.
+            self._blind = False
+            self._hold_until = time.monotonic() + self.settings.lease_stale_seconds
+            log.warning(
+                "the API server answers again: no remediation from a stale Lease for %.0f s, "
+                "while the kubelets renew theirs",
+                self.settings.lease_stale_seconds,
+            )
         self._said.discard(("*", "api"))
         self.metrics.last_look = time.monotonic()
         now = dt.datetime.now(dt.UTC)
@@ -338,7 +354,7 @@ class Guard:
             if gate:
                 self.metrics.refused.labels("storm").inc()
                 return
-            if time.monotonic() < self._hold_until:
+            if reason is not Reason.VM_OFF and time.monotonic() < self._hold_until:
                 self.metrics.refused.labels("api-recovery").inc()
                 return
             since = self._suspect_since.get(name, time.monotonic())
