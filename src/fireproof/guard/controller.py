@@ -144,9 +144,11 @@ class Guard:
             # until each kubelet had a full staleness period to renew.
             self._blind = False
             self._hold_until = time.monotonic() + self.settings.lease_stale_seconds
-            log.warning(
-                "the API server answers again: no remediation from a stale Lease for %.0f s, "
-                "while the kubelets renew theirs",
+            why = "starting" if self.metrics.last_look == 0.0 else "the API server answers again"
+            log.info(
+                "%s: no remediation from a stale node Lease for %.0f s, while the kubelets renew "
+                "theirs (a VM read off is acted on at once)",
+                why,
                 self.settings.lease_stale_seconds,
             )
         self._said.discard(("*", "api"))
