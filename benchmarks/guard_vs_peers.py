@@ -212,7 +212,10 @@ def variant(
                 stderr=(state_dir / "guard.log").open("w"),
                 env={**os.environ, "XDG_STATE_HOME": str(state_dir)},
             )
-            time.sleep(5)
+            # A guard that has been running for a while, as in production: a fresh one holds
+            # lease-based detection for lease_stale_seconds (it cannot tell whether an API
+            # outage just ended).
+            time.sleep(5 + (40 if args.profile == "real" else 10))
         try:
             for _run in range(runs):
                 marks = one_run(name, state_dir, fault, args.cap)
