@@ -14,7 +14,7 @@ import pytest
 
 from guardtools import restore_lab
 from incident import OUT_OF_SERVICE, POSTGRES, running_pod, volume_of
-from labtools import LabHandle, run_cli, wait_for
+from labtools import LabHandle, node_ready, run_cli, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -77,8 +77,20 @@ def test_a_powered_off_node_stops_writing_before_its_volume_moves(ledger_lab: La
     time.sleep(0.6)
     assert lab.cli("lab", "power-off", node).returncode == 0
     off_at = time.time()
+    # heal acts on a node that stopped reporting (NotReady), as a person would.
+    wait_for(
+        f"{node} NotReady",
+        lambda: node_ready(lab.kubectl_json("get", "node", node)) != "True",
+        timeout=60,
+    )
     healed = run_cli(
-        "heal", "node", node, "--yes", env={"FIREPROOF_LAB_DIR": str(lab.state_dir)}, timeout=240
+        "heal",
+        "node",
+        node,
+        "--lab",
+        "--yes",
+        env={"FIREPROOF_LAB_DIR": str(lab.state_dir)},
+        timeout=240,
     )
     assert healed.returncode == 0, healed.stdout + healed.stderr
     new_node = _elsewhere(lab, node)["spec"]["nodeName"]
