@@ -15,16 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fireproof.lab.proxmox.model import FaultKind
+
 from _lab import FIREPROOF
 
-PVE_FAULTS = (
-    "api-error",
-    "latency",
-    "hang",
-    "auth-failure",
-    "ignore-stop",
-    "hang-tasks",
-    "host-unreachable",
+PVE_FAULTS = tuple(
+    str(kind)
+    for kind in FaultKind
+    if kind not in (FaultKind.LOCKED, FaultKind.STOP_WARNINGS)  # not in the list
 )
 KINDS = (
     "power-off",

@@ -62,21 +62,31 @@ def module_dir(release: str | None = None) -> Path:
         known = ", ".join(("default", *COMPAT_RELEASES))
         raise UsageError(f"no wrapper module for Kubernetes {release} (known: {known})")
     suffix = f"-{release}" if release else ""
+    return go_module(f"k8s{suffix}", f"gomodule{suffix}")
+
+
+def go_module(checkout_name: str, shipped_name: str) -> Path:
+    """A Go module of ours: ``lab/<checkout_name>`` in a checkout, or the copy the wheel ships as
+    ``fireproof/lab/<shipped_name>``."""
     here = Path(__file__).resolve().parent
-    for candidate in (here.parents[2] / "lab" / f"k8s{suffix}", here / f"gomodule{suffix}"):
+    for candidate in (here.parents[2] / "lab" / checkout_name, here / shipped_name):
         if (candidate / "go.mod").is_file():
             return candidate
-    raise PermanentError(
-        f"the Go wrapper module lab/k8s{suffix}/go.mod is missing from this install"
-    )
+    raise PermanentError(f"the Go module lab/{checkout_name}/go.mod is missing from this install")
+
+
+def pinned(module: Path, dependency: str) -> str:
+    """The version ``module``'s go.mod requires of ``dependency``."""
+    text = (module / "go.mod").read_text()
+    pattern = rf"^\s*(?:require\s+)?{re.escape(dependency)}\s+(v\d+\.\d+\.\d+)\s*$"
+    match = re.search(pattern, text, re.MULTILINE)
+    if not match:
+        raise PermanentError(f"{module / 'go.mod'} does not pin {dependency}")
+    return match.group(1)
 
 
 def pinned_version(module: Path) -> str:
-    text = (module / "go.mod").read_text()
-    match = re.search(r"^\s*k8s\.io/kubernetes\s+(v\d+\.\d+\.\d+)\s*$", text, re.MULTILINE)
-    if not match:
-        raise PermanentError(f"{module / 'go.mod'} does not pin k8s.io/kubernetes")
-    return match.group(1)
+    return pinned(module, "k8s.io/kubernetes")
 
 
 def required_go(module: Path) -> tuple[int, ...]:
@@ -91,9 +101,10 @@ def cache_root() -> Path:
     return Path(base) / "fireproof"
 
 
-def recipe_key(module: Path) -> str:
-    digest = hashlib.sha256(_RECIPE.encode())
-    for name in _MODULE_FILES:
+def recipe_key(module: Path, files: tuple[str, ...] = _MODULE_FILES, recipe: str = _RECIPE) -> str:
+    """A hash of the build's inputs: the module's files and the build command's version."""
+    digest = hashlib.sha256(recipe.encode())
+    for name in files:
         digest.update(name.encode() + b"\0" + (module / name).read_bytes())
     return digest.hexdigest()[:12]
 

@@ -3,10 +3,8 @@ control plane is (``<cache>/helm/<version>-<recipe>/helm`` with a checksum manif
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import re
 import shutil
 import subprocess
 import tempfile
@@ -14,7 +12,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fireproof.errors import PermanentError
-from fireproof.lab.binaries import BinaryCacheError, cache_root, go_version, sha256_file
+from fireproof.lab.binaries import (
+    BinaryCacheError,
+    cache_root,
+    go_module,
+    go_version,
+    pinned,
+    recipe_key,
+    sha256_file,
+)
 
 _FILES = ("go.mod", "go.sum", "tools.go")
 _PACKAGE = "helm.sh/helm/v3/cmd/helm"
@@ -22,27 +28,17 @@ _RECIPE = "1"
 
 
 def helm_module() -> Path:
-    here = Path(__file__).resolve().parent
-    for candidate in (here.parents[2] / "lab" / "helm", here / "gomodule-helm"):
-        if (candidate / "go.mod").is_file():
-            return candidate
-    raise PermanentError("the Go module lab/helm/go.mod is missing from this install")
+    return go_module("helm", "gomodule-helm")
 
 
 def pinned_helm(module: Path) -> str:
-    text = (module / "go.mod").read_text()
-    match = re.search(r"^\s*(?:require\s+)?helm\.sh/helm/v3\s+(v\d+\.\d+\.\d+)\s*$", text, re.M)
-    if not match:
-        raise PermanentError(f"{module / 'go.mod'} does not pin helm.sh/helm/v3")
-    return match.group(1)
+    return pinned(module, "helm.sh/helm/v3")
 
 
 def helm_dir(module: Path | None = None) -> Path:
     module = module or helm_module()
-    digest = hashlib.sha256(_RECIPE.encode())
-    for name in _FILES:
-        digest.update(name.encode() + b"\0" + (module / name).read_bytes())
-    return cache_root() / "helm" / f"{pinned_helm(module)}-{digest.hexdigest()[:12]}"
+    key = recipe_key(module, _FILES, _RECIPE)
+    return cache_root() / "helm" / f"{pinned_helm(module)}-{key}"
 
 
 def locate_helm() -> Path:
