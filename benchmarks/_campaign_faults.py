@@ -195,8 +195,6 @@ class Injector:
     state_dir: Path
     kill_leader: Callable[[], str | None]
     log: Callable[[str], None]
-    windows: list[tuple[str, float, float]] = field(default_factory=list)
-    """(kind, start, end) of the faults that ran, in epoch seconds."""
     _threads: list[threading.Thread] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _api_stopped: bool = False
@@ -217,12 +215,9 @@ class Injector:
         if fault.hold > 0:
             self._stop.wait(fault.hold)
             self._undo(fault)
-            self.windows.append((fault.kind, start, time.time()))
             # The longest the fault can have lasted: from before it was asked for until the
             # undo had returned.
             fault.extra["cut_at_most"] = round(time.time() - start, 2)
-        else:
-            self.windows.append((fault.kind, start, float("inf")))
 
     def _inject(self, fault: Fault) -> None:
         kind, target = fault.kind, fault.target
