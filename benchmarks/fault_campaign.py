@@ -318,6 +318,8 @@ def main() -> int:
                 say(f"  {result['outcome']}, recovered {result['recovered_after_clear_seconds']} s "
                     "after the clear")  # fmt: skip
                 results.append(result)
+                if args.json:  # after every run: a campaign cut short keeps what it measured
+                    write_document(args, results)
         finally:
             guards.stop()
             cluster.close()
@@ -326,16 +328,8 @@ def main() -> int:
 
 def report(results: list[dict[str, Any]], args: argparse.Namespace, seconds: float) -> int:
     kinds = Counter(f["kind"] for r in results for f in r["faults"])
-    violations = [
-        {**v, "run": r["run"], "seed": r["seed"], "replay": f"--seed {r['seed']} --only {r['run']}"}
-        for r in results
-        for v in r["violations"]
-    ]
-    times = [
-        r["recovered_after_clear_seconds"]
-        for r in results
-        if r["recovered_after_clear_seconds"] is not None
-    ]
+    violations = violations_of(results)
+    times = recovery_times(results)
     say("")
     say(f"runs: {len(results)}, faults: {sum(kinds.values())}, in {seconds / 60:.1f} min")
     say("faults by kind: " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())))
@@ -346,16 +340,36 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, seconds: flo
         say(f"    run {v['run']} ({v['replay']}): {v['detail']}")
     say(f"recovery after the clear (s): {percentiles(times)}")
     if args.json:
-        document = {
-            "seed": args.seed,
-            "profile": args.profile,
-            "faults_by_kind": dict(kinds),
-            "runs": results,
-            "violations": violations,
-            "recovery_seconds": percentiles(times),
-        }
-        args.json.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+        write_document(args, results)
     return 1 if violations else 0
+
+
+def violations_of(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {**v, "run": r["run"], "seed": r["seed"], "replay": f"--seed {r['seed']} --only {r['run']}"}
+        for r in results
+        for v in r["violations"]
+    ]
+
+
+def recovery_times(results: list[dict[str, Any]]) -> list[float]:
+    return [
+        r["recovered_after_clear_seconds"]
+        for r in results
+        if r["recovered_after_clear_seconds"] is not None
+    ]
+
+
+def write_document(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
+    document = {
+        "seed": args.seed,
+        "profile": args.profile,
+        "faults_by_kind": dict(Counter(f["kind"] for r in results for f in r["faults"])),
+        "runs": results,
+        "violations": violations_of(results),
+        "recovery_seconds": percentiles(recovery_times(results)),
+    }
+    args.json.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":
