@@ -17,6 +17,7 @@ from fireproof.cli.params import NODE, FiniteFloat
 from fireproof.cli.render import emit_json, progress, table
 from fireproof.errors import UsageError
 from fireproof.lab import binaries
+from fireproof.lab.images import OWN_IMAGE_REPOSITORY
 from fireproof.lab.profiles import PROFILES
 from fireproof.lab.proxmox.model import FaultKind
 from fireproof.lab.state import LabPaths, default_state_dir
@@ -126,6 +127,14 @@ def build(rebuild: bool, release: str | None) -> None:
     show_default=True,
     help="Seconds to wait for each component to become ready.",
 )
+@click.option(
+    "--own-image",
+    default=OWN_IMAGE_REPOSITORY,
+    show_default=True,
+    metavar="REPOSITORY",
+    help="Containers of this image run as real processes (fireproof's own, e.g. the chart's "
+    "guard); every other container is simulated.",
+)
 def up(
     state_dir: Path,
     profile: str,
@@ -135,6 +144,7 @@ def up(
     bin_dir: Path | None,
     release: str | None,
     timeout: float,
+    own_image: str,
 ) -> None:
     """Start the lab and wait until every node is Ready and its workloads run."""
     the_lab = _lab(state_dir)
@@ -148,6 +158,7 @@ def up(
         bin_dir=bin_dir,
         release=release,
         ready_timeout=timeout,
+        own_image=own_image,
     )
     state, started = the_lab.up(options, progress)
     if not started:
@@ -557,3 +568,32 @@ def kubectl(state_dir: Path, args: tuple[str, ...]) -> None:
     exe = Path(state.bin_dir) / "kubectl"
     env = dict(os.environ, KUBECONFIG=str(the_lab.paths.kubeconfig))
     sys.exit(subprocess.run([str(exe), *args], env=env).returncode)
+
+
+@lab.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@state_dir_option
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def helm(state_dir: Path, args: tuple[str, ...]) -> None:
+    """Run the helm that `fireproof lab build` built, against the lab.
+
+    The lab writes DIR/guard-values.yaml for fireproof's own chart (its Proxmox Secret exists),
+    and runs the chart's guard pods as real processes:
+
+    \b
+      fireproof lab helm -- install fireproof charts/fireproof \\
+        -n fireproof -f DIR/guard-values.yaml
+    """
+    from fireproof.lab.helmtool import locate_helm
+
+    the_lab = _lab(state_dir)
+    the_lab.load_state()  # a readable error when no lab runs there
+    paths = the_lab.paths
+    # helm keeps caches and repositories under HOME; the lab's own stay in the state dir.
+    env = dict(
+        os.environ,
+        KUBECONFIG=str(paths.kubeconfig),
+        HELM_CACHE_HOME=str(paths.root / "helm" / "cache"),
+        HELM_CONFIG_HOME=str(paths.root / "helm" / "config"),
+        HELM_DATA_HOME=str(paths.root / "helm" / "data"),
+    )
+    sys.exit(subprocess.run([str(locate_helm()), *args], env=env).returncode)

@@ -40,7 +40,9 @@ from fireproof.lab.exports import (
     write_inventory,
     write_terraform_state,
 )
+from fireproof.lab.guardvalues import write_guard_values
 from fireproof.lab.health import probe, wait_until
+from fireproof.lab.images import OWN_IMAGE_REPOSITORY
 from fireproof.lab.pki import ADMIN, AGENT, CONTROLLER_MANAGER, SCHEDULER
 from fireproof.lab.ports import allocate, require_free
 from fireproof.lab.profiles import PROFILES, TimingProfile
@@ -67,6 +69,8 @@ class UpOptions:
     release: str | None = None
     """An older Kubernetes release (``binaries.COMPAT_RELEASES``) instead of the newest pin."""
     ready_timeout: float = 180.0
+    own_image: str = OWN_IMAGE_REPOSITORY
+    """Containers of this image repository run as real processes (fireproof's own)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +236,7 @@ class Lab:
             self.paths.pki.directory,
             self.paths.internal,
             self.paths.logs,
+            self.paths.pods,
         ):
             shutil.rmtree(stale, ignore_errors=True)
         self.paths.ledger.unlink(missing_ok=True)  # a new lab, a new history
@@ -332,6 +337,7 @@ class Lab:
                 f"--topology={topology.name}",
                 f"--port={ports.agent}",
                 f"--kubelet-version={bins.version}",
+                f"--own-image={options.own_image}",
                 *([f"--workers={options.workers}"] if options.workers is not None else []),
             ],
         )
@@ -373,6 +379,15 @@ class Lab:
                 log=paths.log("agent"),
                 interval=0.5,
             )
+        progress(f"writing {paths.guard_values} (helm install of fireproof's chart)")
+        write_guard_values(
+            client,
+            AgentClient(paths, state),
+            ProxmoxAccess.load(paths.proxmox),
+            paths.guard_values,
+            profile,
+            options.own_image,
+        )
         return state
 
     def _write_kubernetes_endpoints(self, topology: Topology) -> None:

@@ -101,6 +101,16 @@ class LabPaths:
         """The volume write ledger (JSON lines), written by the simulated kubelets."""
         return self.root / "ledger.jsonl"
 
+    @property
+    def guard_values(self) -> Path:
+        """Values for `helm install` of fireproof's chart into the lab."""
+        return self.root / "guard-values.yaml"
+
+    @property
+    def pods(self) -> Path:
+        """Files of the pods the lab runs as real processes (volumes, logs), one dir each."""
+        return self.root / "pods"
+
     def log(self, component: str) -> Path:
         return self.logs / f"{component}.log"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 from pathlib import Path
@@ -18,6 +19,7 @@ from aiohttp import web
 from fireproof.kube import async_client, load_kubeconfig
 from fireproof.lab.agent.admin import make_app
 from fireproof.lab.agent.apipath import ApiPath
+from fireproof.lab.agent.containers import OWN_IMAGE, ProcessRunner
 from fireproof.lab.agent.fleet import Fleet
 from fireproof.lab.agent.hypervisor import build_authenticator, build_cluster, serve, wire_power
 from fireproof.lab.agent.ledger import Ledger
@@ -38,13 +40,24 @@ async def run(args: argparse.Namespace) -> None:
     topology = build_topology(args.topology, args.workers)
     token = paths.agent_token.read_text().strip()
     access = ProxmoxAccess.load(paths.proxmox)
-    client = async_client(load_kubeconfig(paths.component_kubeconfig("agent")), timeout=15)
+    kubeconfig = load_kubeconfig(paths.component_kubeconfig("agent"))
+    client = async_client(kubeconfig, timeout=15)
+    api_port = int(kubeconfig.cluster.server.rsplit(":", 1)[1])
 
     fleet = Fleet(client, topology.nodes, profile, args.kubelet_version)
     pods = PodRunner(fleet)
     storage = Storage(fleet, pods, profile.mount_timeout_seconds)
     api_path = ApiPath(fleet, pods, topology.vip)
     ledger = Ledger(fleet, pods, storage, paths.ledger)
+    # fireproof's own image runs for real; inside, 127.0.0.1 reaches the API server and Proxmox.
+    processes = ProcessRunner(
+        fleet,
+        pods,
+        paths.pods,
+        image=dataclasses.replace(OWN_IMAGE, repository=args.own_image),
+        api_port=api_port,
+        bridged_ports=(api_port, access.port),
+    )
     cluster = build_cluster(topology, profile)
     record_power(cluster, paths.power_log)
     wire_power(cluster, fleet)
@@ -78,6 +91,7 @@ async def run(args: argparse.Namespace) -> None:
     log.info("ready: %d nodes on %d Proxmox hosts", len(fleet.nodes), len(cluster.hosts))
     await stop.wait()
     log.info("stopping")
+    processes.close()
     for task in tasks:
         task.cancel()
     for task in tasks:
@@ -96,6 +110,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--kubelet-version", required=True)
+    parser.add_argument("--own-image", default=OWN_IMAGE.repository)
     args = parser.parse_args()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

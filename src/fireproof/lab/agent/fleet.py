@@ -110,6 +110,7 @@ class Fleet:
         self._node_listeners: list[Callable[[Node], None]] = []
         self._power_off_hooks: list[Callable[[SimNode], None]] = []
         self._reconnect_hooks: list[Callable[[SimNode], None]] = []
+        self._disconnect_hooks: list[Callable[[SimNode], None]] = []
         self.api_nodes: dict[str, Node] = {}
         """Latest Node objects as the API server has them (from one watch)."""
 
@@ -123,6 +124,10 @@ class Fleet:
     def on_reconnect(self, hook: Callable[[SimNode], None]) -> None:
         """Run ``hook`` when a partitioned node's kubelet reaches the API server again."""
         self._reconnect_hooks.append(hook)
+
+    def on_disconnect(self, hook: Callable[[SimNode], None]) -> None:
+        """Run ``hook`` when a node is partitioned (its VM keeps running)."""
+        self._disconnect_hooks.append(hook)
 
     def on_node_update(self, listener: Callable[[Node], None]) -> None:
         """Call ``listener`` with every Node the API server reports (e.g. volumesAttached)."""
@@ -305,6 +310,9 @@ class Fleet:
         node.kubelet_reachable = reachable
         if not reachable:
             node.stats.interrupt()
+            if was:
+                for cut in self._disconnect_hooks:
+                    cut(node)
         else:
             node.status_dirty = True
             if not was:

@@ -181,20 +181,22 @@ def running_pod_status(
     pod_ip: str,
     restart_count: int,
     started_at: str,
+    not_ready: frozenset[str] = frozenset(),
 ) -> Json:
-    """Status patch for a pod whose containers all run: phase Running, every condition True."""
+    """Status patch for a pod whose containers all run: phase Running, every condition True
+    (but Ready and ContainersReady while a container in ``not_ready`` waits for its probe)."""
     now = timestamp()
     conditions = [
         {"type": kind, "status": "True", "lastProbeTime": None, "lastTransitionTime": now}
-        for kind in ("PodReadyToStartContainers", "Initialized", "ContainersReady", "Ready")
-    ]
+        for kind in ("PodReadyToStartContainers", "Initialized")
+    ] + _ready_conditions(not not_ready, now)
     statuses = [
         {
             "name": name,
             "image": image,
             "imageID": _image_id(image),
             "containerID": _container_id(pod_uid, name, restart_count),
-            "ready": True,
+            "ready": name not in not_ready,
             "started": True,
             "restartCount": restart_count,
             "state": {"running": {"startedAt": started_at}},
@@ -234,6 +236,21 @@ def running_pod_status(
     if init_statuses:
         status["initContainerStatuses"] = init_statuses
     return {"status": status}
+
+
+def _ready_conditions(ready: bool, now: str) -> list[Json]:
+    return [
+        {"type": kind, "status": str(ready), "lastProbeTime": None, "lastTransitionTime": now}
+        for kind in ("ContainersReady", "Ready")
+    ]
+
+
+def readiness_patch(container_statuses: list[Json], not_ready: frozenset[str]) -> Json:
+    """Status patch after a readiness probe changed its mind: the same containers, with their
+    ``ready`` flags (the list is replaced whole: it has no merge key), and the pod's conditions."""
+    statuses = [{**s, "ready": s.get("name") not in not_ready} for s in container_statuses]
+    conditions = _ready_conditions(not not_ready, timestamp())
+    return {"status": {"conditions": conditions, "containerStatuses": statuses}}
 
 
 def event_manifest(

@@ -32,6 +32,10 @@ GoneHook = Callable[[Key, str], Awaitable[None]]
 """Called with (pod key, node name) once a pod bound to a node is deleted from the API."""
 StartedHook = Callable[[Pod, SimNode], None]
 """Called once a node reported a pod's containers running (again)."""
+StoppingHook = Callable[[Pod], Awaitable[None]]
+"""Awaited when a pod is being deleted, before its node reports it gone (stops processes)."""
+NotReadyProvider = Callable[[Pod], frozenset[str]]
+"""Names of a pod's containers that a probe does not (yet) call ready."""
 
 
 def pod_key(pod: Pod) -> Key:
@@ -60,6 +64,8 @@ class PodRunner:
         self._start_gates: list[StartGate] = []
         self._gone_hooks: list[GoneHook] = []
         self._started_hooks: list[StartedHook] = []
+        self._stopping_hooks: list[StoppingHook] = []
+        self._not_ready_providers: list[NotReadyProvider] = []
         self._held_not_ready: list[Callable[[Key], bool]] = []
         """Other simulators that keep a pod not Ready on purpose (a crash loop)."""
         self._started_boot: dict[Key, str] = {}
@@ -75,6 +81,13 @@ class PodRunner:
 
     def on_started(self, hook: StartedHook) -> None:
         self._started_hooks.append(hook)
+
+    def on_stopping(self, hook: StoppingHook) -> None:
+        self._stopping_hooks.append(hook)
+
+    def probed_by(self, provider: NotReadyProvider) -> None:
+        """Containers ``provider(pod)`` names are reported not ready when (re)started."""
+        self._not_ready_providers.append(provider)
 
     def holds_not_ready(self, predicate: Callable[[Key], bool]) -> None:
         """``predicate(key)``: that pod is not Ready on purpose; do not report it Ready."""
@@ -203,6 +216,7 @@ class PodRunner:
             pod_ip=ip,
             restart_count=restarts,
             started_at=timestamp(),
+            not_ready=frozenset().union(*(p(pod) for p in self._not_ready_providers)),
         )
         try:
             with translate_errors():
@@ -228,6 +242,8 @@ class PodRunner:
         return pod_address(node.index, count)
 
     async def _stop(self, key: Key, pod: Pod, node: SimNode) -> None:
+        for hook in self._stopping_hooks:
+            await hook(pod)
         grace = pod.metadata.deletionGracePeriodSeconds if pod.metadata else None
         await asyncio.sleep(min(float(grace or 0), self.fleet.profile.pod_stop_seconds))
         if not node.active:
