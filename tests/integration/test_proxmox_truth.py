@@ -150,6 +150,39 @@ def test_tasks_read_as_on_real_proxmox(pve: LabHandle) -> None:
     assert answer.json()["message"].endswith("\n")  # pve-http-server >= 5.2 repeats it
 
 
+def test_a_start_under_way_is_not_off_and_the_task_list_shows_it(
+    pve: LabHandle, tmp_path: Path
+) -> None:
+    # pve-manager Tasks.pm (node_tasks): `source=active` lists running tasks, which have no
+    # status or endtime yet; the default lists finished ones; without Sys.Audit on the node a
+    # caller sees only its own. A VM whose start task runs still reads stopped for a moment:
+    # fireproof must not call it off (its volumes would be released under a booting VM).
+    machine = _machine(pve, VICTIM)
+    fencer = _fencer(pve, tmp_path)
+    assert fencer.off(machine) is PowerState.OFF
+    hang = pve.cli("lab", "fault", "add", "hang-tasks", "--vmid", str(machine.vmid))
+    assert hang.returncode == 0, hang.stderr
+    access = _access(pve)
+    api = _api(access)
+    tasks = api.nodes(machine.host).tasks
+    upid = api.nodes(machine.host).qemu(machine.vmid).status.start.post()
+    active = tasks.get(source="active", vmid=machine.vmid)
+    assert [t["upid"] for t in active] == [upid]
+    assert active[0]["type"] == "qmstart"
+    assert (active[0]["user"], active[0]["tokenid"]) == tuple(access["token_id"].split("!"))
+    assert "status" not in active[0] and "endtime" not in active[0]
+    finished = tasks.get(vmid=machine.vmid)
+    assert finished and upid not in [t["upid"] for t in finished]
+    assert all(t["status"] and t["endtime"] >= t["starttime"] for t in finished)
+    assert finished[0]["type"] == "qmstop" and finished[0]["status"] == "OK"  # newest first
+    assert api.nodes(machine.host).qemu(machine.vmid).status.current.get()["status"] == "stopped"
+    assert fencer.status(machine) is PowerState.ON
+
+    made = pve.cli("lab", "pve-token", "fireproof@pve!tasks", "--privilege", "VM.Audit")
+    stranger = _api(access, "fireproof@pve!tasks", made.stdout.strip())
+    assert stranger.nodes(machine.host).tasks.get(source="all") == []
+
+
 def test_logins_as_on_real_proxmox(pve: LabHandle) -> None:
     access = _access(pve)
     port = int(access["url"].rsplit(":", 1)[1])

@@ -39,6 +39,8 @@ from fireproof.fencing.base import (
 T = TypeVar("T")
 _STATES = {"running": PowerState.ON, "stopped": PowerState.OFF}
 _TASK_OK = re.compile(r"^(OK|WARNINGS: \d+)$")
+START_TASKS = frozenset({"qmstart", "hastart"})
+"""Task types that end with the VM running (``qm start``; a start of an HA-managed VM)."""
 _LOGIN_CODE = re.compile(r"code: (\d+)")
 # What proxmoxer and requests raise for a refused, failed or garbled exchange: ValueError covers
 # a JSON decode error and a header requests refuses; KeyError/TypeError an answer without data.
@@ -264,7 +266,21 @@ class ProxmoxFencer:
     def _status(self, machine: Machine, deadline: float | None) -> PowerState:
         vm = self._vm(machine, deadline)
         current = self._call(f"status of {machine.label}", vm.status.current.get, deadline)
-        return _STATES.get(str(current.get("status")), PowerState.UNKNOWN)
+        state = _STATES.get(str(current.get("status")), PowerState.UNKNOWN)
+        if state is PowerState.OFF and self._start_under_way(machine, deadline):
+            # Someone's start task runs: the VM reads stopped for a moment more, and then it
+            # runs. "Off" would be true now and false by the time its volumes were released.
+            return PowerState.ON
+        return state
+
+    def _start_under_way(self, machine: Machine, deadline: float | None) -> bool:
+        api = self._connect(deadline)
+        tasks: list[dict[str, Any]] = self._call(
+            f"running tasks of {machine.label}",
+            lambda: api.nodes(machine.host).tasks.get(source="active", vmid=machine.vmid),
+            deadline,
+        )
+        return any(str(t.get("type")) in START_TASKS for t in tasks)
 
     def off(self, machine: Machine) -> PowerState:
         return self._power(machine, "stop", PowerState.OFF)

@@ -158,10 +158,7 @@ async def _add_fault(request: web.Request) -> web.Response:
 
 
 async def _clear_faults(request: web.Request) -> web.Response:
-    cluster = request.app[CLUSTER_KEY]
-    cleared = len(cluster.faults)
-    cluster.faults.clear()
-    return web.json_response({"cleared": cleared})
+    return web.json_response({"cleared": request.app[CLUSTER_KEY].clear_faults()})
 
 
 def _error(status: int, message: str) -> web.Response:

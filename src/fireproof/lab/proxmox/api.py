@@ -382,6 +382,70 @@ async def task_status(request: web.Request) -> web.Response:
     return _data(body)
 
 
+TASK_SOURCES = ("archive", "active", "all")
+
+
+async def node_tasks(request: web.Request) -> web.Response:
+    """``GET /nodes/{node}/tasks``: the node's tasks, newest first (pve-manager Tasks.pm).
+
+    ``source`` picks finished (``archive``, the default), running (``active``) or ``all``;
+    ``vmid``, ``typefilter`` and ``userfilter`` narrow the list. Without Sys.Audit on the node
+    a caller sees only its own tasks (a token only its token's). An active task has neither
+    ``status`` nor ``endtime``.
+    """
+    cluster = request.app[CLUSTER_KEY]
+    host = request.match_info["node"]
+    cluster.check_host(host)
+    params = await _params(request)
+    source = params.get("source", "archive")
+    if source not in TASK_SOURCES:
+        known = "', '".join(TASK_SOURCES)
+        raise _param_error({"source": f"value '{source}' does not have a value in the enumeration "
+                            f"'{known}'"})  # fmt: skip
+    for name in ("vmid", "limit", "start"):
+        if name in params and not params[name].isdigit():
+            raise _param_error({name: f"type check ('integer') failed - got '{params[name]}'"})
+    identity: Identity = request[IDENTITY]
+    auditor = identity.may("Sys.Audit")
+    rows = []
+    for task in sorted(cluster.tasks.values(), key=lambda t: -t.upid.starttime):
+        upid = task.upid
+        if upid.node != host:
+            continue
+        # A token sees its own tasks; a user its own and its tokens'.
+        own = upid.user == identity.user or upid.user.startswith(identity.user + "!")
+        if not (auditor or own):
+            continue
+        if (task.finished and source == "active") or (not task.finished and source == "archive"):
+            continue
+        if "vmid" in params and upid.id != params["vmid"]:
+            continue
+        if params.get("typefilter") and upid.type != params["typefilter"]:
+            continue
+        if params.get("userfilter") and params["userfilter"].lower() not in upid.user.lower():
+            continue
+        user, _, token = upid.user.partition("!")
+        row: dict[str, Any] = {
+            "upid": str(upid),
+            "node": upid.node,
+            "pid": upid.pid,
+            "pstart": upid.pstart,
+            "starttime": upid.starttime,
+            "type": upid.type,
+            "id": upid.id,
+            "user": user,
+        }
+        if token:
+            row["tokenid"] = token
+        if task.finished:
+            row["status"] = task.exitstatus
+            row["endtime"] = task.endtime
+        rows.append(row)
+    start = int(params.get("start", 0))
+    limit = int(params.get("limit", 50)) or 50
+    return _data(rows[start : start + limit])
+
+
 def make_app(cluster: Cluster, auth: Authenticator) -> web.Application:
     app = web.Application(middlewares=[_envelope])
     app[CLUSTER_KEY] = cluster
@@ -399,5 +463,6 @@ def make_app(cluster: Cluster, auth: Authenticator) -> web.Application:
     r.add_post(
         f"{p}/nodes/{{node}}/qemu/{{vmid}}/status/{{action:stop|start|shutdown|reset}}", vm_power
     )
+    r.add_get(f"{p}/nodes/{{node}}/tasks", node_tasks)
     r.add_get(f"{p}/nodes/{{node}}/tasks/{{upid}}/status", task_status)
     return app

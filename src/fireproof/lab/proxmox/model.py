@@ -91,10 +91,13 @@ class Task:
     """Set when the task ends: ``OK``, ``WARNINGS: N`` or the error that ended it."""
     on_done: Callable[[], None] | None = None
     finished: bool = False
+    endtime: int = 0
+    """Epoch seconds at which it ended (the task list's ``endtime``)."""
 
     def poll(self, now: float) -> None:
         if not self.finished and self.done_at is not None and now >= self.done_at:
             self.finished = True
+            self.endtime = int(time.time())
             if self.on_done is not None:
                 self.on_done()
 
@@ -153,6 +156,20 @@ class Cluster:
         """Called for every power task: (vm, upid, type, user, whether it will change power)."""
 
     # -- faults -----------------------------------------------------------------------------
+
+    def clear_faults(self) -> int:
+        """End every fault. Tasks a hang left running end too, as when a person kills them
+        (pve-common's worker: "interrupted by signal"), changing nothing: a task list that
+        shows a start forever would hold every later fence of that VM."""
+        cleared = len(self.faults)
+        self.faults.clear()
+        for task in self.tasks.values():
+            if not task.finished and task.done_at is None:
+                task.on_done = None
+                task.exitstatus = "interrupted by signal"
+                task.done_at = time.monotonic()
+                task.poll(task.done_at)
+        return cleared
 
     def fault(
         self, kind: FaultKind, *, host: str | None = None, vmid: int | None = None
