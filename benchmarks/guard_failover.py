@@ -43,13 +43,12 @@ BUDGET = {"fast": 120.0, "real": 600.0}
 
 
 def lab(state_dir: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [FIREPROOF, "lab", args[0], "--state-dir", str(state_dir), *args[1:]],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
+    """``fireproof lab ARGS`` on this lab (``--state-dir`` goes before a ``--``)."""
+    cut = args.index("--") if "--" in args else len(args)
+    argv = [*args[:cut], "--state-dir", str(state_dir), *args[cut:]]
+    return subprocess.run(
+        [FIREPROOF, "lab", *argv], capture_output=True, text=True, timeout=timeout
     )
-    return done
 
 
 def say(message: str) -> None:
@@ -158,7 +157,7 @@ def one_run(chart: ChartLab, variant: str, profile: str) -> dict[str, Any]:
     chart.wait("a settled lab", chart.settled, BUDGET[profile] * 2)
     guards = chart.guard_pods()
     leader = chart.holder()
-    assert leader is not None  # noqa: S101 - settled() says so
+    assert leader is not None
     if variant == "leader-dies":
         target = guards[leader]
     else:
@@ -192,6 +191,8 @@ def one_run(chart: ChartLab, variant: str, profile: str) -> dict[str, Any]:
     lab(chart.state_dir, "power-on", target)
     check = lab(chart.state_dir, "ledger", "check")
     result["split_brain"] = check.returncode != 0
+    if result["split_brain"]:
+        say(check.stdout + check.stderr)
     return result
 
 

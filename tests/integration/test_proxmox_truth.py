@@ -170,11 +170,14 @@ def test_a_start_under_way_is_not_off_and_the_task_list_shows_it(
     assert [t["upid"] for t in active] == [upid]
     assert active[0]["type"] == "qmstart"
     assert (active[0]["user"], active[0]["tokenid"]) == tuple(access["token_id"].split("!"))
-    assert "status" not in active[0] and "endtime" not in active[0]
+    assert "status" not in active[0]
+    assert "endtime" not in active[0]
     finished = tasks.get(vmid=machine.vmid)
-    assert finished and upid not in [t["upid"] for t in finished]
+    assert finished
+    assert upid not in [t["upid"] for t in finished]
     assert all(t["status"] and t["endtime"] >= t["starttime"] for t in finished)
-    assert finished[0]["type"] == "qmstop" and finished[0]["status"] == "OK"  # newest first
+    assert finished[0]["type"] == "qmstop"
+    assert finished[0]["status"] == "OK"
     assert api.nodes(machine.host).qemu(machine.vmid).status.current.get()["status"] == "stopped"
     assert fencer.status(machine) is PowerState.ON
 

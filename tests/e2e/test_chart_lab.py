@@ -1,0 +1,210 @@
+"""fireproof's chart installed into the lab with helm, as a user installs it: the lab runs the
+guard pods as real processes under the chart's own ServiceAccount, RBAC and values."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx
+import pytest
+
+from labtools import REPO, LabHandle, run_cli, running_lab, wait_for
+
+pytestmark = pytest.mark.lab
+
+CHART = REPO / "charts" / "fireproof"
+NAMESPACE = "fireproof"
+LEASE_SECONDS = 6  # the fast profile's guard lease (DIR/guard-values.yaml)
+
+
+def helm(lab: LabHandle, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_cli("lab", "helm", "--state-dir", str(lab.state_dir), "--", *args, timeout=600)
+
+
+def install(
+    lab: LabHandle, *extra: str, name: str = "fireproof"
+) -> subprocess.CompletedProcess[str]:
+    values = lab.state_dir / "guard-values.yaml"
+    return helm(lab, "install", name, str(CHART), "-n", NAMESPACE, "-f", str(values), *extra)
+
+
+@pytest.fixture(scope="module")
+def chart_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHandle]:
+    state = tmp_path_factory.mktemp("chart") / "state"
+    with running_lab(state, "--profile", "fast") as lab:
+        done = install(lab, "--wait", "--timeout", "5m")
+        assert done.returncode == 0, done.stdout + done.stderr
+        yield lab
+
+
+def guard_pods(lab: LabHandle) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = lab.kubectl_json("get", "pods", "-n", NAMESPACE)["items"]
+    return [p for p in items if not p["metadata"].get("deletionTimestamp")]
+
+
+def ready(pod: dict[str, Any]) -> bool:
+    conditions = pod.get("status", {}).get("conditions", [])
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def lease(lab: LabHandle) -> dict[str, Any]:
+    spec: dict[str, Any] = lab.kubectl_json("get", "lease", NAMESPACE, "-n", NAMESPACE)["spec"]
+    return spec
+
+
+def process_of(lab: LabHandle, pod: str) -> int:
+    """The guard process of ``pod``, as the lab's Started event names it."""
+    events = lab.kubectl_json(
+        "get", "events", "-n", NAMESPACE, "--field-selector", f"involvedObject.name={pod}"
+    )["items"]
+    started = [
+        e["message"] for e in events if e["reason"] == "Started" and "process" in e["message"]
+    ]
+    match = re.search(r"process (\d+)", started[-1])
+    assert match, started
+    return int(match.group(1))
+
+
+def test_guard_runs_inside_the_lab_under_the_charts_rbac(chart_lab: LabHandle) -> None:
+    pods = guard_pods(chart_lab)
+    assert len(pods) == 2
+    assert all(ready(p) for p in pods)
+    assert len({p["spec"]["nodeName"] for p in pods}) == 2  # required anti-affinity
+    names = {p["metadata"]["name"] for p in pods}
+    # One leader, and a person can tell which pod it is.
+    assert lease(chart_lab)["holderIdentity"] in names
+
+    pod = sorted(names)[0]
+    pid = process_of(chart_lab, pod)
+    environ = dict(
+        item.split("=", 1)
+        for item in Path(f"/proc/{pid}/environ").read_text().split("\0")
+        if "=" in item
+    )
+    api = chart_lab.state["ports"]["apiserver"]
+    assert environ["KUBERNETES_SERVICE_HOST"] == "127.0.0.1"
+    assert environ["KUBERNETES_SERVICE_PORT"] == str(api)
+    assert environ["POD_NAME"] == pod
+    # Its own mount namespace has the ServiceAccount at the standard path and the chart's
+    # config and Proxmox Secret where the chart mounts them.
+    mounts = Path(f"/proc/{pid}/mountinfo").read_text()
+    for target in ("/run/secrets/kubernetes.io/serviceaccount", "/etc/fireproof/pve",
+                   "/etc/fireproof/fireproof.yaml", "/var/lib/fireproof"):  # fmt: skip
+        assert f" {target} " in mounts, target
+    # /var/run is a symlink to /run: through /proc/PID/root an absolute link would leave it.
+    account = Path(f"/proc/{pid}/root/run/secrets/kubernetes.io/serviceaccount")
+    token = (account / "token").read_text()
+    assert (account / "namespace").read_text() == (NAMESPACE)
+    claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+    assert claims["sub"] == f"system:serviceaccount:{NAMESPACE}:fireproof"
+    assert claims["kubernetes.io"]["pod"]["name"] == pod  # from the TokenRequest API, bound
+
+    # That token, the one guard runs with: what guard does is allowed, anything else is 403.
+    ca = chart_lab.state_dir / "pki" / "ca.crt"
+    with httpx.Client(
+        base_url=f"https://127.0.0.1:{api}",
+        verify=ssl.create_default_context(cafile=str(ca)),
+        headers={"Authorization": f"Bearer {token}"},
+    ) as client:
+        assert client.get("/api/v1/nodes").status_code == 200
+        leases = f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases"
+        assert client.get(f"{leases}/fireproof").status_code == 200  # its own Lease, by name
+        assert client.get(leases).status_code == 403  # not every Lease of the namespace
+        assert client.get("/api/v1/namespaces/kube-system/secrets").status_code == 403
+        assert client.delete("/api/v1/nodes/tazlab-worker-01").status_code == 403
+
+
+def test_bad_values_fail_at_install_with_the_schemas_message(chart_lab: LabHandle) -> None:
+    done = install(chart_lab, "--set", "replicaCount=0", "--set", "guard.strategy=sometimes",
+                   name="broken")  # fmt: skip
+    assert done.returncode != 0
+    said = done.stdout + done.stderr
+    assert "values don't meet the specifications of the schema" in said
+    assert "/replicaCount" in said
+    assert "/guard/strategy" in said
+    assert "broken" not in helm(chart_lab, "list", "-n", NAMESPACE, "-q").stdout
+
+
+def test_an_upgrade_with_two_replicas_keeps_a_leader(chart_lab: LabHandle) -> None:
+    before = {p["metadata"]["name"] for p in guard_pods(chart_lab)}
+    samples: list[tuple[float, str | None, float]] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            spec = lease(chart_lab)
+            renewed = spec.get("renewTime")
+            age = time.time() - _epoch(renewed) if renewed and spec.get("holderIdentity") else 1e9
+            samples.append((time.monotonic(), spec.get("holderIdentity"), age))
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        done = helm(chart_lab, "upgrade", "fireproof", str(CHART), "-n", NAMESPACE,
+                    "--reuse-values", "--set", "podAnnotations.rollout=upgraded",
+                    "--wait", "--timeout", "5m")  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        after = wait_for(
+            "two new guard pods, one of them leading",
+            lambda: _new_leader(chart_lab, before),
+            timeout=120,
+        )
+    finally:
+        stop.set()
+        watcher.join()
+    assert after
+    # A leader throughout: never longer than one lease without a holder that renews it.
+    gaps, start = [], None
+    for at, holder, age in samples:
+        if holder is None or age > LEASE_SECONDS:
+            start = at if start is None else start
+        elif start is not None:
+            gaps.append(at - start)
+            start = None
+    assert start is None
+    assert max(gaps, default=0.0) < LEASE_SECONDS, gaps
+    assert len({h for _t, h, _a in samples if h}) >= 2  # the Lease moved to a new pod
+
+
+def _new_leader(lab: LabHandle, before: set[str]) -> bool:
+    pods = guard_pods(lab)
+    names = {p["metadata"]["name"] for p in pods}
+    fresh = len(pods) == 2 and not names & before and all(ready(p) for p in pods)
+    return fresh and lease(lab).get("holderIdentity") in names
+
+
+def _epoch(stamp: str) -> float:
+    import datetime as dt
+
+    return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def test_the_leaders_own_node_powered_off_is_healed_by_the_other_replica(tmp_path: Path) -> None:
+    """The hardest case: Traefik and the guard leader on one worker, that worker powered off
+    (the published figures come from the same script at the real profile)."""
+    out = tmp_path / "failover.json"
+    done = subprocess.run(
+        [sys.executable, "benchmarks/guard_failover.py", "--runs", "1", "--profile", "fast",
+         "--json", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=1200,
+    )  # fmt: skip
+    assert out.exists(), done.stdout + done.stderr
+    runs = {r["variant"]: r for r in json.loads(out.read_text())["runs"]}
+    dies = runs["leader-dies"]
+    assert dies["leader_after"] != dies["leader_before"], dies
+    assert dies["new_leader_seconds"] is not None
+    for run in runs.values():
+        assert run["traefik_running_seconds"] is not None, run
+        assert not run["split_brain"], run
+    assert done.returncode == 0, done.stdout + done.stderr
