@@ -12,23 +12,12 @@ import click
 from fireproof.cli import exitcodes
 from fireproof.cli.context import load_target, target_options
 from fireproof.cli.params import NAMESPACE, FiniteFloat
-from fireproof.doctor import (
-    BY_ID,
-    CHECKS,
-    Context,
-    Severity,
-    render_json,
-    render_junit,
-    render_sarif,
-    render_text,
-    run_checks,
-    select,
-)
 from fireproof.errors import FireproofError, UsageError
-from fireproof.kube.snapshot import take_snapshot
 
 
 def _explain(check_id: str) -> None:
+    from fireproof.doctor import BY_ID
+
     check = BY_ID.get(check_id.upper())
     if check is None:
         raise UsageError(f"unknown check id {check_id!r}", hint=f"known: {', '.join(BY_ID)}")
@@ -83,6 +72,20 @@ def doctor(
     Reads the cluster with one list call per resource kind. Resources the credentials may not
     read are reported as "not checked", never as healthy.
     """
+    # The checks and the Kubernetes client load when it runs, not for --help.
+    from fireproof.doctor import (
+        CHECKS,
+        Context,
+        Severity,
+        render_json,
+        render_junit,
+        render_sarif,
+        render_text,
+        run_checks,
+        select,
+    )
+    from fireproof.kube.snapshot import take_snapshot
+
     if explain:
         _explain(explain)
         return

@@ -6,7 +6,7 @@ import json
 import signal
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -14,11 +14,12 @@ from fireproof.cli import exitcodes
 from fireproof.cli.context import load_target, target_options
 from fireproof.cli.fence import confirm_or_abort
 from fireproof.cli.render import emit_json, progress, table, terminal_safe
-from fireproof.drill import DrillRunner, LabHooks, SpecError, load_spec, plan_drill
-from fireproof.drill.spec import ProxmoxFaultSpec
 from fireproof.errors import UsageError
-from fireproof.fencing import Machine
-from fireproof.report import compare_runs, render_html, render_junit
+
+if TYPE_CHECKING:  # the drill engine and its clients load when a drill runs, not for --help
+    from fireproof.drill import LabHooks, SpecError
+    from fireproof.drill.spec import ProxmoxFaultSpec
+    from fireproof.fencing import Machine
 
 
 @click.group()
@@ -89,6 +90,10 @@ def _read_run(path: Path) -> dict[str, Any]:
 
 
 def _write_outputs(runs: list[dict[str, Any]], html: Path | None, junit: Path | None) -> None:
+    if html is None and junit is None:
+        return
+    from fireproof.report import render_html, render_junit
+
     for path, render in ((html, render_html), (junit, render_junit)):
         if path is not None:
             _write(path, render(runs))
@@ -175,6 +180,8 @@ def drill_run(
     Exit code 0 when every SLO passes, 3 when any fails (like `doctor --fail-on`), 2 for a
     spec that cannot run as written (nothing is touched). Ctrl-C still restores.
     """
+    from fireproof.drill import DrillRunner, SpecError, load_spec, plan_drill
+
     try:
         spec = load_spec(spec_path)
         target = load_target(config_path, lab, kubeconfig, context)
@@ -233,6 +240,8 @@ def drill_compare(
     """
     if len(run_paths) < 2:
         raise click.UsageError("give at least two runs to compare")
+    from fireproof.report import compare_runs
+
     runs = [_read_run(p) for p in run_paths]
     _write_outputs(runs, html, junit)
     comparison = compare_runs(runs)

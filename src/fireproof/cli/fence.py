@@ -12,11 +12,10 @@ from fireproof.cli.context import load_target, target_options
 from fireproof.cli.params import NODE
 from fireproof.cli.render import emit_json, progress, table, terminal_safe
 from fireproof.errors import FireproofError, NotFoundError, UsageError
-from fireproof.fencing import Fencer, Machine
-from fireproof.inventory import IdentityMismatch, InventoryEntry, verify_identity
-from fireproof.kube import system_uuid
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # devices, inventory and clients load when a command runs, not for --help
+    from fireproof.fencing import Fencer, Machine
+    from fireproof.inventory import InventoryEntry
     from fireproof.wiring import Target
 
 output_option = click.option(
@@ -26,6 +25,9 @@ output_option = click.option(
 
 def _machine(target: Target, node: str) -> tuple[Machine, Fencer]:
     """The node's machine, proven to be the node's by its device, and that device."""
+    from fireproof.inventory import verify_identity
+    from fireproof.kube import system_uuid
+
     machine, source = target.mapping(node)
     if machine is None:
         raise UsageError(
@@ -150,6 +152,9 @@ def inventory() -> None:
 
 def _verify_all(target: Target, entries: list[InventoryEntry]) -> dict[str, tuple[str, str]]:
     """node -> (how its mapping was proven, why not): what `heal` would check before fencing."""
+    from fireproof.inventory import IdentityMismatch, verify_identity
+    from fireproof.kube import system_uuid
+
     uuids = {
         n.metadata.name: system_uuid(n)
         for n in target.cluster.nodes()

@@ -15,17 +15,6 @@ import click
 
 from fireproof.cli.context import load_target, target_options
 from fireproof.cli.render import emit_json, table
-from fireproof.guard import (
-    ANNOTATION,
-    Guard,
-    GuardMetrics,
-    Remediation,
-    parse_address,
-    serve,
-    setup_logging,
-)
-from fireproof.kube import lease_fresh
-from fireproof.wiring import journal_path
 
 
 @click.group()
@@ -71,6 +60,10 @@ def guard_run(
     Settings come from fireproof.yaml's `guard:` section (poll interval, lease staleness,
     strategy, max_unhealthy, leader Lease); logs go to stderr (JSON lines when not a terminal).
     """
+    # The controller and its clients load when it runs, not for --help.
+    from fireproof.guard import Guard, GuardMetrics, parse_address, serve, setup_logging
+    from fireproof.wiring import journal_path
+
     setup_logging(verbose)
     target = load_target(config_path, lab, kubeconfig, context)
     settings = target.config.guard
@@ -128,6 +121,9 @@ def guard_status(
     output: str,
 ) -> None:
     """Show the guard leader, its epoch and every node's remediation phase."""
+    from fireproof.guard import ANNOTATION, Remediation
+    from fireproof.kube import lease_fresh
+
     target = load_target(config_path, lab, kubeconfig, context)
     settings = target.config.guard
     cluster = target.cluster

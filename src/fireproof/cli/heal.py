@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -15,17 +16,9 @@ from fireproof.cli.params import NODE, FiniteFloat
 from fireproof.cli.render import emit_json, progress, terminal_safe
 from fireproof.config import REMEDIATION_METHODS
 from fireproof.errors import FireproofError
-from fireproof.heal import (
-    Journal,
-    apply_endpoints,
-    apply_heal,
-    apply_recover,
-    plan_endpoints,
-    plan_heal,
-    plan_recover,
-    prove_identity,
-)
-from fireproof.heal.steps import record_abort
+
+if TYPE_CHECKING:  # the heal engine and its clients load when a command runs, not for --help
+    from fireproof.heal import Journal
 
 
 @click.group()
@@ -72,6 +65,8 @@ def _run(journal: Journal, output: str, action: Callable[[], None]) -> None:
 
 
 def _abort(journal: Journal, why: str) -> str:
+    from fireproof.heal.steps import record_abort
+
     if journal.node is None:
         journal.record("aborted", f"aborted ({why})", status="failed")
         return why
@@ -117,6 +112,15 @@ def heal_node(
     released only after the device reads the machine back as off. Every step is recorded as
     an Event on the node and in the JSON journal.
     """
+    from fireproof.heal import (
+        Journal,
+        apply_heal,
+        apply_recover,
+        plan_heal,
+        plan_recover,
+        prove_identity,
+    )
+
     target = load_target(config_path, lab, kubeconfig, context)
     cluster = target.cluster
     machine, source = target.mapping(node)
@@ -206,6 +210,8 @@ def heal_api_endpoints(
     output: str,
 ) -> None:
     """Repair a stale `kubernetes` Endpoints and restart CoreDNS and kube-proxy."""
+    from fireproof.heal import Journal, apply_endpoints, plan_endpoints
+
     target = load_target(config_path, lab, kubeconfig, context)
     cluster = target.cluster
     plan = plan_endpoints(cluster, vip=target.config.cluster.vip, to=to)
