@@ -491,16 +491,17 @@ class ProcessRunner:
             )
 
 
-def runtime_reachable(uid: int | None) -> bool:
+def runtime_reachable(uid: int | None, paths: list[str] | None = None) -> bool:
     """Whether a process of ``uid`` can run this Python and fireproof: every directory on the
     way world-searchable. A pyenv under ``/root`` is not, and then the lab runs the container as
     uid 0 with every capability dropped (the only way to reach it) and says so."""
     if uid == 0:
         return True
-    import fireproof  # where the package lives (an editable install: src/)
+    if paths is None:
+        import fireproof  # where the package lives (an editable install: src/)
 
-    paths = {os.path.realpath(sys.executable), sys.prefix, sys.base_prefix}
-    paths.add(os.path.dirname(os.path.realpath(fireproof.__file__)))
+        paths = [os.path.realpath(sys.executable), sys.prefix, sys.base_prefix]
+        paths.append(os.path.dirname(os.path.realpath(fireproof.__file__)))
     for path in paths:
         current = Path(path)
         for directory in (current, *current.parents):

@@ -1,0 +1,85 @@
+"""The lab's real containers: which images run for real, what the image gives them (kept equal
+to the Containerfile the chart's image is built from), and the kubelet's `$(VAR)` expansion."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from fireproof.lab.agent.containers import OWN_IMAGE, repository_of, runtime_reachable
+from fireproof.lab.agent.podfiles import PodFileError, _write_items, expand
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    ("image", "repository"),
+    [
+        ("ghcr.io/fireproof/fireproof:0.4.0", "ghcr.io/fireproof/fireproof"),
+        ("ghcr.io/fireproof/fireproof", "ghcr.io/fireproof/fireproof"),
+        ("registry:5000/fireproof/fireproof:dev", "registry:5000/fireproof/fireproof"),
+        ("ghcr.io/fireproof/fireproof@sha256:" + "a" * 64, "ghcr.io/fireproof/fireproof"),
+        ("ghcr.io/fireproof/fireproof-extra:1", "ghcr.io/fireproof/fireproof-extra"),
+    ],
+)
+def test_the_repository_of_an_image_reference(image: str, repository: str) -> None:
+    assert repository_of(image) == repository
+
+
+def test_the_lab_runs_what_the_containerfile_builds() -> None:
+    lines = (REPO / "Containerfile").read_text().splitlines()
+    directive = {
+        line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in lines if line[:1].isupper()
+    }
+    assert tuple(json.loads(directive["ENTRYPOINT"])) == OWN_IMAGE.entrypoint
+    assert tuple(json.loads(directive["CMD"])) == OWN_IMAGE.cmd
+    assert directive["USER"] == f"{OWN_IMAGE.user}:{OWN_IMAGE.group}"
+    env = dict(pair.split("=", 1) for pair in directive["ENV"].split())
+    assert env == dict(OWN_IMAGE.env)
+
+
+def test_variable_references_expand_as_the_kubelet_does() -> None:
+    env = {"POD_NAME": "fireproof-abc", "EMPTY": ""}
+    assert expand("--id=$(POD_NAME)", env) == "--id=fireproof-abc"
+    assert expand("$(EMPTY)x", env) == "x"
+    assert expand("$(UNKNOWN) stays", env) == "$(UNKNOWN) stays"
+    assert expand("$$(POD_NAME) is escaped", env) == "$(POD_NAME) is escaped"
+
+
+def test_volume_files_get_the_kubelets_modes_and_fs_group(tmp_path: Path) -> None:
+    data = {"token-secret": b"s3cret", "ca.crt": b"PEM"}
+    _write_items(tmp_path, data, None, 0o400, os.getgid())
+    secret = tmp_path / "token-secret"
+    assert secret.read_bytes() == b"s3cret"
+    # defaultMode 0400 with an fsGroup: group-readable, owned by that group.
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o440
+    assert secret.stat().st_gid == os.getgid()
+
+    class Item:
+        key, path, mode = "missing", "x", None
+
+    with pytest.raises(PodFileError, match="'missing'"):
+        _write_items(tmp_path, data, [Item()], None, None)
+
+
+def test_a_runtime_under_a_private_home_is_not_reachable_by_another_user() -> None:
+    # Not under pytest's tmp_path: its base directory is private (0700) itself.
+    root = Path(tempfile.mkdtemp(prefix="fireproof-reach-"))
+    try:
+        root.chmod(0o755)
+        private = root / "home" / "venv"
+        private.mkdir(parents=True)
+        (root / "home").chmod(0o700)  # like /root holding a pyenv
+        shared = root / "opt" / "venv"
+        shared.mkdir(parents=True)
+        assert not runtime_reachable(65532, [str(private)])
+        assert runtime_reachable(65532, [str(shared)])
+        assert runtime_reachable(0, [str(private)])  # root reaches it (with no capability)
+    finally:
+        shutil.rmtree(root)
