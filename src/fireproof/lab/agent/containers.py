@@ -310,6 +310,11 @@ class ProcessRunner:
     async def _launch(
         self, container: Container, pod: Pod, spec: Any
     ) -> asyncio.subprocess.Process | None:
+        if os.geteuid() != 0:
+            raise PodFileError(
+                "the lab runs fireproof's own containers in private namespaces, which needs "
+                f"root; it runs as uid {os.geteuid()}"
+            )
         directory = container.directory
         directory.mkdir(parents=True, exist_ok=True)
         security = pod.spec.securityContext if pod.spec else None
