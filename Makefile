@@ -69,8 +69,9 @@ bench: k8s
 	$(VENV)/bin/python benchmarks/guard_vs_peers.py --runs 10
 	$(VENV)/bin/python benchmarks/doctor_scale.py 500 10000
 	$(VENV)/bin/python benchmarks/startup.py
+	$(VENV)/bin/python benchmarks/guard_failover.py --runs 3 --profile real
 	$(VENV)/bin/python benchmarks/fault_campaign.py --runs 330 --seed 1001 --profile fast
-	$(VENV)/bin/python benchmarks/fault_campaign.py --runs 32 --seed 3003 --profile real
+	$(VENV)/bin/python benchmarks/fault_campaign.py --runs 34 --seed 3003 --profile real
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache
