@@ -474,14 +474,12 @@ class ProcessRunner:
         now = {s.get("name"): s.get("ready") for s in statuses}
         if now.get(container.name) is ready:
             return  # the API already says so
-        not_ready = self._not_ready(pod)
+        patch = readiness_patch(statuses, self._not_ready(pod))
+        patch["metadata"] = {"uid": container.uid}  # never another pod of the same name
         try:
             with translate_errors():
                 await self.fleet.client.patch(
-                    Pod.Status,
-                    container.key[1],
-                    readiness_patch(statuses, not_ready),
-                    namespace=container.key[0],
+                    Pod.Status, container.key[1], patch, namespace=container.key[0]
                 )
         except (KubeApiError, KubeUnreachableError) as exc:
             log.info("pod %s/%s readiness not reported: %s", *container.key, exc)

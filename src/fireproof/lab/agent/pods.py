@@ -190,20 +190,28 @@ class PodRunner:
         await self.restart(key, pod, node, restarts=_restart_count(pod))
 
     async def _start(self, key: Key, pod: Pod, node: SimNode) -> None:
+        boot = node.boot_id
         for gate in self._start_gates:
             if not await gate(pod, node):
                 return
         await asyncio.sleep(self.fleet.profile.pod_start_seconds)
-        if not node.active:
+        if not node.active or node.boot_id != boot:
             return
         running = (pod.status.phase if pod.status else None) == "Running"
-        await self.restart(key, pod, node, restarts=_restart_count(pod) + (1 if running else 0))
+        await self.restart(
+            key, pod, node, restarts=_restart_count(pod) + (1 if running else 0), boot=boot
+        )
 
-    async def restart(self, key: Key, pod: Pod, node: SimNode, *, restarts: int) -> bool:
+    async def restart(
+        self, key: Key, pod: Pod, node: SimNode, *, restarts: int, boot: str | None = None
+    ) -> bool:
         """Report the pod's containers running (again), with ``restarts`` restarts so far.
 
-        Returns whether the API server took the new status.
+        Returns whether the API server took the new status and the containers run: a start
+        begun under a boot that ended meanwhile (the VM powered off, perhaps on again, while
+        the status was on its way) started nothing; the containers died with that boot.
         """
+        boot = boot or node.boot_id
         spec = pod.spec
         if spec is None or pod.metadata is None:
             return False
@@ -218,11 +226,17 @@ class PodRunner:
             started_at=timestamp(),
             not_ready=frozenset().union(*(p(pod) for p in self._not_ready_providers)),
         )
+        # The kubelet's status manager puts the pod's UID in its patch: a pod deleted and
+        # recreated under the same name (a StatefulSet's) is refused, never overwritten.
+        patch["metadata"] = {"uid": pod.metadata.uid}
         try:
             with translate_errors():
                 await self.client.patch(Pod.Status, key[1], patch, namespace=key[0])
         except (KubeApiError, KubeUnreachableError) as exc:
             log.info("pod %s/%s not started: %s", *key, exc)
+            return False
+        if node.boot_id != boot or not node.powered:
+            log.info("pod %s/%s: its VM restarted while it was starting; not started", *key)
             return False
         self._started_boot[key] = node.boot_id
         for hook in self._started_hooks:
