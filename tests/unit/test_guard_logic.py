@@ -170,6 +170,10 @@ class _FakeCluster:
         self.taints.add(key)
         return True
 
+    def force_delete_pod(self, namespace: str, name: str, _uid: str) -> bool:
+        self.writes.append(f"delete {namespace}/{name}")
+        return True
+
 
 def _cluster(fake: _FakeCluster) -> Cluster:
     return cast(Cluster, fake)
@@ -268,3 +272,20 @@ def test_release_refuses_a_machine_started_again_after_its_fence() -> None:
     assert fake.writes == []
     steps.release(_cluster(fake), "w1", journal, taint=True, still_off=lambda: PowerState.OFF)
     assert fake.writes == ["taint"]
+
+
+def test_release_stops_where_it_is_when_the_machine_starts_during_it() -> None:
+    # The fault campaign (seed 9009, run 21): a person started the fenced VM 0.1 s into guard's
+    # release; the writes after that landed on a running machine. Power is read before every
+    # write, and a start takes longer than the gap between a read and its write.
+    fake = _FakeCluster(ready="Unknown")
+    journal = Journal("test", "w1")
+    reads = iter([PowerState.OFF, PowerState.OFF, PowerState.ON])
+    pods = [("blog", "postgres-0", "u1"), ("kube-system", "kube-proxy-x", "u2"), ("a", "b", "u3")]
+    with pytest.raises(steps.StartedAgain, match="released so far: pod blog/postgres-0, pod kube"):
+        steps.release(
+            _cluster(fake), "w1", journal, taint=True, pods=pods, still_off=lambda: next(reads)
+        )
+    # Read 1: off, delete; read 2: off, delete; read 3: on, nothing more (the taint neither).
+    assert fake.writes == ["delete blog/postgres-0", "delete kube-system/kube-proxy-x"]
+    assert journal.steps[-1].status == "failed"

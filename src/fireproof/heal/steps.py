@@ -81,6 +81,27 @@ class StartedAgain(FencingError):
     (someone, or something, started it): nothing more is released until it is fenced again."""
 
 
+def _still_off(
+    node: str, journal: Journal, still_off: Callable[[], PowerState], done: list[str]
+) -> None:
+    try:
+        state = still_off()
+    except FencingError as exc:
+        state = PowerState.UNKNOWN
+        reason = exc.message
+    else:
+        reason = f"it reads {state}"
+    if state is PowerState.OFF:
+        return
+    so_far = f"released so far: {', '.join(done)}" if done else "nothing released"
+    message = (
+        f"{node}'s machine is no longer verified off ({reason}) after it was fenced; "
+        f"{so_far}; it will be fenced again"
+    )
+    journal.record("release", message, status="failed", event="FireproofReleaseFailed")
+    raise StartedAgain(message)
+
+
 def release(
     cluster: Cluster,
     node: str,
@@ -95,41 +116,50 @@ def release(
     pods (namespace, name, uid) and delete its VolumeAttachments. Only ever call it after
     :func:`fence_off`.
 
-    ``still_off`` reads the machine's power once more right before the first release write:
-    "verified off" is a fact about a moment, and a person (or automation) may start the machine
-    between the fence and the release. Anything but off stops the release (StartedAgain)."""
-    if still_off is not None:
-        try:
-            state = still_off()
-        except FencingError as exc:
-            state = PowerState.UNKNOWN
-            reason = exc.message
-        else:
-            reason = f"it reads {state}"
-        if state is not PowerState.OFF:
-            message = (
-                f"{node}'s machine is no longer verified off ({reason}) after it was fenced; "
-                "nothing released, it will be fenced again"
-            )
-            journal.record("release", message, status="failed", event="FireproofReleaseFailed")
-            raise StartedAgain(message)
+    ``still_off`` reads the machine's power right before every release write: "verified off"
+    is a fact about a moment, and a person (or automation) may start the machine between the
+    fence and the release, or during it. A start takes longer than the gap between that read
+    and its write, so no write lands on a running machine. Anything but off stops the release
+    where it is (StartedAgain): the machine will be fenced again."""
+    done: list[str] = []
+
+    def verify() -> None:
+        if still_off is not None:
+            _still_off(node, journal, still_off, done)
+
+    verify()
     try:
         what = []
         # Pods before the taint: the taint-eviction controller deletes the pods it finds on a
         # tainted node by name, and would delete the replacement a StatefulSet has just created
         # under that name (a second or more lost to a needless restart).
         if pods:
-            deleted = [
-                f"{ns}/{name}" for ns, name, uid in pods if cluster.force_delete_pod(ns, name, uid)
-            ]
+            deleted = []
+            for index, (ns, name, uid) in enumerate(pods):
+                if index:
+                    verify()
+                if cluster.force_delete_pod(ns, name, uid):
+                    deleted.append(f"{ns}/{name}")
+                    done.append(f"pod {ns}/{name}")
             what.append(f"force-deleted {len(deleted)} pod(s)")
         if taint:
+            if pods:
+                verify()
             added = cluster.add_taint(node, OUT_OF_SERVICE, OUT_OF_SERVICE_VALUE, "NoExecute")
+            done.append("the out-of-service taint")
             what.append(f"out-of-service taint {'applied' if added else 'already present'}")
         if attachments:
-            gone = [va for va in attachments if cluster.delete_volume_attachment(va)]
+            gone = []
+            for index, va in enumerate(attachments):
+                if index or pods or taint:
+                    verify()
+                if cluster.delete_volume_attachment(va):
+                    gone.append(va)
+                    done.append(f"VolumeAttachment {va}")
             what.append(f"deleted {len(gone)} VolumeAttachment(s)")
     except FireproofError as exc:
+        if isinstance(exc, StartedAgain):
+            raise
         journal.record(
             "release",
             f"release of {node} stopped half-way: {exc.message} ({node} is verified off)",

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 def record_power(cluster: Cluster, path: Path) -> None:
     path.touch()  # the history exists from the start: "nothing changed power" is readable
+
     def write(vm: Vm, **fields: Any) -> None:
         entry = {"t": round(time.time(), 4), "vmid": vm.vmid, "vm": vm.name, "host": vm.host}
         try:
