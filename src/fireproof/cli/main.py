@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
 
 import click
 
-from fireproof.cli import exitcodes
+from fireproof.cli import _quiet_exit, exitcodes
 from fireproof.errors import FireproofError
 
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -109,6 +110,9 @@ def kubectl_main() -> None:
 
 def main(prog_name: str | None = None) -> None:
     try:
+        # From here on Ctrl-C is a KeyboardInterrupt that the commands handle (restore, etc.).
+        if signal.getsignal(signal.SIGINT) is _quiet_exit:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         cli.main(prog_name=prog_name, standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
