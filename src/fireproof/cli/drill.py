@@ -180,10 +180,12 @@ def drill_run(
     Exit code 0 when every SLO passes, 3 when any fails (like `doctor --fail-on`), 2 for a
     spec that cannot run as written (nothing is touched). Ctrl-C still restores.
     """
-    from fireproof.drill import DrillRunner, SpecError, load_spec, plan_drill
+    from fireproof.drill.spec import SpecError, load_spec
 
     try:
-        spec = load_spec(spec_path)
+        spec = load_spec(spec_path)  # a bad spec is said before the engine loads
+        from fireproof.drill import DrillRunner, plan_drill
+
         target = load_target(config_path, lab, kubeconfig, context)
         hooks: LabHooks | None = _LabHooks(lab_dir) if lab or lab_dir else None
         plan = plan_drill(target, spec, hooks)
