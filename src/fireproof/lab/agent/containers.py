@@ -248,7 +248,9 @@ class ProcessRunner:
                 if not self._wanted(container):
                     break
                 await self._set_ready(container, False)
-                if node.active and code is not None:
+                if code is None:
+                    await asyncio.sleep(backoff)  # nothing to run (yet): never a busy loop
+                elif node.active:
                     said = f"exited with code {code}; restarting in {backoff:g} s"
                     await self._event(container, "BackOff", f"{container.name} {said}", True)
                     await asyncio.sleep(backoff)
