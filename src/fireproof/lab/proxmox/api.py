@@ -20,7 +20,7 @@ from aiohttp import web
 
 from fireproof.lab.proxmox.auth import Authenticator, Identity
 from fireproof.lab.proxmox.model import Cluster, FaultKind, PveError
-from fireproof.lab.proxmox.upid import parse_upid
+from fireproof.lab.proxmox.upid import Upid, parse_upid
 
 log = logging.getLogger(__name__)
 CLUSTER_KEY = web.AppKey("cluster", Cluster)
@@ -354,6 +354,18 @@ async def vm_power(request: web.Request) -> web.Response:
     return _data(str(upid))
 
 
+def _upid_fields(upid: Upid) -> dict[str, Any]:
+    """What Proxmox decodes from a UPID into a task's status and the task list."""
+    return {
+        "node": upid.node,
+        "pid": upid.pid,
+        "pstart": upid.pstart,
+        "starttime": upid.starttime,
+        "type": upid.type,
+        "id": upid.id,
+    }
+
+
 async def task_status(request: web.Request) -> web.Response:
     cluster = request.app[CLUSTER_KEY]
     host = request.match_info["node"]
@@ -366,17 +378,7 @@ async def task_status(request: web.Request) -> web.Response:
     if identity.user != upid.user:
         # Tasks.pm: the owner may read its task; anyone else needs Sys.Audit on the node.
         _require(request, "Sys.Audit", f"/nodes/{host}")
-    body: dict[str, Any] = {
-        "upid": raw,
-        "node": upid.node,
-        "pid": upid.pid,
-        "pstart": upid.pstart,
-        "starttime": upid.starttime,
-        "type": upid.type,
-        "id": upid.id,
-        "user": upid.user,
-        "status": task.status,
-    }
+    body = {**_upid_fields(upid), "upid": raw, "user": upid.user, "status": task.status}
     if task.finished:
         body["exitstatus"] = task.exitstatus
     return _data(body)
@@ -425,16 +427,7 @@ async def node_tasks(request: web.Request) -> web.Response:
         if params.get("userfilter") and params["userfilter"].lower() not in upid.user.lower():
             continue
         user, _, token = upid.user.partition("!")
-        row: dict[str, Any] = {
-            "upid": str(upid),
-            "node": upid.node,
-            "pid": upid.pid,
-            "pstart": upid.pstart,
-            "starttime": upid.starttime,
-            "type": upid.type,
-            "id": upid.id,
-            "user": user,
-        }
+        row = {**_upid_fields(upid), "upid": str(upid), "user": user}
         if token:
             row["tokenid"] = token
         if task.finished:
