@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from fireproof.clock import ManualClock
 from fireproof.config import FenceAgentDevice, ProxmoxDevice, SecretRef, load_config
 from fireproof.errors import UsageError
 from fireproof.fencing import FencingTimeout, Machine, PowerState, build_fencer, wait_for_state
@@ -100,12 +101,8 @@ def test_secret_refs_resolve_without_exposing_values(
 
 
 def test_verification_times_out_as_a_failure_never_a_success() -> None:
-    now = [0.0]
+    clock = ManualClock()
     reads = iter([PowerState.ON, PowerState.UNKNOWN, PowerState.ON, PowerState.ON])
-
-    def sleep(seconds: float) -> None:
-        now[0] += seconds
-
     with pytest.raises(FencingTimeout, match="still on after 3 s") as info:
         wait_for_state(
             lambda: next(reads),
@@ -113,8 +110,7 @@ def test_verification_times_out_as_a_failure_never_a_success() -> None:
             timeout=3,
             interval=1,
             what="vm",
-            clock=lambda: now[0],
-            sleep=sleep,
+            clock=clock,
         )
     assert info.value.hint is not None
     assert "NOT verified" in info.value.hint
@@ -128,7 +124,7 @@ def test_verification_returns_once_the_state_is_read_back() -> None:
         timeout=10,
         interval=0,
         what="vm",
-        sleep=lambda _s: None,
+        clock=ManualClock(),
     )
     assert state is PowerState.OFF
 

@@ -11,6 +11,7 @@ import pytest
 import requests
 from proxmoxer.core import AuthenticationError, ResourceException
 
+from fireproof.clock import ManualClock
 from fireproof.config import (
     Config,
     FenceAgentDevice,
@@ -284,18 +285,7 @@ def test_a_name_twice_in_a_terraform_state_is_said(tmp_path: Path) -> None:
 # -- the Proxmox driver's retries and errors --------------------------------------------------
 
 
-class _Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
-def _fencer(clock: _Clock, *, retries: int = 10, timeout: float = 10.0) -> ProxmoxFencer:
+def _fencer(clock: ManualClock, *, retries: int = 10, timeout: float = 10.0) -> ProxmoxFencer:
     os.environ.setdefault("FP_TEST_TOKEN_SET", SECRET)
     device = ProxmoxDevice(
         "pve",
@@ -305,28 +295,28 @@ def _fencer(clock: _Clock, *, retries: int = 10, timeout: float = 10.0) -> Proxm
         timeout_seconds=timeout,
         retries=retries,
     )
-    return ProxmoxFencer(device, clock=clock, sleep=clock.sleep)
+    return ProxmoxFencer(device, clock=clock)
 
 
 def test_retries_stay_inside_the_deadline() -> None:
-    clock = _Clock()
+    clock = ManualClock()
     fencer = _fencer(clock)
     calls: list[float] = []
 
     def times_out() -> None:
-        calls.append(clock.now)
-        clock.now += 10.0  # each request uses its whole timeout
+        calls.append(clock.monotonic())
+        clock.advance(10.0)  # each request uses its whole timeout
         raise requests.exceptions.Timeout()
 
-    deadline = clock.now + 60.0
+    deadline = clock.monotonic() + 60.0
     with pytest.raises(TransientFencingError, match="timed out"):
         fencer._call("status of VM 201", times_out, deadline)
-    assert clock.now <= deadline  # no try was started that could not end in time
+    assert clock.monotonic() <= deadline  # no try was started that could not end in time
     assert len(calls) >= 2  # but it did retry while there was room
 
 
 def test_login_failures_are_classified_by_status_and_no_exception_escapes() -> None:
-    clock = _Clock()
+    clock = ManualClock()
     fencer = _fencer(clock, retries=1)
 
     def login(code: int) -> None:
@@ -354,7 +344,7 @@ def test_login_failures_are_classified_by_status_and_no_exception_escapes() -> N
 
 
 def test_proxmox_reasons_reach_the_operator() -> None:
-    fencer = _fencer(_Clock(), retries=0)
+    fencer = _fencer(ManualClock(), retries=0)
 
     def locked() -> None:
         raise ResourceException(500, "Internal Server Error", "VM is locked (backup)")

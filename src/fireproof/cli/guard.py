@@ -61,9 +61,18 @@ def guard_run(
     strategy, max_unhealthy, leader Lease); logs go to stderr (JSON lines when not a terminal).
     """
     # The controller and its clients load when it runs, not for --help.
-    from fireproof.guard import Guard, GuardMetrics, parse_address, serve, setup_logging
+    from fireproof.guard import (
+        Guard,
+        GuardMetrics,
+        PolicySettings,
+        parse_address,
+        serve,
+        setup_logging,
+    )
+    from fireproof.kube.cache import ClusterCache
     from fireproof.wiring import journal_path
 
+    address = parse_address(metrics_address) if metrics_address else None
     setup_logging(verbose)
     target = load_target(config_path, lab, kubeconfig, context)
     settings = target.config.guard
@@ -71,16 +80,23 @@ def guard_run(
     target.cluster.nodes()
     for name in target.config.devices:
         target.fencer(name)
+    cache = ClusterCache(target.kubeconfig, target.context)
+    if not cache.start(timeout=30):
+        click.echo("warning: the watches have not listed the cluster yet; guard waits", err=True)
     metrics = GuardMetrics()
     controller = Guard(
-        target,
-        settings,
-        target.config.remediation,
+        target.cluster,
+        cache,
+        target.inventory,
+        target.fencer,
+        PolicySettings(settings, target.config.remediation),
         identity or f"{socket.gethostname()}-{os.getpid()}",
         metrics,
         dry_run=dry_run,
         journal_path=journal_path(),
+        vip=target.config.cluster.vip,
         say=lambda m: click.echo(f"dry-run: {m}"),
+        wrote_node=cache.wrote_node,
     )
     server = None
     if metrics_address:
@@ -89,7 +105,8 @@ def guard_run(
         def ready() -> bool:
             return time.monotonic() - metrics.last_look < limit
 
-        server = serve(metrics, parse_address(metrics_address), ready)
+        assert address is not None  # noqa: S101 - parsed above with metrics_address
+        server = serve(metrics, address, ready)
         host, port = server.server_address[:2]
         shown = host.decode() if isinstance(host, bytes) else host
         click.echo(f"metrics on http://{shown}:{port}/metrics", err=True)
@@ -105,6 +122,7 @@ def guard_run(
     try:
         controller.run(stop)
     finally:
+        cache.stop()
         if server is not None:
             server.shutdown()
     click.echo("guard stopped", err=True)

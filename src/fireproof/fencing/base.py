@@ -8,11 +8,11 @@ callers release volumes only after :meth:`Fencer.off` returned.
 from __future__ import annotations
 
 import enum
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from fireproof.clock import SYSTEM_CLOCK, Clock
 from fireproof.errors import FireproofError, PermanentError, TransientError
 
 
@@ -100,22 +100,21 @@ def wait_for_state(
     timeout: float,
     interval: float,
     what: str,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> PowerState:
     """Poll ``read`` until it returns ``want``; a timeout raises :class:`FencingTimeout`."""
-    deadline = clock() + timeout
+    deadline = clock.monotonic() + timeout
     last = PowerState.UNKNOWN
     while True:
         last = read()
         if last is want:
             return last
-        if clock() >= deadline:
+        if clock.monotonic() >= deadline:
             raise FencingTimeout(
                 f"{what}: still {last} after {timeout:g} s",
                 hint="the machine was NOT verified; nothing was released",
             )
-        sleep(interval)
+        clock.sleep(interval)
 
 
 @runtime_checkable

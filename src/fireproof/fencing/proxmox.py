@@ -17,7 +17,6 @@ pve-access-control, pve-http-server, pve-common) and proxmoxer 2.x:
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -25,6 +24,7 @@ import requests
 from proxmoxer import ProxmoxAPI
 from proxmoxer.core import AuthenticationError, ResourceException
 
+from fireproof.clock import SYSTEM_CLOCK, Clock
 from fireproof.config import ProxmoxDevice, SecretReader
 from fireproof.fencing.base import (
     FencingError,
@@ -71,13 +71,11 @@ class ProxmoxFencer:
         device: ProxmoxDevice,
         read_secret: SecretReader | None = None,
         *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.name = device.name
         self.device = device
         self._clock = clock
-        self._sleep = sleep
         # Secrets are resolved now, so a missing or malformed one fails before any write to the
         # cluster (cordon) rather than half-way through a remediation.
         if device.token_id and device.token_secret:
@@ -132,9 +130,12 @@ class ProxmoxFencer:
             if isinstance(error, PermanentFencingError) or attempt > d.retries:
                 raise error
             pause = min(2.0, 0.5 * attempt)
-            if deadline is not None and self._clock() + pause + d.timeout_seconds > deadline:
+            if (
+                deadline is not None
+                and self._clock.monotonic() + pause + d.timeout_seconds > deadline
+            ):
                 raise error  # another try could not finish inside the verify deadline
-            self._sleep(pause)
+            self._clock.sleep(pause)
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     def _translate(self, what: str, exc: Exception) -> FencingError:
@@ -289,7 +290,7 @@ class ProxmoxFencer:
         return self._power(machine, "start", PowerState.ON)
 
     def _power(self, machine: Machine, action: str, want: PowerState) -> PowerState:
-        deadline = self._clock() + self.device.verify_timeout_seconds
+        deadline = self._clock.monotonic() + self.device.verify_timeout_seconds
         if self._status(machine, deadline) is want:
             return want
         vm = self._vm(machine, deadline)
@@ -306,11 +307,10 @@ class ProxmoxFencer:
         return wait_for_state(
             read,
             want,
-            timeout=max(0.0, deadline - self._clock()),
+            timeout=max(0.0, deadline - self._clock.monotonic()),
             interval=self.device.poll_interval_seconds,
             what=f"{machine.node} ({machine.label}) after {action}",
             clock=self._clock,
-            sleep=self._sleep,
         )
 
     def _check_task(

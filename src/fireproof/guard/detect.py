@@ -13,8 +13,8 @@ import datetime as dt
 from dataclasses import dataclass
 
 from fireproof.config import GuardConfig
-from fireproof.fencing import PowerState
-from fireproof.guard.record import Reason
+from fireproof.fencing import Machine, PowerState
+from fireproof.guard.record import Reason, Remediation
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +34,16 @@ class NodeView:
     control_plane: bool
     excluded: bool
     paused: bool
+    record: Remediation | None = None
+    """The remediation recorded on the Node, if any."""
+    machine: Machine | None = None
+    """What fences it, from the inventory (None: no device, or ``inventory_problem``)."""
+    inventory_problem: str | None = None
+    """Why the inventory cannot name its machine safely (ambiguous, mismatched)."""
+    inventory_source: str = "none"
+    system_uuid: str | None = None
+    attached_volumes: int = 0
+    """VolumeAttachments still attached to the node."""
 
 
 def suspicion(view: NodeView, settings: GuardConfig, now: dt.datetime) -> Reason | None:

@@ -12,15 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import time
-from collections.abc import Callable
 
-from lightkube.models.coordination_v1 import LeaseSpec
-from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.resources.coordination_v1 import Lease
-
+from fireproof.clock import SYSTEM_CLOCK, Clock
 from fireproof.errors import TransientError
-from fireproof.kube import Cluster, KubeConflictError, lease_fresh
+from fireproof.kube import Cluster, KubeConflictError, Lease, lease_fresh, lease_spec, new_lease
 
 
 class NotLeading(TransientError):
@@ -40,7 +35,7 @@ class LeaderElector:
         identity: str,
         duration: float,
         *,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.cluster = cluster
         self.namespace = namespace
@@ -63,15 +58,16 @@ class LeaderElector:
         """Acquire, renew or observe: returns whether this process leads after the call."""
         from fireproof.guard.record import PAUSE_ANNOTATION
 
-        now = self.clock()
+        now = self.clock.time()
         lease = self.cluster.lease(self.namespace, self.name)
         try:
             if lease is None:
-                lease = self.cluster.create_lease(self._new(now, transitions=0))
+                held = new_lease(self.namespace, self.name, self.identity, self.duration, _utc(now))
+                lease = self.cluster.create_lease(held)
             else:
                 annotations = (lease.metadata.annotations if lease.metadata else None) or {}
                 self.paused = PAUSE_ANNOTATION in annotations
-                spec = lease.spec or LeaseSpec()
+                spec = lease_spec(lease)
                 if spec.holderIdentity == self.identity and not self._expired(lease, now):
                     spec.renewTime = _utc(now)
                 elif self._expired(lease, now) or not spec.holderIdentity:
@@ -83,25 +79,12 @@ class LeaderElector:
                 else:
                     self.epoch = None
                     return False
-                lease.spec = spec
                 lease = self.cluster.replace_lease(lease)  # conditional: resourceVersion
         except KubeConflictError:
             self.epoch = None  # someone else wrote first; look again next time
             return False
         self.epoch = (lease.spec.leaseTransitions or 0) if lease.spec else 0
         return True
-
-    def _new(self, now: float, transitions: int) -> Lease:
-        return Lease(
-            metadata=ObjectMeta(name=self.name, namespace=self.namespace),
-            spec=LeaseSpec(
-                holderIdentity=self.identity,
-                leaseDurationSeconds=int(self.duration),
-                acquireTime=_utc(now),
-                renewTime=_utc(now),
-                leaseTransitions=transitions,
-            ),
-        )
 
     def assert_leading(self) -> int:
         """The fencing token check: re-read the Lease; raise NotLeading unless this process
@@ -117,7 +100,7 @@ class LeaderElector:
             self.epoch = None
             raise NotLeading(f"the guard Lease moved to a new epoch ({spec.leaseTransitions})")
         renewed = spec.renewTime.timestamp() if spec.renewTime else 0.0
-        if renewed + self.duration * 2 / 3 < self.clock():
+        if renewed + self.duration * 2 / 3 < self.clock.time():
             raise NotLeading(f"{self.identity}'s hold on the guard Lease is about to expire")
         return self.epoch
 

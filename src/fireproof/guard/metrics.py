@@ -7,7 +7,6 @@ never touches the Kubernetes client (whose HTTP core must stay on one thread).
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -82,9 +81,13 @@ class GuardMetrics:
             "Age of the oldest remediation still under way (0: none; set by the leader).",
             registry=r,
         )
+        self.internal_errors = Counter(
+            "fireproof_guard_internal_errors_total",
+            "Looks that ended in an unexpected error (a bug): logged with its type and message.",
+            registry=r,
+        )
         self.last_look = 0.0
-        """time.monotonic() of the last complete observation of the cluster."""
-        self.started = time.monotonic()
+        """The guard clock's monotonic time of the last complete look at the cluster."""
 
 
 def parse_address(text: str) -> tuple[str, int]:

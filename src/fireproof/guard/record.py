@@ -86,6 +86,33 @@ class Remediation:
             return None  # a hand-edited or foreign value: treated as no record, never trusted
 
     def advance(
-        self, phase: Phase, *, epoch: int, leader: str, now: float, **changes: Any
+        self,
+        phase: Phase,
+        *,
+        epoch: int,
+        leader: str,
+        now: float,
+        guard_powered_off: bool | None = None,
+        attempts: int | None = None,
+        not_before: float | None = None,
+        failures: int | None = None,
+        note: str | None = None,
     ) -> Remediation:
-        return replace(self, phase=phase, epoch=epoch, leader=leader, updated=now, **changes)
+        """The record after a step; the transition table decides whether it may be taken."""
+        from fireproof.guard.transitions import check  # the table imports Phase from here
+
+        check(self.phase, phase)
+        return replace(
+            self,
+            phase=phase,
+            epoch=epoch,
+            leader=leader,
+            updated=now,
+            guard_powered_off=(
+                self.guard_powered_off if guard_powered_off is None else guard_powered_off
+            ),
+            attempts=self.attempts if attempts is None else attempts,
+            not_before=self.not_before if not_before is None else not_before,
+            failures=self.failures if failures is None else failures,
+            note=self.note if note is None else note,
+        )

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fireproof.clock import SYSTEM_CLOCK, Clock, rfc3339
 from fireproof.errors import FireproofError
-from fireproof.kube import Cluster, now_rfc3339
+from fireproof.kube import Cluster
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,11 +32,17 @@ class Journal:
     log_path: Path | None = None
     subject: tuple[str, str | None, str] | None = None
     """(kind, namespace, name) Events are recorded on; default: the node."""
-    started: float = field(default_factory=time.monotonic)
+    clock: Clock = field(default=SYSTEM_CLOCK, repr=False)
+    started: float = -1.0
+    """The clock's monotonic time when the playbook started (now, unless given)."""
     steps: list[StepRecord] = field(default_factory=list)
     warn: Callable[[str], None] | None = None
     """Told once when Events cannot be created (the journal on disk stays the record)."""
     _events_failed: bool = field(default=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.started < 0:
+            self.started = self.clock.monotonic()
 
     def record(
         self, step: str, message: str, *, status: str = "ok", event: str | None = None
@@ -45,8 +51,8 @@ class Journal:
             step=step,
             status=status,
             message=message,
-            seconds=round(time.monotonic() - self.started, 1),
-            at=now_rfc3339(),
+            seconds=round(self.clock.monotonic() - self.started, 1),
+            at=rfc3339(self.clock),
         )
         self.steps.append(record)
         if self.log_path is not None:
@@ -83,6 +89,6 @@ class Journal:
             "playbook": self.playbook,
             "node": self.node,
             "ok": all(s.status != "failed" for s in self.steps),
-            "seconds": round(time.monotonic() - self.started, 1),
+            "seconds": round(self.clock.monotonic() - self.started, 1),
             "steps": [asdict(s) for s in self.steps],
         }

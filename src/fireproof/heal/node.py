@@ -12,17 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from fireproof.clock import SYSTEM_CLOCK, Clock
 from fireproof.errors import FireproofError, PermanentError, TransientError
 from fireproof.fencing import Fencer, FencingError, Machine, PowerState
 from fireproof.heal import steps
 from fireproof.heal.journal import Journal
-from fireproof.heal.steps import (
-    OUT_OF_SERVICE,
-    OUT_OF_SERVICE_VALUE,
-    SYSTEM_CLOCK,
-    TAINT_SINCE,
-    Clock,
-)
+from fireproof.heal.steps import OUT_OF_SERVICE, OUT_OF_SERVICE_VALUE, TAINT_SINCE
 from fireproof.heal.workloads import AffectedPod, affected_pods
 from fireproof.inventory import IdentityMethod, IdentityMismatch, verify_identity
 from fireproof.kube import Cluster, node_ready, system_uuid

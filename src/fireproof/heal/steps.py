@@ -2,15 +2,15 @@
 second run (a retry, a resumed guard, a new leader) does no harm and no double work.
 
 `heal node` runs them in order with a person watching; `guard` runs them one phase at a time.
-Waits take an injectable :class:`Clock` so their logic is tested without sleeping.
+Waits take the injectable :class:`~fireproof.clock.Clock` so their logic is tested without
+sleeping.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
+from fireproof.clock import SYSTEM_CLOCK, Clock
 from fireproof.errors import FireproofError, TransientError
 from fireproof.fencing import Fencer, FencingError, Machine, PowerState
 from fireproof.heal.journal import Journal
@@ -23,15 +23,6 @@ TAINT_SINCE = (1, 28)
 """The out-of-service taint is GA (and honoured) from Kubernetes 1.28."""
 CORDONED_MARK = "fireproof.io/cordoned-at"
 """Annotation left by fireproof's own cordon: recovery uncordons only what fireproof cordoned."""
-
-
-@dataclass(frozen=True, slots=True)
-class Clock:
-    now: Callable[[], float] = time.monotonic
-    sleep: Callable[[float], None] = time.sleep
-
-
-SYSTEM_CLOCK = Clock()
 
 
 def cordon(cluster: Cluster, node: str, journal: Journal) -> bool:
@@ -181,12 +172,12 @@ def wait_workloads(
     clock: Clock = SYSTEM_CLOCK,
 ) -> None:
     waiting = [p for p in pods if p.comes_back]
-    deadline = clock.now() + timeout
+    deadline = clock.monotonic() + timeout
     while waiting:
         waiting = waiting_for(cluster, node, waiting)
         if not waiting:
             break
-        if clock.now() >= deadline:
+        if clock.monotonic() >= deadline:
             names = ", ".join(p.label for p in waiting)
             journal.record(
                 "workloads",
@@ -224,9 +215,9 @@ def wait_ready(
     poll: float = 1.0,
     clock: Clock = SYSTEM_CLOCK,
 ) -> None:
-    deadline = clock.now() + timeout
+    deadline = clock.monotonic() + timeout
     while node_ready(cluster.node(node)) != "True":
-        if clock.now() >= deadline:
+        if clock.monotonic() >= deadline:
             journal.record(
                 "ready",
                 f"{node} not Ready after {timeout:g} s",

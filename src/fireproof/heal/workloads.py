@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lightkube.resources.core_v1 import Pod
-
-from fireproof.kube import Cluster, pod_running_ready
+from fireproof.kube import Cluster, Pod, pod_running_ready
 
 
 @dataclass(frozen=True, slots=True)

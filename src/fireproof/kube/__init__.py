@@ -4,6 +4,9 @@ Callers get clients built from a kubeconfig and errors from :mod:`fireproof.erro
 and client libraries stay behind this seam.
 """
 
+from lightkube.resources.coordination_v1 import Lease
+from lightkube.resources.core_v1 import Node, Pod
+
 from fireproof.kube.client import (
     KubeApiError,
     KubeConflictError,
@@ -19,6 +22,8 @@ from fireproof.kube.cluster import (
     internal_ip,
     is_control_plane,
     lease_fresh,
+    lease_spec,
+    new_lease,
     node_ready,
     now_rfc3339,
     pod_running_ready,
@@ -32,11 +37,16 @@ __all__ = [
     "KubeConflictError",
     "KubeNotFoundError",
     "KubeUnreachableError",
+    "Lease",
+    "Node",
+    "Pod",
     "async_client",
     "internal_ip",
     "is_control_plane",
     "lease_fresh",
+    "lease_spec",
     "load_kubeconfig",
+    "new_lease",
     "node_ready",
     "now_rfc3339",
     "pod_running_ready",

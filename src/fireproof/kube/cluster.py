@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 import lightkube
+from lightkube.models.coordination_v1 import LeaseSpec
 from lightkube.models.core_v1 import (
     EndpointAddress,
     EndpointPort,
@@ -91,6 +92,27 @@ def lease_fresh(lease: Lease | None, now: float, default_duration: float) -> boo
     return bool(spec.renewTime.timestamp() + duration >= now)
 
 
+def new_lease(namespace: str, name: str, holder: str, duration: float, at: dt.datetime) -> Lease:
+    """A Lease held by ``holder`` from ``at`` (the first one: no transitions yet)."""
+    return Lease(
+        metadata=ObjectMeta(name=name, namespace=namespace),
+        spec=LeaseSpec(
+            holderIdentity=holder,
+            leaseDurationSeconds=int(duration),
+            acquireTime=at,
+            renewTime=at,
+            leaseTransitions=0,
+        ),
+    )
+
+
+def lease_spec(lease: Lease) -> LeaseSpec:
+    """The Lease's spec, made empty first when the object has none."""
+    if lease.spec is None:
+        lease.spec = LeaseSpec()
+    return lease.spec
+
+
 def is_control_plane(node: Node) -> bool:
     labels = (node.metadata.labels if node.metadata else None) or {}
     return "node-role.kubernetes.io/control-plane" in labels
@@ -136,6 +158,13 @@ class Cluster:
                 return self.client.get(Node, name)
         except KubeNotFoundError:
             raise NotFoundError(f"unknown node {name}", hint="see `kubectl get nodes`") from None
+
+    def annotation(self, node: str, key: str) -> tuple[str | None, str | None]:
+        """One annotation of the Node as read now, with the resourceVersion it was read at
+        (for a conditional write after it)."""
+        meta = self.node(node).metadata
+        annotations = (meta.annotations if meta else None) or {}
+        return annotations.get(key), meta.resourceVersion if meta else None
 
     def nodes(self) -> list[Node]:
         with self._guard():

@@ -48,6 +48,7 @@ async def follow(
     what: str,
     namespace: str | None = None,
     fields: dict[str, Any] | None = None,
+    on_lost: Callable[[], None] | None = None,
 ) -> None:
     """List, then watch from the list's resourceVersion, forever. After any error (an API
     outage, an expired version) it lists again: ``on_list`` gets the whole current state, so
@@ -71,6 +72,8 @@ async def follow(
             raise
         except Exception as exc:  # any lost list or watch is re-listed
             failures += 1
+            if on_lost is not None:
+                on_lost()
             if failures == 1 or failures % 30 == 0:
                 log.warning("%s watch lost (%d): %s; listing again", what, failures, exc)
             await asyncio.sleep(min(0.5 * failures, 2.0))
@@ -89,19 +92,35 @@ class Change:
 Sink = Callable[[Change], None]
 
 
-class Watcher:
-    """Watches :data:`KINDS` until :meth:`stop`; reconnects after errors (an API outage)."""
+class BackgroundWatches:
+    """Follows several kinds (list, then watch, re-listed after any error) in a private asyncio
+    loop on a thread of its own, until :meth:`stop`. Subclasses say what to follow and what to
+    do with each listing and change; those callbacks run on the watch thread."""
 
-    def __init__(self, kubeconfig: Path | None, context: str | None, sink: Sink) -> None:
+    thread_name = "fireproof-watch"
+
+    def __init__(self, kubeconfig: Path | None, context: str | None) -> None:
         self._config = load_kubeconfig(kubeconfig, context)
-        self._sink = sink
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._run, name="fireproof-watch", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
         self._synced: set[str] = set()
         self._ready = threading.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.errors = 0
         """Watch connections lost and re-made (an API outage shows here)."""
+
+    def kinds(self) -> dict[str, tuple[Any, str | None]]:
+        """kind -> (resource, namespace: "*" all, None cluster-scoped)."""
+        raise NotImplementedError
+
+    def on_list(self, kind: str, items: list[Any]) -> None:
+        raise NotImplementedError
+
+    def on_change(self, kind: str, change: str, item: Any) -> None:
+        raise NotImplementedError
+
+    def on_lost(self, kind: str) -> None:
+        """The kind's watch broke: what is known of it may be stale until the next list."""
 
     def start(self, timeout: float = 30.0) -> bool:
         """Start watching; True once every kind has been listed (within ``timeout``)."""
@@ -130,7 +149,7 @@ class Watcher:
 
     async def _main(self) -> None:
         client = async_client(self._config, timeout=30.0)
-        self._tasks = [asyncio.create_task(self._follow(client, kind)) for kind in KINDS]
+        self._tasks = [asyncio.create_task(self._follow(client, kind)) for kind in self.kinds()]
         try:
             # return_exceptions: every task is waited for, cancelled or not, before the close.
             await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -138,7 +157,7 @@ class Watcher:
             await client.close()
 
     async def _follow(self, client: Any, kind: str) -> None:
-        resource, namespace = KINDS[kind]
+        resource, namespace = self.kinds()[kind]
         listed = 0
 
         async def on_list(items: list[Any]) -> None:
@@ -146,19 +165,44 @@ class Watcher:
             listed += 1
             if listed > 1:
                 self.errors += 1  # a lost watch, listed again
-            for item in items:
-                self._deliver(kind, "INITIAL", item)
+            self.on_list(kind, items)
             self._mark_synced(kind)
 
         async def on_change(change: str, item: Any) -> None:
-            self._deliver(kind, change, item)
+            self.on_change(kind, change, item)
 
-        await follow(client, resource, on_list, on_change, what=kind, namespace=namespace)
-
-    def _deliver(self, kind: str, change: str, item: Any) -> None:
-        self._sink(Change(kind, change, item.to_dict(), time.time()))
+        await follow(
+            client,
+            resource,
+            on_list,
+            on_change,
+            what=kind,
+            namespace=namespace,
+            on_lost=lambda: self.on_lost(kind),
+        )
 
     def _mark_synced(self, kind: str) -> None:
         self._synced.add(kind)
-        if self._synced >= set(KINDS):
+        if self._synced >= set(self.kinds()):
             self._ready.set()
+
+
+class Watcher(BackgroundWatches):
+    """Watches :data:`KINDS` for the drill, every change delivered as a plain dict."""
+
+    def __init__(self, kubeconfig: Path | None, context: str | None, sink: Sink) -> None:
+        super().__init__(kubeconfig, context)
+        self._sink = sink
+
+    def kinds(self) -> dict[str, tuple[Any, str | None]]:
+        return KINDS
+
+    def on_list(self, kind: str, items: list[Any]) -> None:
+        for item in items:
+            self._deliver(kind, "INITIAL", item)
+
+    def on_change(self, kind: str, change: str, item: Any) -> None:
+        self._deliver(kind, change, item)
+
+    def _deliver(self, kind: str, change: str, item: Any) -> None:
+        self._sink(Change(kind, change, item.to_dict(), time.time()))

@@ -1,0 +1,225 @@
+"""One look at the cluster, frozen: the watch cache of Nodes, node Leases and VolumeAttachments,
+the inventory, and one power poll per hypervisor device.
+
+:class:`Observer` does the looking (no API request for the cluster's own objects: the cache
+watches them). :func:`observe` folds one look and what guard remembers between looks
+(:class:`Windows`: how long each node has looked dead, the storm cooldown, the hold after an
+outage) into an :class:`Observation`, the only input of :func:`fireproof.guard.policy.decide`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from fireproof.clock import Clock
+from fireproof.config import GuardConfig
+from fireproof.errors import FireproofError, TransientError
+from fireproof.fencing import Fencer, Machine, PowerPoller, PowerState
+from fireproof.guard.detect import NodeView, suspicion
+from fireproof.guard.metrics import GuardMetrics
+from fireproof.guard.notices import Notices
+from fireproof.guard.record import ANNOTATION, EXCLUDE_LABEL, PAUSE_ANNOTATION, Reason, Remediation
+from fireproof.inventory import Inventory, InventoryError
+from fireproof.kube.cache import CacheView
+
+log = logging.getLogger("fireproof.guard")
+INVENTORY_TTL = 30.0
+CONTROL_PLANE_LABEL = "node-role.kubernetes.io/control-plane"
+
+
+class ClusterUnseen(TransientError):
+    """guard cannot see the cluster now (the watches are lost or not yet listed)."""
+
+
+class ClusterSource(Protocol):
+    def view(self) -> CacheView: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Windows:
+    """What guard remembers from one look to the next, on the monotonic clock."""
+
+    suspected_since: Mapping[str, float] = field(default_factory=dict)
+    """Since when each node has looked dead without a break."""
+    storm_until: float = 0.0
+    """The storm gate holds until then (the cooldown after the last storm look)."""
+    hold_until: float = 0.0
+    """After guard could not see the cluster: no remediation from a stale Lease until then."""
+    blind: bool = True
+    """guard has not seen the cluster lately (or ever, at start: it cannot tell whether an
+    outage just ended)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    at: float
+    """Monotonic time of the look."""
+    wall: float
+    """Wall-clock time of the look (records are stamped with it)."""
+    nodes: Mapping[str, NodeView]
+    suspects: Mapping[str, Reason]
+    suspected_since: Mapping[str, float]
+    storm: bool
+    hold_until: float
+    storm_limit: int = 0
+
+    @property
+    def utc(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self.wall, dt.UTC)
+
+
+def lost_sight(windows: Windows) -> Windows:
+    return replace(windows, blind=True)
+
+
+def observe(
+    views: list[NodeView], windows: Windows, settings: GuardConfig, at: float, wall: float
+) -> tuple[Observation, Windows]:
+    """Suspects, their confirm windows, the storm gate and the post-outage hold, from one look.
+
+    Pure: the same views, memory and times give the same observation."""
+    utc = dt.datetime.fromtimestamp(wall, dt.UTC)
+    suspects = {
+        v.name: reason
+        for v in views
+        if not v.excluded and (reason := suspicion(v, settings, utc)) is not None
+    }
+    since = {name: windows.suspected_since.get(name, at) for name in suspects}
+    limit = settings.max_unhealthy_nodes(len(views))
+    storm_until = windows.storm_until
+    if len(suspects) > limit:
+        storm_until = at + settings.storm_cooldown_seconds
+    hold_until = windows.hold_until
+    if windows.blind:
+        # The kubelets could not renew their Leases while guard could not see the cluster
+        # either: every Lease looks stale for a while. Only the hypervisor's word counts until
+        # each kubelet had a full staleness period to renew.
+        hold_until = at + settings.lease_stale_seconds
+    memory = Windows(since, storm_until, hold_until, blind=False)
+    observation = Observation(
+        at=at,
+        wall=wall,
+        nodes={v.name: v for v in views},
+        suspects=suspects,
+        suspected_since=since,
+        storm=at < storm_until,
+        hold_until=hold_until,
+        storm_limit=limit,
+    )
+    return observation, memory
+
+
+@dataclass
+class Observer:
+    """Builds each look's node views from the watch cache, the inventory and the devices."""
+
+    source: ClusterSource
+    inventory: Callable[[list[str]], Inventory]
+    fencer: Callable[[str], Fencer]
+    metrics: GuardMetrics
+    clock: Clock
+    notices: Notices
+    _inventory: Inventory | None = field(default=None, init=False)
+    _inventory_at: float = field(default=0.0, init=False)
+
+    def look(self) -> list[NodeView]:
+        cache = self.source.view()
+        if not cache.synced:
+            raise ClusterUnseen("the watches of Nodes, node Leases and VolumeAttachments are lost")
+        names = sorted(cache.nodes)
+        inventory = self._inventory_for(names)
+        power = self._poll(inventory, names)
+        attached: dict[str, int] = {}
+        for va in cache.attachments:
+            if va.attached:
+                attached[va.node] = attached.get(va.node, 0) + 1
+        views = []
+        for name in names:
+            facts = cache.nodes[name]
+            machine, problem, source = _mapping(inventory, name)
+            state, polled = power.get(name, (PowerState.UNKNOWN, False))
+            views.append(
+                NodeView(
+                    name=name,
+                    ready=facts.ready,
+                    ready_since=facts.ready_since,
+                    lease_renewed=cache.lease_renewals.get(name),
+                    power=state,
+                    polled=polled,
+                    control_plane=CONTROL_PLANE_LABEL in facts.labels,
+                    excluded=EXCLUDE_LABEL in facts.labels,
+                    paused=PAUSE_ANNOTATION in facts.annotations,
+                    record=Remediation.from_annotation(facts.annotations.get(ANNOTATION)),
+                    machine=machine,
+                    inventory_problem=problem,
+                    inventory_source=source,
+                    system_uuid=facts.system_uuid,
+                    attached_volumes=attached.get(name, 0),
+                )
+            )
+        return views
+
+    def _inventory_for(self, names: list[str]) -> Inventory:
+        now = self.clock.monotonic()
+        fresh = now - self._inventory_at < INVENTORY_TTL
+        if self._inventory is not None and fresh and set(names) <= set(self._inventory.entries):
+            return self._inventory
+        try:
+            self._inventory = self.inventory(names)
+            self._inventory_at = now
+        except FireproofError as exc:
+            if self._inventory is None:
+                raise
+            log.warning("inventory not refreshed, using the last one: %s", exc.message)
+        return self._inventory
+
+    def _poll(self, inventory: Inventory, names: list[str]) -> dict[str, tuple[PowerState, bool]]:
+        """node -> (power, polled): one poll per device that can read all its machines."""
+        out: dict[str, tuple[PowerState, bool]] = {}
+        by_device: dict[str, list[tuple[str, Machine]]] = {}
+        for name in names:
+            entry = inventory.entry(name)
+            if entry is None or entry.machine is None or entry.problem:
+                continue
+            by_device.setdefault(entry.machine.device, []).append((name, entry.machine))
+        for device, members in by_device.items():
+            states = self._poll_device(device)
+            if states is None:
+                continue  # cannot poll: the conditions signal covers these nodes
+            for name, machine in members:
+                out[name] = (states.get(machine.vmid or -1, PowerState.UNKNOWN), True)
+        return out
+
+    def _poll_device(self, device: str) -> dict[int, PowerState] | None:
+        try:
+            fencer = self.fencer(device)
+        except FireproofError as exc:
+            self.notices.once(device, "fencer", log.error, f"device {device!r}: {exc.message}")
+            return None
+        if not isinstance(fencer, PowerPoller):
+            return None
+        started = self.clock.monotonic()
+        try:
+            states = fencer.power_states()
+        except FireproofError as exc:
+            self.metrics.poll_errors.labels(device).inc()
+            message = f"cannot poll device {device!r}: {exc.message}"
+            self.notices.once(device, "poll", log.warning, message)
+            states = {}
+        else:
+            self.notices.clear(device, "poll")
+        self.metrics.poll_seconds.labels(device).observe(self.clock.monotonic() - started)
+        return states
+
+
+def _mapping(inventory: Inventory, name: str) -> tuple[Machine | None, str | None, str]:
+    entry = inventory.entry(name)
+    source = entry.source if entry else "none"
+    try:
+        return inventory.machine(name), None, source
+    except InventoryError as exc:
+        return None, exc.message, source
