@@ -1,0 +1,403 @@
+"""An in-process world for guard: an in-memory API server (real lightkube models, conditional
+writes that conflict like the real one), a hypervisor, kubelets, the attach/detach
+controller, all on one ManualClock. The real `Guard` runs against it, so its windows, gates
+and hand-overs are driven in milliseconds. The lab tests run the same code for real."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from lightkube.resources.coordination_v1 import Lease
+from lightkube.resources.core_v1 import Node, Pod
+from lightkube.resources.storage_v1 import VolumeAttachment
+
+from fireproof.clock import ManualClock
+from fireproof.config import (
+    Config,
+    FakeDevice,
+    GuardConfig,
+    InventoryConfig,
+    NodeEntry,
+    RemediationConfig,
+)
+from fireproof.fencing import FencingError, Machine, MachineIdentity, PowerState
+from fireproof.guard import Guard, GuardMetrics, PolicySettings
+from fireproof.inventory import Inventory, build_inventory
+from fireproof.kube import KubeConflictError
+from fireproof.kube.cache import AttachmentFacts, CacheView, node_facts
+
+OUT_OF_SERVICE = "node.kubernetes.io/out-of-service"
+NODE_GRACE = 5.0
+"""Seconds without a Lease renewal before the node lifecycle controller says Unknown."""
+
+
+class FakeApi:
+    """The Cluster calls guard makes, on in-memory objects; also guard's ClusterSource."""
+
+    def __init__(self, clock: ManualClock) -> None:
+        self.clock = clock
+        self.nodes: dict[str, dict[str, Any]] = {}
+        self.renewed: dict[str, float] = {}
+        self.pods: dict[tuple[str, str], dict[str, Any]] = {}
+        self.attachments: dict[str, dict[str, Any]] = {}
+        self.leases: dict[tuple[str, str], Lease] = {}
+        self.events: list[tuple[str, str]] = []
+        self.writes: list[str] = []
+        self.reachable = True
+        self._version = 100
+
+    # -- bookkeeping ------------------------------------------------------------------------
+
+    def _bump(self) -> str:
+        self._version += 1
+        return str(self._version)
+
+    def _up(self) -> None:
+        if not self.reachable:
+            from fireproof.kube import KubeUnreachableError
+
+            raise KubeUnreachableError("cannot reach the API server: connection refused")
+
+    def add_node(self, name: str, *, control_plane: bool = False, uuid: str = "") -> None:
+        labels = {"kubernetes.io/hostname": name}
+        if control_plane:
+            labels["node-role.kubernetes.io/control-plane"] = ""
+        self.nodes[name] = {
+            "metadata": {"name": name, "labels": labels, "annotations": {}},
+            "spec": {},
+            "status": {
+                "conditions": [
+                    {"type": "Ready", "status": "True", "lastTransitionTime": self._stamp()}
+                ],
+                "nodeInfo": _node_info(uuid),
+            },
+        }
+        self.nodes[name]["metadata"]["resourceVersion"] = self._bump()
+        self.renewed[name] = self.clock.time()
+
+    def add_pod(self, namespace: str, name: str, node: str, volume: str | None = None) -> None:
+        self.pods[(namespace, name)] = {"uid": f"uid-{name}-{self._bump()}", "node": node}
+        if volume:
+            self.attachments[f"csi-{volume}"] = {"node": node, "attached": True}
+
+    def _stamp(self) -> str:
+        return dt.datetime.fromtimestamp(self.clock.time(), dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def set_ready(self, name: str, status: str) -> None:
+        cond = self.nodes[name]["status"]["conditions"][0]
+        if cond["status"] != status:
+            cond.update(status=status, lastTransitionTime=self._stamp())
+            self.nodes[name]["metadata"]["resourceVersion"] = self._bump()
+
+    def taints(self, name: str) -> list[str]:
+        return [t["key"] for t in self.nodes[name]["spec"].get("taints", [])]
+
+    def annotations(self, name: str) -> dict[str, str]:
+        return dict(self.nodes[name]["metadata"]["annotations"])
+
+    # -- ClusterSource ----------------------------------------------------------------------
+
+    def view(self) -> CacheView:
+        renewals = {
+            name: dt.datetime.fromtimestamp(at, dt.UTC) for name, at in self.renewed.items()
+        }
+        return CacheView(
+            nodes={name: node_facts(Node.from_dict(obj)) for name, obj in self.nodes.items()},
+            lease_renewals=renewals,
+            attachments=tuple(
+                AttachmentFacts(name, a["node"], a["attached"])
+                for name, a in self.attachments.items()
+            ),
+            synced=self.reachable,
+        )
+
+    # -- Cluster ------------------------------------------------------------------------------
+
+    def node(self, name: str) -> Node:
+        self._up()
+        return Node.from_dict(self.nodes[name])
+
+    def annotation(self, node: str, key: str) -> tuple[str | None, str | None]:
+        meta = self.node(node).metadata
+        assert meta is not None
+        return (meta.annotations or {}).get(key), meta.resourceVersion
+
+    def set_annotation(
+        self, node: str, key: str, value: str | None, *, version: str | None
+    ) -> Node:
+        self._up()
+        meta = self.nodes[node]["metadata"]
+        if version is not None and version != meta["resourceVersion"]:
+            raise KubeConflictError("conflict", status=409, reason="Conflict")
+        if value is None:
+            meta["annotations"].pop(key, None)
+        else:
+            meta["annotations"][key] = value
+        meta["resourceVersion"] = self._bump()
+        self.writes.append(f"annotate {node}")
+        return self.node(node)
+
+    def cordon(self, node: str, mark: str) -> None:
+        self._up()
+        self.nodes[node]["spec"]["unschedulable"] = True
+        self.nodes[node]["metadata"]["annotations"][mark] = self._stamp()
+        self.nodes[node]["metadata"]["resourceVersion"] = self._bump()
+        self.writes.append(f"cordon {node}")
+
+    def uncordon_if_marked(self, node: str, mark: str) -> bool:
+        self._up()
+        if mark not in self.nodes[node]["metadata"]["annotations"]:
+            return False
+        del self.nodes[node]["metadata"]["annotations"][mark]
+        self.nodes[node]["spec"].pop("unschedulable", None)
+        self.nodes[node]["metadata"]["resourceVersion"] = self._bump()
+        self.writes.append(f"uncordon {node}")
+        return True
+
+    def add_taint(self, node: str, key: str, value: str, effect: str) -> bool:
+        self._up()
+        taints = self.nodes[node]["spec"].setdefault("taints", [])
+        if any(t["key"] == key for t in taints):
+            return False
+        taints.append({"key": key, "value": value, "effect": effect})
+        self.nodes[node]["metadata"]["resourceVersion"] = self._bump()
+        self.writes.append(f"taint {node}")
+        return True
+
+    def remove_taint(self, node: str, key: str) -> bool:
+        self._up()
+        taints = self.nodes[node]["spec"].get("taints", [])
+        kept = [t for t in taints if t["key"] != key]
+        if len(kept) == len(taints):
+            return False
+        self.nodes[node]["spec"]["taints"] = kept
+        self.nodes[node]["metadata"]["resourceVersion"] = self._bump()
+        self.writes.append(f"untaint {node}")
+        return True
+
+    def pods_on(self, node: str) -> list[Pod]:
+        self._up()
+        return [
+            Pod.from_dict({"metadata": {"namespace": ns, "name": name, "uid": pod["uid"]}})
+            for (ns, name), pod in self.pods.items()
+            if pod["node"] == node
+        ]
+
+    def force_delete_pod(self, namespace: str, name: str, uid: str) -> bool:
+        self._up()
+        pod = self.pods.get((namespace, name))
+        if pod is None or pod["uid"] != uid:
+            return False
+        del self.pods[(namespace, name)]
+        self.writes.append(f"delete pod {namespace}/{name}")
+        return True
+
+    def volume_attachments(self) -> list[VolumeAttachment]:
+        self._up()
+        return [
+            VolumeAttachment.from_dict(
+                {
+                    "metadata": {"name": name},
+                    "spec": {"attacher": "x", "nodeName": a["node"], "source": {}},
+                    "status": {"attached": a["attached"]},
+                }
+            )
+            for name, a in self.attachments.items()
+        ]
+
+    def delete_volume_attachment(self, name: str) -> bool:
+        return self.attachments.pop(name, None) is not None
+
+    def server_version(self) -> tuple[int, int]:
+        self._up()
+        return (1, 37)
+
+    def record_event(self, name: str, reason: str, message: str, **_kw: Any) -> None:
+        self._up()
+        self.events.append((name, reason))
+
+    def lease(self, namespace: str, name: str) -> Lease | None:
+        self._up()
+        found = self.leases.get((namespace, name))
+        return Lease.from_dict(found.to_dict()) if found is not None else None
+
+    def create_lease(self, lease: Lease) -> Lease:
+        self._up()
+        assert lease.metadata is not None
+        key = (lease.metadata.namespace or "", lease.metadata.name or "")
+        if key in self.leases:
+            raise KubeConflictError("exists", status=409, reason="AlreadyExists")
+        lease.metadata.resourceVersion = self._bump()
+        self.leases[key] = Lease.from_dict(lease.to_dict())
+        return Lease.from_dict(lease.to_dict())
+
+    def replace_lease(self, lease: Lease) -> Lease:
+        self._up()
+        assert lease.metadata is not None
+        key = (lease.metadata.namespace or "", lease.metadata.name or "")
+        current = self.leases[key]
+        assert current.metadata is not None
+        if lease.metadata.resourceVersion != current.metadata.resourceVersion:
+            raise KubeConflictError("conflict", status=409, reason="Conflict")
+        lease.metadata.resourceVersion = self._bump()
+        self.leases[key] = Lease.from_dict(lease.to_dict())
+        return Lease.from_dict(lease.to_dict())
+
+
+def _node_info(uuid: str) -> dict[str, str]:
+    return {
+        "systemUUID": uuid,
+        "machineID": "m",
+        "bootID": "b",
+        "kernelVersion": "6",
+        "osImage": "Talos",
+        "containerRuntimeVersion": "containerd://2",
+        "kubeletVersion": "v1.37.2",
+        "kubeProxyVersion": "",
+        "operatingSystem": "linux",
+        "architecture": "amd64",
+    }
+
+
+class Hypervisor:
+    """A Proxmox-like device: one poll for every VM, verified power actions, identities."""
+
+    name = "pve"
+
+    def __init__(self) -> None:
+        self.power: dict[int, PowerState] = {}
+        self.uuids: dict[int, str] = {}
+        self.stops: list[int] = []
+        self.starts: list[int] = []
+        self.failing: str | None = None
+        """A reason every call fails with (a device fault), or None."""
+        self.on_status: Callable[[int], None] | None = None
+        """Called before each status read: a test starts the VM behind guard's back."""
+
+    def _check(self) -> None:
+        if self.failing:
+            raise FencingError(self.failing)
+
+    def power_states(self) -> dict[int, PowerState]:
+        self._check()
+        return dict(self.power)
+
+    def status(self, machine: Machine) -> PowerState:
+        self._check()
+        assert machine.vmid is not None
+        if self.on_status is not None:
+            self.on_status(machine.vmid)
+        return self.power[machine.vmid]
+
+    def off(self, machine: Machine) -> PowerState:
+        self._check()
+        assert machine.vmid is not None
+        if self.power[machine.vmid] is not PowerState.OFF:
+            self.stops.append(machine.vmid)
+            self.power[machine.vmid] = PowerState.OFF
+        return PowerState.OFF
+
+    def on(self, machine: Machine) -> PowerState:
+        self._check()
+        assert machine.vmid is not None
+        if self.power[machine.vmid] is not PowerState.ON:
+            self.starts.append(machine.vmid)
+            self.power[machine.vmid] = PowerState.ON
+        return PowerState.ON
+
+    def identify(self, machine: Machine) -> MachineIdentity:
+        self._check()
+        assert machine.vmid is not None
+        return MachineIdentity(name=machine.node, uuid=self.uuids[machine.vmid])
+
+
+@dataclass
+class World:
+    """Nodes on VMs, their kubelets and the controllers guard relies on, on one clock."""
+
+    clock: ManualClock = field(default_factory=ManualClock)
+    api: FakeApi = field(init=False)
+    pve: Hypervisor = field(default_factory=Hypervisor)
+    vmids: dict[str, int] = field(default_factory=dict)
+    partitioned: set[str] = field(default_factory=set)
+    excluded_from_inventory: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.api = FakeApi(self.clock)
+
+    def add(self, name: str, *, control_plane: bool = False) -> None:
+        vmid = 200 + len(self.vmids) + 1
+        uuid = f"00000000-0000-4000-8000-{vmid:012d}"
+        self.vmids[name] = vmid
+        self.pve.power[vmid] = PowerState.ON
+        self.pve.uuids[vmid] = uuid
+        self.api.add_node(name, control_plane=control_plane, uuid=uuid)
+
+    def config(self) -> Config:
+        nodes = {
+            name: NodeEntry(device="pve", host="pve-01", vmid=vmid)
+            for name, vmid in self.vmids.items()
+            if name not in self.excluded_from_inventory
+        }
+        return Config(
+            path=None, devices={"pve": FakeDevice("pve")}, inventory=InventoryConfig(nodes=nodes)
+        )
+
+    def inventory(self, names: list[str]) -> Inventory:
+        return build_inventory(self.config(), names)
+
+    def guard(self, identity: str = "guard-a", *, dry_run: bool = False, **settings: Any) -> Guard:
+        defaults: dict[str, Any] = {
+            "lease_stale_seconds": 10,
+            "storm_cooldown_seconds": 20,
+            "retry_backoff_seconds": 2,
+            "lease_duration_seconds": 15,
+        }
+        guard = GuardConfig(**{**defaults, **settings})
+        remediation = RemediationConfig(workload_timeout_seconds=30, recover_timeout_seconds=30)
+        return Guard(
+            self.api,  # type: ignore[arg-type]  # the in-memory API server answers as Cluster does
+            self.api,
+            self.inventory,
+            lambda _device: self.pve,
+            PolicySettings(guard, remediation),
+            identity,
+            GuardMetrics(),
+            clock=self.clock,
+            dry_run=dry_run,
+        )
+
+    def running(self, name: str) -> bool:
+        return self.pve.power[self.vmids[name]] is PowerState.ON and name not in self.partitioned
+
+    def step(self, seconds: float = 1.0) -> None:
+        """Time passes: kubelets of running VMs renew and report Ready, the node lifecycle
+        controller marks silent ones Unknown, the attach/detach controller detaches volumes of
+        out-of-service nodes, and a rebooted node's kubelet comes back."""
+        self.clock.advance(seconds)
+        now = self.clock.time()
+        # A power cycle ends a partition (the lab's does too: a hung node is healed by it).
+        self.partitioned = {
+            n for n in self.partitioned if self.pve.power[self.vmids[n]] is PowerState.ON
+        }
+        for name in self.api.nodes:
+            if self.running(name):
+                self.api.renewed[name] = now
+                self.api.set_ready(name, "True")
+            elif now - self.api.renewed[name] > NODE_GRACE:
+                self.api.set_ready(name, "Unknown")
+        for va, attachment in list(self.api.attachments.items()):
+            if OUT_OF_SERVICE in self.api.taints(attachment["node"]):
+                del self.api.attachments[va]
+
+    def run(self, guards: list[Guard], seconds: float, every: float = 1.0) -> None:
+        """Each guard looks every ``every`` seconds while the world moves on."""
+        elapsed = 0.0
+        while elapsed < seconds:
+            for guard in guards:
+                guard.safe_tick()
+            self.step(every)
+            elapsed += every

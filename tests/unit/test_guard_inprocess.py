@@ -1,0 +1,307 @@
+"""The real `Guard` loop in-process, on a fake clock: the windows, gates and hand-overs that the
+lab can only show in minutes run here in milliseconds (see guardsim.py for the world)."""
+
+from __future__ import annotations
+
+import pytest
+
+from fireproof.fencing import PowerState
+from fireproof.guard import ANNOTATION, Phase, Remediation
+
+from guardsim import OUT_OF_SERVICE, World
+
+
+def _world(workers: int = 4, control_planes: int = 3) -> World:
+    world = World()
+    for i in range(1, control_planes + 1):
+        world.add(f"cp-{i}", control_plane=True)
+    for i in range(1, workers + 1):
+        world.add(f"w{i}")
+    world.api.add_pod("web", "traefik-0", "w1", volume="pvc-traefik")
+    world.api.add_pod("blog", "postgres-0", "w2", volume="pvc-postgres")
+    return world
+
+
+def _record(world: World, node: str) -> Remediation | None:
+    return Remediation.from_annotation(world.api.annotations(node).get(ANNOTATION))
+
+
+def _off(world: World, node: str) -> None:
+    world.pve.power[world.vmids[node]] = PowerState.OFF
+
+
+def _settled(world: World) -> None:
+    """Guard has seen the cluster long enough that no start-up hold applies."""
+    world.step(11)
+
+
+def _reasons(world: World, node: str) -> list[str]:
+    return [reason for name, reason in world.api.events if name == node]
+
+
+def test_a_vm_read_off_is_acted_on_only_after_the_confirm_window() -> None:
+    world = _world()
+    guard = world.guard(confirm_seconds=2)
+    _off(world, "w1")
+    guard.safe_tick()
+    world.step(1)
+    guard.safe_tick()
+    assert _record(world, "w1") is None  # read off for 1 s: not confirmed yet
+    world.step(1.5)
+    guard.safe_tick()
+    record = _record(world, "w1")
+    assert record is not None
+    assert record.phase is Phase.LEFT_OFF  # already off: released and left off, not started
+    assert ("web", "traefik-0") not in world.api.pods
+    assert OUT_OF_SERVICE in world.api.taints("w1")
+    assert world.pve.stops == []  # guard never stops what is off already
+    assert world.pve.starts == []  # nor starts what it did not stop
+
+
+def test_a_storm_gets_nothing_destructive_then_the_cooldown_holds() -> None:
+    world = _world()  # 7 nodes: max_unhealthy 40 % is 2
+    guard = world.guard(confirm_seconds=0, storm_cooldown_seconds=20)
+    for node in ("w1", "w2", "w3"):
+        _off(world, node)
+    world.run([guard], 10)
+    assert world.api.writes == []
+    assert guard.metrics.storm._value.get() == 1
+    assert set(_reasons(world, "w1")) == {"FireproofStorm"}
+    world.pve.power[world.vmids["w3"]] = PowerState.ON  # two dead: no longer a storm...
+    world.run([guard], 15)
+    assert world.api.writes == []  # ...but the cooldown holds
+    world.run([guard], 10)
+    assert _record(world, "w1") is not None
+    assert _record(world, "w2") is not None
+    assert guard.metrics.storm._value.get() == 0
+
+
+def test_after_start_or_an_outage_a_stale_lease_waits_but_a_vm_off_does_not() -> None:
+    world = _world()
+    world.partitioned.add("w1")  # VM runs, its kubelet is cut off
+    world.step(30)  # its Lease is 30 s stale before guard starts
+    _off(world, "w2")
+    guard = world.guard(confirm_seconds=0, lease_stale_seconds=10)
+    world.run([guard], 5)
+    assert _record(world, "w1") is None  # held: the kubelets may not have renewed yet
+    assert _record(world, "w2") is not None  # the hypervisor's word is not held
+    world.run([guard], 7)
+    assert _record(world, "w1") is not None  # 10 s after start: acted on
+    assert world.pve.stops == [world.vmids["w1"]]
+
+
+def test_an_api_outage_blinds_guard_then_holds_stale_leases_again() -> None:
+    world = _world()
+    guard = world.guard(confirm_seconds=0, lease_stale_seconds=10)
+    world.run([guard], 12)
+    world.api.reachable = False
+    world.partitioned.add("w3")
+    world.run([guard], 20)  # w3's Lease goes stale while guard sees nothing
+    assert world.api.writes == []
+    world.api.reachable = True
+    world.run([guard], 5)
+    assert _record(world, "w3") is None  # held: every kubelet gets a stale period to renew
+    world.run([guard], 7)
+    assert _record(world, "w3") is not None
+
+
+def test_a_control_plane_node_is_not_fenced_when_the_rest_lose_quorum() -> None:
+    world = _world()
+    guard = world.guard(confirm_seconds=0, lease_stale_seconds=10)
+    _settled(world)
+    world.partitioned.update({"cp-1", "cp-2"})
+    world.run([guard], 20)
+    assert _record(world, "cp-1") is None
+    assert _record(world, "cp-2") is None
+    assert world.pve.stops == []
+    assert "FireproofFenceRefused" in _reasons(world, "cp-1")
+
+
+def test_excluded_and_unmapped_nodes_are_left_alone() -> None:
+    world = _world()
+    world.excluded_from_inventory.add("w2")
+    world.api.nodes["w1"]["metadata"]["labels"]["fireproof.io/exclude"] = "true"
+    guard = world.guard(confirm_seconds=0)
+    _off(world, "w1")
+    _off(world, "w2")  # no device polls it: its Lease goes stale instead
+    world.run([guard], 15)
+    assert world.api.writes == []
+    assert "FireproofFenceRefused" in _reasons(world, "w2")  # no device: said on the node
+    assert _reasons(world, "w1") == []  # an admin's exclusion is not news
+
+
+def test_a_partition_is_fenced_released_rebooted_and_restored_exactly_once() -> None:
+    world = _world()
+    guard = world.guard(lease_stale_seconds=10)
+    _settled(world)
+    world.partitioned.add("w2")
+    phases = []
+    for _ in range(20):
+        world.run([guard], 1)
+        record = _record(world, "w2")
+        phases.append(record.phase if record else None)
+    assert Phase.REBOOTING in phases
+    assert phases[-1] is None  # restored: the record is gone
+    assert world.pve.stops == [world.vmids["w2"]]
+    assert world.pve.starts == [world.vmids["w2"]]
+    assert OUT_OF_SERVICE not in world.api.taints("w2")
+    assert "unschedulable" not in world.api.nodes["w2"]["spec"]
+    assert _reasons(world, "w2").count("FireproofFenced") == 1
+    assert "FireproofHealed" in _reasons(world, "w2")
+
+
+def test_a_new_leader_resumes_a_half_done_remediation_exactly_once() -> None:
+    world = _world()
+    first, second = world.guard("guard-a"), world.guard("guard-b")
+    _settled(world)
+    world.partitioned.add("w2")
+    world.run([first, second], 12)
+    # The first leader stops right after its release (a crash, a paused process).
+    record = _record(world, "w2")
+    assert record is not None
+    assert (record.phase, record.leader) == (Phase.RELEASED, "guard-a")
+    world.run([second], 40)  # its Lease expires (15 s), then the second one finishes
+    assert _record(world, "w2") is None
+    assert "FireproofHealed" in _reasons(world, "w2")
+    assert world.pve.stops.count(world.vmids["w2"]) == 1
+    assert world.pve.starts.count(world.vmids["w2"]) == 1
+
+
+def test_a_stale_leader_that_wakes_up_does_nothing() -> None:
+    world = _world()
+    first, second = world.guard("guard-a"), world.guard("guard-b")
+    world.run([first, second], 12)
+    world.run([second], 20)  # the first one sleeps past its lease; the second one leads
+    world.partitioned.add("w2")
+    world.run([second], 12)
+    stops = list(world.pve.stops)
+    writes = len(world.api.writes)
+    first.safe_tick()  # wakes up believing nothing
+    assert world.pve.stops == stops
+    assert len(world.api.writes) == writes
+    assert first.metrics.leader._value.get() == 0
+
+
+def test_a_machine_started_again_before_its_release_is_fenced_again_first() -> None:
+    world = _world()
+    guard = world.guard(lease_stale_seconds=10)
+    _settled(world)
+    world.partitioned.add("w2")
+    vmid = world.vmids["w2"]
+    started: list[int] = []
+
+    def someone_starts_it(read: int) -> None:
+        record = _record(world, "w2")
+        if record is not None and record.phase is Phase.FENCED and not started:
+            started.append(read)
+            world.pve.power[read] = PowerState.ON  # a person in the Proxmox UI
+
+    world.pve.on_status = someone_starts_it
+    world.run([guard], 12)
+    assert started == [vmid]
+    assert "FireproofReleaseFailed" in _reasons(world, "w2")
+    # It was powered off again before anything was released, and released after that.
+    assert world.pve.stops == [vmid, vmid]
+    assert ("blog", "postgres-0") not in world.api.pods
+
+
+def test_a_fencing_failure_releases_nothing_and_backs_off() -> None:
+    world = _world()
+    guard = world.guard(lease_stale_seconds=10, retry_backoff_seconds=4)
+    _settled(world)
+    world.partitioned.add("w2")
+    world.run([guard], 9)
+    world.pve.failing = "Proxmox: connection refused"
+    world.run([guard], 8)
+    record = _record(world, "w2")
+    assert record is not None
+    assert record.phase is Phase.CORDONED
+    assert 1 <= record.failures <= 2  # 8 s of failures: tried at 0 and 4 s, not every second
+    assert ("blog", "postgres-0") in world.api.pods
+    assert OUT_OF_SERVICE not in world.api.taints("w2")
+    world.pve.failing = None
+    world.run([guard], 20)
+    assert ("blog", "postgres-0") not in world.api.pods
+
+
+@pytest.mark.parametrize(
+    ("fault", "settings", "expected"),
+    [
+        ("off", {}, ["cordon", "fence", "release", "left-off"]),
+        ("off", {"restart_stopped": True}, ["cordon", "fence", "release", "power-on"]),
+        ("partition", {}, ["cordon", "fence", "release", "power-on"]),
+        ("partition", {"strategy": "off"}, ["cordon", "fence", "release", "left-off"]),
+    ],
+)
+def test_the_dry_run_says_what_the_real_path_then_does(
+    fault: str, settings: dict[str, object], expected: list[str]
+) -> None:
+    said: list[str] = []
+
+    def world_with_fault() -> World:
+        world = _world()
+        world.step(11)
+        if fault == "off":
+            _off(world, "w2")
+        else:
+            world.partitioned.add("w2")
+        return world
+
+    dry_world = world_with_fault()
+    dry = dry_world.guard(dry_run=True, confirm_seconds=0, lease_stale_seconds=10, **settings)
+    dry.say = said.append
+    dry_world.run([dry], 15)
+    assert dry_world.api.writes == []
+    plan = [m for m in said if m.startswith("w2 looks dead")]
+    assert len(plan) == 1, said
+
+    real_world = world_with_fault()
+    real = real_world.guard(confirm_seconds=0, lease_stale_seconds=10, **settings)
+    real_world.run([real], 15)
+    done = {
+        "FireproofCordoned": "cordon",
+        "FireproofFenced": "fence",
+        "FireproofReleased": "release",
+        "FireproofPoweredOn": "power-on",
+        "FireproofLeftOff": "left-off",
+    }
+    taken = [done[r] for r in _reasons(real_world, "w2") if r in done]
+    assert taken == expected
+    words = {
+        "cordon": "cordon",
+        "fence": "power off and verify",
+        "release": "release its volumes",
+        "power-on": "then power it on again",
+        "left-off": "then leave it off and tainted",
+    }
+    positions = [plan[0].find(words[step]) for step in taken]
+    assert all(p >= 0 for p in positions), (plan[0], taken)
+    assert positions == sorted(positions)
+
+
+def test_a_storm_that_starts_mid_remediation_stops_it_before_the_fence() -> None:
+    world = _world()
+    guard = world.guard(lease_stale_seconds=10, retry_backoff_seconds=2)
+    _settled(world)
+    world.partitioned.add("w2")
+    world.pve.failing = "Proxmox: connection refused"  # w2 waits in cordoned, backing off
+    world.run([guard], 12)
+    world.pve.failing = None
+    for node in ("w1", "w3"):
+        _off(world, node)  # three dead of seven: a storm
+    world.run([guard], 10)
+    record = _record(world, "w2")
+    assert record is not None
+    assert record.phase is Phase.CORDONED
+    assert world.pve.stops == []
+    assert ("blog", "postgres-0") in world.api.pods
+
+
+def test_a_paused_node_is_left_alone_and_says_so_once() -> None:
+    world = _world()
+    world.api.nodes["w1"]["metadata"]["annotations"]["fireproof.io/pause"] = "maintenance"
+    guard = world.guard(confirm_seconds=0)
+    _off(world, "w1")
+    world.run([guard], 5)
+    assert world.api.writes == []
+    assert _reasons(world, "w1") == []
