@@ -158,6 +158,9 @@ def test_the_service_account_may_do_what_guard_does_and_nothing_more(lab: LabHan
     try:
         allowed = [
             ("patch", "nodes", None),
+            ("watch", "nodes", None),
+            ("watch", "volumeattachments.storage.k8s.io", None),
+            ("watch", "leases.coordination.k8s.io", "kube-node-lease"),
             ("delete", "pods", "blog"),
             ("delete", "volumeattachments.storage.k8s.io", None),
             ("list", "leases.coordination.k8s.io", "kube-node-lease"),
@@ -169,6 +172,7 @@ def test_the_service_account_may_do_what_guard_does_and_nothing_more(lab: LabHan
             ("get", "secrets", namespace),
             ("update", "leases.coordination.k8s.io", "kube-system"),
             ("create", "pods", "blog"),
+            ("watch", "pods", "blog"),
             ("patch", "deployments.apps", "kube-system"),
         ]
         for verb, resource, ns in allowed + denied:

@@ -83,3 +83,58 @@ def test_a_runtime_under_a_private_home_is_not_reachable_by_another_user() -> No
         assert runtime_reachable(0, [str(private)])  # root reaches it (with no capability)
     finally:
         shutil.rmtree(root)
+
+
+def _run_container(root: Path, runtime: list[str], argv: list[str]) -> tuple[int, str]:
+    """The lab's real first process (nsinit) in real namespaces: an emptyDir-like volume at
+    /tmp, as the chart mounts one, and ``argv`` exec'd after "go"."""
+    import subprocess
+    import sys
+
+    volume = root / "volume"
+    volume.mkdir()
+    report_r, report_w = os.pipe()
+    plan = {
+        "argv": argv,
+        "env": {"PATH": "/usr/bin:/bin"},
+        "hostname": "pod",
+        "mounts": [{"source": str(volume), "target": "/tmp", "read_only": False}],  # noqa: S108 - a mount path inside the pod, as the chart sets
+        "runtime": runtime,
+        "scratch": str(root / "scratch"),
+        "report_fd": report_w,
+    }
+    spec = root / "plan.json"
+    spec.write_text(json.dumps(plan))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fireproof.lab.agent.nsinit", str(spec)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        pass_fds=(report_w,),
+    )
+    os.close(report_w)
+    with os.fdopen(report_r) as report:
+        assert report.read().strip() == "ready"
+    out, _ = process.communicate("go\n", timeout=30)
+    return process.returncode, out
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the lab's containers need root (namespaces)")
+@pytest.mark.parametrize("where", ["fp-checkout", "fp checkout with a space"])
+def test_an_installation_under_a_volume_path_stays_runnable(where: str) -> None:
+    # A checkout under /tmp, and a pod with an emptyDir at /tmp (the chart's): the entry point
+    # must still run, as it does from an image whose programs never sit under a volume.
+    with tempfile.TemporaryDirectory(dir="/tmp") as base, tempfile.TemporaryDirectory() as root:
+        install = Path(base) / where
+        install.mkdir()
+        program = install / "entry-point"
+        program.write_text("#!/bin/sh\necho running from the installation\n")
+        program.chmod(0o755)
+        code, out = _run_container(Path(root), [str(install)], [str(program)])
+        assert (code, out.strip()) == (0, "running from the installation")
+        # Without it the volume hides the program: exit 127, and the reason in one line.
+        (Path(root) / "again").mkdir()
+        code, out = _run_container(Path(root) / "again", [], [str(program)])
+        assert code == 127
+        assert out.startswith("lab container: cannot run")

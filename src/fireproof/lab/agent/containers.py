@@ -251,6 +251,8 @@ class ProcessRunner:
                 if code is None:
                     await asyncio.sleep(backoff)  # nothing to run (yet): never a busy loop
                 elif node.active:
+                    if code in (126, 127) and (why := _start_failure(container.log_path)):
+                        await self._event(container, "Failed", why, True)
                     said = f"exited with code {code}; restarting in {backoff:g} s"
                     await self._event(container, "BackOff", f"{container.name} {said}", True)
                     await asyncio.sleep(backoff)
@@ -365,6 +367,7 @@ class ProcessRunner:
             or bool(own and own.capabilities and "ALL" in (own.capabilities.drop or [])),
             "read_only_root": bool(own and own.readOnlyRootFilesystem),
             "mounts": mounts,
+            "runtime": runtime_paths(),
             "scratch": str(directory / "scratch"),
             "workdir": spec.workingDir or "/",
             "no_new_privs": bool(own and own.allowPrivilegeEscalation is False),
@@ -496,6 +499,22 @@ class ProcessRunner:
             )
 
 
+def runtime_paths() -> list[str]:
+    """Where the entry point runs from: the virtualenv, the Python it links to, and the package
+    (an editable install's src/). A pod's volume may hide them (an emptyDir at /tmp over a
+    checkout under /tmp); the container's first process binds them back."""
+    import fireproof
+
+    package = os.path.dirname(os.path.dirname(os.path.realpath(fireproof.__file__)))
+    found = [
+        sys.prefix,
+        sys.base_prefix,
+        os.path.dirname(os.path.realpath(sys.executable)),
+        package,
+    ]
+    return sorted({os.path.realpath(p) for p in found if os.path.isdir(p)})
+
+
 def runtime_reachable(uid: int | None, paths: list[str] | None = None) -> bool:
     """Whether a process of ``uid`` can run this Python and fireproof: every directory on the
     way world-searchable. A pyenv under ``/root`` is not, and then the lab runs the container as
@@ -513,6 +532,24 @@ def runtime_reachable(uid: int | None, paths: list[str] | None = None) -> bool:
             if directory.is_dir() and not os.stat(directory).st_mode & 0o001:
                 return False
     return True
+
+
+START_FAILURE = "lab container: "
+"""How the container's first process says it could not exec the entry point (nsinit)."""
+
+
+def _start_failure(log_path: Path) -> str | None:
+    """The last "cannot run" line of the container's log: what `kubectl describe` should show,
+    not only an exit code."""
+    try:
+        with log_path.open("rb") as log:
+            log.seek(0, os.SEEK_END)
+            log.seek(max(0, log.tell() - 8192))
+            tail = log.read().decode(errors="replace").splitlines()
+    except OSError:
+        return None
+    said = [line for line in tail if line.startswith(START_FAILURE)]
+    return said[-1].removeprefix(START_FAILURE) if said else None
 
 
 def _first(*values: int | None) -> int | None:

@@ -8,6 +8,7 @@ What it builds disappears with the process: the host's own files and network sta
 
 SPEC is a JSON file: ``{"argv": [...], "env": {...}, "hostname": …, "uid": …, "gid": …,
 "groups": [...], "mounts": [{"source": …, "target": …, "read_only": …}], "scratch": DIR,
+"runtime": [PATH, …] (the installation the entry point runs from),
 "report_fd": N, "read_only_root": …, "drop_capabilities": …, "no_new_privs": …}``.
 """
 
@@ -119,6 +120,8 @@ def setup(spec: dict[str, Any]) -> None:
     # the sources (and the scratch) of the lab's state directory when it lives under /tmp.
     mounts = sorted(spec["mounts"], key=lambda m: len(Path(m["target"]).parts))
     sources = [os.open(m["source"], os.O_PATH | os.O_CLOEXEC) for m in mounts]
+    runtime = sorted(spec.get("runtime", []), key=lambda p: len(Path(p).parts))
+    installed = [os.open(path, os.O_PATH | os.O_CLOEXEC) for path in runtime]
     points = MountPoints(scratch)
     for mount, fd in zip(mounts, sources, strict=True):
         points.prepare(Path(mount["target"]), os.path.isfile(f"/proc/self/fd/{fd}"))
@@ -128,11 +131,35 @@ def setup(spec: dict[str, Any]) -> None:
         if mount.get("read_only"):
             _mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY, "")
         os.close(fd)
+    for path, fd in zip(runtime, installed, strict=True):
+        _keep_visible(path, fd)
     if spec.get("read_only_root"):
         # readOnlyRootFilesystem: the root mount, in this namespace only; volumes stay writable.
         _mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY, "")
     _loopback_up()
     socket.sethostname(spec["hostname"])
+
+
+def _keep_visible(path: str, fd: int) -> None:
+    """The entry point's installation, bound back at its own path when a volume hid it (an
+    emptyDir at /tmp over a checkout under /tmp): an image has its programs in its root, never
+    under a volume. Read-only, as an image's files are to a non-root user."""
+    try:
+        here = os.stat(path)
+    except OSError:
+        here = None
+    found = os.fstat(fd)
+    if here is None or (here.st_dev, here.st_ino) != (found.st_dev, found.st_ino):
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError as exc:
+            raise SetupError(
+                f"a volume hides the lab's installation at {path}, and no mount point can be "
+                f"made there ({exc.strerror})"
+            ) from None
+        _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC, "")
+        _mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY, "")
+    os.close(fd)
 
 
 def drop_capabilities() -> None:
