@@ -30,6 +30,7 @@ from fireproof.kube.client import (
     sync_client,
     translate_errors,
 )
+from fireproof.kube.transport import http_client
 
 COMPONENT = "fireproof"
 NODE_LEASE_NAMESPACE = "kube-node-lease"
@@ -132,8 +133,7 @@ class Cluster:
 
     def close(self) -> None:
         """Close the connections (a long-lived process or a test that connects more than once)."""
-        transport: Any = self.client._client._client
-        transport.close()
+        http_client(self.client).close()
 
     def _guard(self) -> Any:
         return translate_errors(f"the API server {self.server}")
@@ -141,9 +141,8 @@ class Cluster:
     # -- reads --------------------------------------------------------------------------------
 
     def server_version(self) -> tuple[int, int]:
-        # lightkube has no call for /version; its transport (httpx, already authenticated
-        # from the kubeconfig) answers it. The private attribute stays inside this seam.
-        transport: Any = self.client._client._client
+        # lightkube has no call for /version; its authenticated HTTP client answers it.
+        transport = http_client(self.client)
         with self._guard():
             response = transport.get("/version")
             response.raise_for_status()
@@ -351,8 +350,8 @@ class Cluster:
         or the name now belongs to another pod: a StatefulSet recreates a pod under the same name
         as soon as the old one goes, and that replacement must not be deleted in its place."""
         # lightkube's delete sends no body, and preconditions exist only in the body's
-        # DeleteOptions; its authenticated transport does. The private attribute stays here.
-        transport: Any = self.client._client._client
+        # DeleteOptions; its authenticated HTTP client sends one.
+        transport = http_client(self.client)
         options: dict[str, Any] = {
             "kind": "DeleteOptions",
             "apiVersion": "v1",

@@ -30,6 +30,7 @@ from lightkube.resources.storage_v1 import VolumeAttachment
 
 from fireproof.kube.client import KubeApiError, KubeNotFoundError
 from fireproof.kube.cluster import Cluster
+from fireproof.kube.transport import http_client
 
 LonghornSetting = create_namespaced_resource(
     "longhorn.io", "v1beta2", "Setting", "settings", verbs=["get", "list", "global_list"]
@@ -126,7 +127,7 @@ def _count_requests(cluster: Cluster) -> Iterator[Callable[[], int]]:
     The hook is removed on the way out: a long-running process (guard) takes a snapshot per
     loop and must not pile up hooks on its one client.
     """
-    transport: Any = cluster.client._client._client  # private, but inside the kube seam
+    transport = http_client(cluster.client)
     sent = [0]
 
     def hook(_request: Any) -> None:

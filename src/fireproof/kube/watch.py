@@ -101,7 +101,8 @@ class BackgroundWatches:
 
     def __init__(self, kubeconfig: Path | None, context: str | None) -> None:
         self._config = load_kubeconfig(kubeconfig, context)
-        self._loop = asyncio.new_event_loop()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """Made by :meth:`start`: a watcher never started holds no loop to close."""
         self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
         self._synced: set[str] = set()
         self._ready = threading.Event()
@@ -124,11 +125,12 @@ class BackgroundWatches:
 
     def start(self, timeout: float = 30.0) -> bool:
         """Start watching; True once every kind has been listed (within ``timeout``)."""
+        self._loop = asyncio.new_event_loop()
         self._thread.start()
         return self._ready.wait(timeout)
 
     def stop(self) -> None:
-        if not self._thread.is_alive():
+        if self._loop is None or not self._thread.is_alive():
             return
         # One callback cancels every task: cancelling them one call at a time raced the loop's
         # own end (the loop could close between two calls: "Event loop is closed").
@@ -141,11 +143,13 @@ class BackgroundWatches:
             task.cancel()
 
     def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
+        loop = self._loop
+        assert loop is not None  # noqa: S101 - start() made it before the thread
+        asyncio.set_event_loop(loop)
         try:
-            self._loop.run_until_complete(self._main())
+            loop.run_until_complete(self._main())
         finally:
-            self._loop.close()
+            loop.close()
 
     async def _main(self) -> None:
         client = async_client(self._config, timeout=30.0)
