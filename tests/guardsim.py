@@ -276,6 +276,9 @@ class Hypervisor:
         """A reason every call fails with (a device fault), or None."""
         self.on_status: Callable[[int], None] | None = None
         """Called before each status read: a test starts the VM behind guard's back."""
+        self.passing: dict[int, str] = {}
+        """VMID -> a task running on it that passes through "stopped" (qmreboot, qmstart)."""
+        self.tasks_readable = True
 
     def _check(self) -> None:
         if self.failing:
@@ -307,6 +310,12 @@ class Hypervisor:
             self.starts.append(machine.vmid)
             self.power[machine.vmid] = PowerState.ON
         return PowerState.ON
+
+    def settled_off(self, machine: Machine) -> bool | None:
+        if self.failing or not self.tasks_readable:
+            return None
+        assert machine.vmid is not None
+        return self.power[machine.vmid] is PowerState.OFF and machine.vmid not in self.passing
 
     def identify(self, machine: Machine) -> MachineIdentity:
         self._check()

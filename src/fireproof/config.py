@@ -217,9 +217,10 @@ class GuardConfig:
     """How often guard looks: one ``cluster/resources`` call per Proxmox device, one list of
     Nodes and of node Leases."""
     confirm_seconds: float = 2.0
-    """A VM read off must stay off this long, poll after poll, before guard acts: one odd
-    reading is not a failure, and the other victims of a storm have time to show. (The lease
-    and conditions signals are long confirmations already.)"""
+    """A VM read off that the device cannot settle (its task list unreadable) must stay off
+    this long, poll after poll, before guard acts: it may be a reboot, a start or a migration
+    passing through "stopped". A VM off with none of those running is acted on at once. (The
+    lease and conditions signals are long confirmations already.)"""
     lease_stale_seconds: float = 40.0
     """A node Lease older than this while its VM runs: a partition or a hung node (the
     kubelet's lease duration is 40 s)."""

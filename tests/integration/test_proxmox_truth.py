@@ -180,10 +180,24 @@ def test_a_start_under_way_is_not_off_and_the_task_list_shows_it(
     assert finished[0]["status"] == "OK"
     assert api.nodes(machine.host).qemu(machine.vmid).status.current.get()["status"] == "stopped"
     assert fencer.status(machine) is PowerState.ON
+    assert fencer.settled_off(machine) is False  # guard's fast path waits its confirm window
 
     made = pve.cli("lab", "pve-token", "fireproof@pve!tasks", "--privilege", "VM.Audit")
     stranger = _api(access, "fireproof@pve!tasks", made.stdout.strip())
     assert stranger.nodes(machine.host).tasks.get(source="all") == []
+
+
+def test_a_vm_off_with_no_task_running_is_settled_off(pve: LabHandle, tmp_path: Path) -> None:
+    # What lets guard act on its first read: status/current says stopped and the node's active
+    # task list (pve-manager Tasks.pm, source=active) has no start, reboot or migration of it.
+    machine = _machine(pve, VICTIM)
+    fencer = _fencer(pve, tmp_path)
+    assert fencer.settled_off(machine) is False  # running
+    assert fencer.off(machine) is PowerState.OFF
+    assert fencer.settled_off(machine) is True
+    down = pve.cli("lab", "fault", "add", "host-unreachable", "--host", str(machine.host))
+    assert down.returncode == 0, down.stderr
+    assert fencer.settled_off(machine) is None  # 595: cannot tell, so the window stays
 
 
 def test_logins_as_on_real_proxmox(pve: LabHandle) -> None:

@@ -39,8 +39,20 @@ def _reasons(world: World, node: str) -> list[str]:
     return [reason for name, reason in world.api.events if name == node]
 
 
+def test_a_vm_off_for_good_is_acted_on_at_the_first_read() -> None:
+    world = _world()
+    guard = world.guard(confirm_seconds=2)
+    _off(world, "w1")
+    world.pve.passing[world.vmids["w2"]] = "qmreboot"  # w2 reads off inside a reboot
+    _off(world, "w2")
+    guard.safe_tick()
+    assert _record(world, "w1") is not None  # nothing starts it again: no need to wait
+    assert _record(world, "w2") is None  # a reboot's "off" is confirmed over polls
+
+
 def test_a_vm_read_off_is_acted_on_only_after_the_confirm_window() -> None:
     world = _world()
+    world.pve.tasks_readable = False  # off for good or for a moment: the device cannot say
     guard = world.guard(confirm_seconds=2)
     _off(world, "w1")
     guard.safe_tick()

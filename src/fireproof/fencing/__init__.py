@@ -14,6 +14,7 @@ from fireproof.fencing.base import (
     PermanentFencingError,
     PowerPoller,
     PowerState,
+    SettledReader,
     TransientFencingError,
     wait_for_state,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "PermanentFencingError",
     "PowerPoller",
     "PowerState",
+    "SettledReader",
     "TransientFencingError",
     "build_fencer",
     "wait_for_state",

@@ -125,3 +125,14 @@ class PowerPoller(Protocol):
     def power_states(self) -> dict[int, PowerState]:
         """VMID -> power state of every machine the device can see."""
         ...
+
+
+@runtime_checkable
+class SettledReader(Protocol):
+    """A device that can tell a machine that is off for good from one off for a moment (a
+    reboot, a start or a migration under way): a poll's "off" then needs no confirm window."""
+
+    def settled_off(self, machine: Machine) -> bool | None:
+        """True: off, with no task running that starts, reboots or moves it. False: not so.
+        None: cannot tell (the device did not answer)."""
+        ...

@@ -41,6 +41,8 @@ _STATES = {"running": PowerState.ON, "stopped": PowerState.OFF}
 _TASK_OK = re.compile(r"^(OK|WARNINGS: \d+)$")
 START_TASKS = frozenset({"qmstart", "hastart"})
 """Task types that end with the VM running (``qm start``; a start of an HA-managed VM)."""
+PASSING_TASKS = START_TASKS | frozenset({"qmreboot", "qmreset", "qmigrate", "hamigrate"})
+"""Tasks during which a VM may read stopped for a moment: a start, a reboot, a migration."""
 _LOGIN_CODE = re.compile(r"code: (\d+)")
 # What proxmoxer and requests raise for a refused, failed or garbled exchange: ValueError covers
 # a JSON decode error and a header requests refuses; KeyError/TypeError an answer without data.
@@ -275,13 +277,29 @@ class ProxmoxFencer:
         return state
 
     def _start_under_way(self, machine: Machine, deadline: float | None) -> bool:
+        return bool(self._active_tasks(machine, deadline) & START_TASKS)
+
+    def _active_tasks(self, machine: Machine, deadline: float | None) -> set[str]:
         api = self._connect(deadline)
         tasks: list[dict[str, Any]] = self._call(
             f"running tasks of {machine.label}",
             lambda: api.nodes(machine.host).tasks.get(source="active", vmid=machine.vmid),
             deadline,
         )
-        return any(str(t.get("type")) in START_TASKS for t in tasks)
+        return {str(t.get("type")) for t in tasks}
+
+    def settled_off(self, machine: Machine) -> bool | None:
+        """Off for good: ``status/current`` reads stopped and no start, reboot or migration of
+        the VM runs (the node's active task list). None when either cannot be read."""
+        deadline = self._clock.monotonic() + self.device.timeout_seconds
+        try:
+            vm = self._vm(machine, deadline)
+            current = self._call(f"status of {machine.label}", vm.status.current.get, deadline)
+            if _STATES.get(str(current.get("status"))) is not PowerState.OFF:
+                return False
+            return not self._active_tasks(machine, deadline) & PASSING_TASKS
+        except FencingError:
+            return None
 
     def off(self, machine: Machine) -> PowerState:
         return self._power(machine, "stop", PowerState.OFF)

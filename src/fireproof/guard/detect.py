@@ -44,6 +44,9 @@ class NodeView:
     system_uuid: str | None = None
     attached_volumes: int = 0
     """VolumeAttachments still attached to the node."""
+    settled_off: bool = False
+    """The device says the machine is off for good (no start, reboot or migration running):
+    the poll's "off" needs no confirm window."""
 
 
 def suspicion(view: NodeView, settings: GuardConfig, now: dt.datetime) -> Reason | None:

@@ -18,7 +18,7 @@ from typing import Protocol
 from fireproof.clock import Clock
 from fireproof.config import GuardConfig
 from fireproof.errors import FireproofError, TransientError
-from fireproof.fencing import Fencer, Machine, PowerPoller, PowerState
+from fireproof.fencing import Fencer, Machine, PowerPoller, PowerState, SettledReader
 from fireproof.guard.detect import NodeView, suspicion
 from fireproof.guard.metrics import GuardMetrics
 from fireproof.guard.notices import Notices
@@ -142,6 +142,13 @@ class Observer:
             facts = cache.nodes[name]
             machine, problem, source = _mapping(inventory, name)
             state, polled = power.get(name, (PowerState.UNKNOWN, False))
+            record = Remediation.from_annotation(facts.annotations.get(ANNOTATION))
+            settled = (
+                state is PowerState.OFF
+                and record is None
+                and machine is not None
+                and self._settled_off(machine)
+            )
             views.append(
                 NodeView(
                     name=name,
@@ -153,15 +160,24 @@ class Observer:
                     control_plane=CONTROL_PLANE_LABEL in facts.labels,
                     excluded=EXCLUDE_LABEL in facts.labels,
                     paused=PAUSE_ANNOTATION in facts.annotations,
-                    record=Remediation.from_annotation(facts.annotations.get(ANNOTATION)),
+                    record=record,
                     machine=machine,
                     inventory_problem=problem,
                     inventory_source=source,
                     system_uuid=facts.system_uuid,
                     attached_volumes=attached.get(name, 0),
+                    settled_off=settled,
                 )
             )
         return views
+
+    def _settled_off(self, machine: Machine) -> bool:
+        """Asked only of a VM the poll read off and not yet remediated: two calls, once."""
+        try:
+            fencer = self.fencer(machine.device)
+        except FireproofError:
+            return False
+        return isinstance(fencer, SettledReader) and fencer.settled_off(machine) is True
 
     def _inventory_for(self, names: list[str]) -> Inventory:
         now = self.clock.monotonic()

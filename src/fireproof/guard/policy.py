@@ -117,9 +117,11 @@ def _new(observation: Observation, node: NodeView, reason: Reason, g: GuardConfi
             "answers again: no remediation from a stale Lease until the kubelets renewed theirs",
         )
     since = observation.suspected_since.get(node.name, observation.at)
-    # One poll's reading is confirmed over a few polls; a stale Lease or a long NotReady is a
-    # confirmation of tens of seconds already.
-    if reason is Reason.VM_OFF and observation.at - since < g.confirm_seconds:
+    # A VM that reads off while nothing starts, reboots or moves it is off: act at once. Only a
+    # reading the device cannot settle is confirmed over a few polls. (A stale Lease or a long
+    # NotReady is a confirmation of tens of seconds already.)
+    confirming = reason is Reason.VM_OFF and not node.settled_off
+    if confirming and observation.at - since < g.confirm_seconds:
         return Wait("the VM read off is not confirmed yet")
     views = list(observation.nodes.values())
     if not quorum_allows_fencing(views, node) and node.power is not PowerState.OFF:
