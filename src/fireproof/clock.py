@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import Protocol
+from collections.abc import Callable
+from typing import Protocol, TypeVar
+
+T = TypeVar("T")
 
 
 class Clock(Protocol):
@@ -46,6 +49,22 @@ def utc_now(clock: Clock) -> dt.datetime:
 
 def rfc3339(clock: Clock) -> str:
     return utc_now(clock).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def poll_until(
+    probe: Callable[[], T | None], *, timeout: float, interval: float, clock: Clock
+) -> T | None:
+    """Call ``probe`` until it returns something truthy (returned) or ``timeout`` has passed
+    (None: the caller raises its own error). The one poll-until-deadline of fireproof: fencing
+    verification, heal's waits and guard's settle on the same clock."""
+    deadline = clock.monotonic() + timeout
+    while True:
+        found = probe()
+        if found:
+            return found
+        if clock.monotonic() >= deadline:
+            return None
+        clock.sleep(interval)
 
 
 class ManualClock:

@@ -5,10 +5,12 @@ Proxmox). The same rules are exercised against the lab's emulator in tests/integ
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
+import stamina
 from proxmoxer.core import AuthenticationError, ResourceException
 
 from fireproof.clock import ManualClock
@@ -285,6 +287,14 @@ def test_a_name_twice_in_a_terraform_state_is_said(tmp_path: Path) -> None:
 # -- the Proxmox driver's retries and errors --------------------------------------------------
 
 
+@pytest.fixture
+def no_real_pauses() -> Iterator[None]:
+    """stamina's pauses are real sleeps; here the fake clock counts time, so none are slept
+    (the tries are still decided by the driver's deadline rule)."""
+    with stamina.set_testing(True, attempts=100, cap=True):
+        yield
+
+
 def _fencer(clock: ManualClock, *, retries: int = 10, timeout: float = 10.0) -> ProxmoxFencer:
     os.environ.setdefault("FP_TEST_TOKEN_SET", SECRET)
     device = ProxmoxDevice(
@@ -298,6 +308,7 @@ def _fencer(clock: ManualClock, *, retries: int = 10, timeout: float = 10.0) -> 
     return ProxmoxFencer(device, clock=clock)
 
 
+@pytest.mark.usefixtures("no_real_pauses")
 def test_retries_stay_inside_the_deadline() -> None:
     clock = ManualClock()
     fencer = _fencer(clock)
@@ -315,6 +326,7 @@ def test_retries_stay_inside_the_deadline() -> None:
     assert len(calls) >= 2  # but it did retry while there was room
 
 
+@pytest.mark.usefixtures("no_real_pauses")
 def test_login_failures_are_classified_by_status_and_no_exception_escapes() -> None:
     clock = ManualClock()
     fencer = _fencer(clock, retries=1)
@@ -343,6 +355,7 @@ def test_login_failures_are_classified_by_status_and_no_exception_escapes() -> N
     assert SECRET not in str(info.value)
 
 
+@pytest.mark.usefixtures("no_real_pauses")
 def test_proxmox_reasons_reach_the_operator() -> None:
     fencer = _fencer(ManualClock(), retries=0)
 

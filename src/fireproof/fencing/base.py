@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from fireproof.clock import SYSTEM_CLOCK, Clock
+from fireproof.clock import SYSTEM_CLOCK, Clock, poll_until
 from fireproof.errors import FireproofError, PermanentError, TransientError
 
 
@@ -103,18 +103,18 @@ def wait_for_state(
     clock: Clock = SYSTEM_CLOCK,
 ) -> PowerState:
     """Poll ``read`` until it returns ``want``; a timeout raises :class:`FencingTimeout`."""
-    deadline = clock.monotonic() + timeout
-    last = PowerState.UNKNOWN
-    while True:
-        last = read()
-        if last is want:
-            return last
-        if clock.monotonic() >= deadline:
-            raise FencingTimeout(
-                f"{what}: still {last} after {timeout:g} s",
-                hint="the machine was NOT verified; nothing was released",
-            )
-        clock.sleep(interval)
+    last = [PowerState.UNKNOWN]
+
+    def reached() -> PowerState | None:
+        last[0] = read()
+        return last[0] if last[0] is want else None
+
+    if poll_until(reached, timeout=timeout, interval=interval, clock=clock) is None:
+        raise FencingTimeout(
+            f"{what}: still {last[0]} after {timeout:g} s",
+            hint="the machine was NOT verified; nothing was released",
+        )
+    return want
 
 
 @runtime_checkable

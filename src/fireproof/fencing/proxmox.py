@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import requests
+import stamina
 from proxmoxer import ProxmoxAPI
 from proxmoxer.core import AuthenticationError, ResourceException
 
@@ -56,6 +57,8 @@ _CLIENT_ERRORS = (
 )
 MINIMAL_PRIVILEGES = "VM.PowerMgmt and VM.Audit on /vms, Sys.Audit on /nodes"
 NOTHING_RELEASED = "nothing was released"
+RETRY_PAUSE_MAX = 2.0
+"""The longest pause between two tries of one request (stamina's backoff, capped)."""
 
 
 def _reason(exc: ResourceException) -> str:
@@ -120,24 +123,31 @@ class ProxmoxFencer:
 
     def _call(self, what: str, fn: Callable[[], T], deadline: float | None = None) -> T:
         """One API call, retried on transient failures while the deadline leaves room for a
-        whole further request. Every failure becomes a typed error without secrets."""
+        whole further request (its longest pause included). Every failure becomes a typed error
+        without secrets."""
         d = self.device
-        for attempt in range(1, d.retries + 2):
-            try:
-                return fn()
-            except FencingError:
-                raise
-            except _CLIENT_ERRORS as exc:
-                error = self._translate(what, exc)
-            if isinstance(error, PermanentFencingError) or attempt > d.retries:
-                raise error
-            pause = min(2.0, 0.5 * attempt)
-            if (
-                deadline is not None
-                and self._clock.monotonic() + pause + d.timeout_seconds > deadline
-            ):
-                raise error  # another try could not finish inside the verify deadline
-            self._clock.sleep(pause)
+
+        def retry(exc: Exception) -> bool:
+            if not isinstance(exc, TransientFencingError):
+                return False  # refused credentials, missing privileges, no such VM
+            room = self._clock.monotonic() + RETRY_PAUSE_MAX + d.timeout_seconds
+            return deadline is None or room <= deadline
+
+        for attempt in stamina.retry_context(
+            on=retry,
+            attempts=d.retries + 1,
+            timeout=None,  # the deadline above bounds the tries
+            wait_initial=0.5,
+            wait_max=RETRY_PAUSE_MAX,
+            wait_jitter=0.2,
+        ):
+            with attempt:
+                try:
+                    return fn()
+                except FencingError:
+                    raise
+                except _CLIENT_ERRORS as exc:
+                    raise self._translate(what, exc) from None
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     def _translate(self, what: str, exc: Exception) -> FencingError:

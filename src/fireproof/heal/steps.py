@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from fireproof.clock import SYSTEM_CLOCK, Clock
+from fireproof.clock import SYSTEM_CLOCK, Clock, poll_until
 from fireproof.errors import FireproofError, TransientError
 from fireproof.fencing import Fencer, FencingError, Machine, PowerState
 from fireproof.heal.journal import Journal
@@ -172,25 +172,24 @@ def wait_workloads(
     clock: Clock = SYSTEM_CLOCK,
 ) -> None:
     waiting = [p for p in pods if p.comes_back]
-    deadline = clock.monotonic() + timeout
-    while waiting:
-        waiting = waiting_for(cluster, node, waiting)
-        if not waiting:
-            break
-        if clock.monotonic() >= deadline:
-            names = ", ".join(p.label for p in waiting)
-            journal.record(
-                "workloads",
-                f"not Running elsewhere after {timeout:g} s: {names}",
-                status="failed",
-                event="FireproofWorkloadsStuck",
-            )
-            raise TransientError(
-                f"{node} was fenced and released, but these are not Running elsewhere after "
-                f"{timeout:g} s: {names}",
-                hint="check `kubectl get pods -A -o wide` and their events",
-            )
-        clock.sleep(poll)
+
+    def all_back() -> bool:
+        waiting[:] = waiting_for(cluster, node, waiting) if waiting else []
+        return not waiting
+
+    if not poll_until(all_back, timeout=timeout, interval=poll, clock=clock):
+        names = ", ".join(p.label for p in waiting)
+        journal.record(
+            "workloads",
+            f"not Running elsewhere after {timeout:g} s: {names}",
+            status="failed",
+            event="FireproofWorkloadsStuck",
+        )
+        raise TransientError(
+            f"{node} was fenced and released, but these are not Running elsewhere after "
+            f"{timeout:g} s: {names}",
+            hint="check `kubectl get pods -A -o wide` and their events",
+        )
     back = ", ".join(p.label for p in pods if p.comes_back) or "none to wait for"
     journal.record("workloads", f"Running on other nodes: {back}", event="FireproofHealed")
 
@@ -215,20 +214,20 @@ def wait_ready(
     poll: float = 1.0,
     clock: Clock = SYSTEM_CLOCK,
 ) -> None:
-    deadline = clock.monotonic() + timeout
-    while node_ready(cluster.node(node)) != "True":
-        if clock.monotonic() >= deadline:
-            journal.record(
-                "ready",
-                f"{node} not Ready after {timeout:g} s",
-                status="failed",
-                event="FireproofRecoverFailed",
-            )
-            raise TransientError(
-                f"{node} is not Ready after {timeout:g} s",
-                hint=f"the out-of-service taint stays on {node} until it is Ready; rerun --recover",
-            )
-        clock.sleep(poll)
+    def ready() -> bool:
+        return node_ready(cluster.node(node)) == "True"
+
+    if not poll_until(ready, timeout=timeout, interval=poll, clock=clock):
+        journal.record(
+            "ready",
+            f"{node} not Ready after {timeout:g} s",
+            status="failed",
+            event="FireproofRecoverFailed",
+        )
+        raise TransientError(
+            f"{node} is not Ready after {timeout:g} s",
+            hint=f"the out-of-service taint stays on {node} until it is Ready; rerun --recover",
+        )
     journal.record("ready", f"{node} is Ready")
 
 
