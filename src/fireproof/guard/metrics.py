@@ -47,6 +47,12 @@ class GuardMetrics:
             ["device"],
             registry=r,
         )
+        self._declare_state(r)
+        self._declare_devices(r)
+        self.last_look = 0.0
+        """The guard clock's monotonic time of the last complete look at the cluster."""
+
+    def _declare_state(self, r: CollectorRegistry) -> None:
         self.dead_nodes = Gauge(
             "fireproof_guard_nodes_dead", "Nodes that currently look dead.", registry=r
         )
@@ -57,18 +63,6 @@ class GuardMetrics:
         )
         self.leader = Gauge(
             "fireproof_guard_leader", "1 while this process holds the guard Lease.", registry=r
-        )
-        self.poll_errors = Counter(
-            "fireproof_guard_hypervisor_poll_errors_total",
-            "Failed power polls of a fencing device.",
-            ["device"],
-            registry=r,
-        )
-        self.poll_seconds = Histogram(
-            "fireproof_guard_hypervisor_poll_duration_seconds",
-            "Latency of one power poll of a fencing device.",
-            ["device"],
-            registry=r,
         )
         self.refused = Counter(
             "fireproof_guard_refusals_total",
@@ -86,8 +80,21 @@ class GuardMetrics:
             "Looks that ended in an unexpected error (a bug): logged with its type and message.",
             registry=r,
         )
-        self.last_look = 0.0
-        """The guard clock's monotonic time of the last complete look at the cluster."""
+
+    def _declare_devices(self, r: CollectorRegistry) -> None:
+        self.poll_errors = Counter(
+            "fireproof_guard_hypervisor_poll_errors_total",
+            "Failed power polls of a fencing device.",
+            ["device"],
+            registry=r,
+        )
+        self.poll_seconds = Histogram(
+            "fireproof_guard_hypervisor_poll_duration_seconds",
+            "Latency of one power poll of a fencing device.",
+            ["device"],
+            registry=r,
+        )
+
 
 
 def parse_address(text: str) -> tuple[str, int]:
