@@ -39,7 +39,7 @@ from fireproof.yamldoc import Section, load_yaml
 CONFIG_ENV = "FIREPROOF_CONFIG"
 """Environment variable naming fireproof.yaml (after --config, before ./fireproof.yaml)."""
 
-_USER_AT_REALM = re.compile(r"^[^\s@:!]+@[A-Za-z][A-Za-z0-9.\-_]*$")
+_USER_AT_REALM = re.compile(r"[^\s@:!]+@[A-Za-z][A-Za-z0-9.\-_]*")
 
 SecretReader = Callable[[str, str, str], str]
 """Reads key of Secret name in namespace (provided by the kube layer)."""
@@ -397,7 +397,7 @@ def _device(name: str, section: Section, base: Path) -> Device:
     )
     if device.token_id:
         if (
-            not _USER_AT_REALM.match(device.token_id.partition("!")[0])
+            not _USER_AT_REALM.fullmatch(device.token_id.partition("!")[0])
             or not (device.token_id.partition("!")[2])
         ):
             raise section.error("must look like USER@REALM!TOKENID", "token_id")
@@ -405,7 +405,7 @@ def _device(name: str, section: Section, base: Path) -> Device:
             raise section.error("token_id needs token_secret")
     elif not (device.user and device.password):
         raise section.error("give token_id + token_secret, or user + password")
-    elif not _USER_AT_REALM.match(device.user):
+    elif not _USER_AT_REALM.fullmatch(device.user):
         # Proxmox refuses a bare name (401); say so here, with the line, not as a login failure.
         raise section.error(
             f"must be USER@REALM (e.g. {device.user}@pam or {device.user}@pve), got "
@@ -462,7 +462,9 @@ def _remediation(section: Section | None) -> RemediationConfig:
     )
 
 
-_MAX_UNHEALTHY = re.compile(r"^(\d+|\d{1,3}(\.\d+)?%)$")
+# fullmatch, never `$`: `$` accepts a trailing newline (a YAML block scalar), and a value that
+# passed here once left guard failing on every look.
+_MAX_UNHEALTHY = re.compile(r"(\d+|\d{1,3}(\.\d+)?%)")
 
 
 def _guard(section: Section | None) -> GuardConfig:
@@ -471,7 +473,7 @@ def _guard(section: Section | None) -> GuardConfig:
     d = GuardConfig()
     section.reject_unknown(set(GuardConfig.__dataclass_fields__))
     max_unhealthy = section.text("max_unhealthy", d.max_unhealthy) or d.max_unhealthy
-    if not _MAX_UNHEALTHY.match(max_unhealthy) or (
+    if not _MAX_UNHEALTHY.fullmatch(max_unhealthy) or (
         max_unhealthy.endswith("%") and float(max_unhealthy[:-1]) > 100
     ):
         raise section.error(

@@ -110,6 +110,9 @@ def test_the_record_round_trips_and_a_foreign_value_is_not_trusted() -> None:
         ("guard:\n  strategy: pray\n", ":2: guard.strategy: must be one of reboot, off"),
         ("guard:\n  max_unhealthy: lots\n", ":2: guard.max_unhealthy: must be a node count"),
         ("guard:\n  max_unhealthy: 140%\n", ":2: guard.max_unhealthy: must be a node count"),
+        # A block scalar ends in a newline, which a `$` pattern let through: guard then failed
+        # on every look and acted on nothing.
+        ("guard:\n  max_unhealthy: |\n    40%\n", ":2: guard.max_unhealthy: must be a node count"),
         ("guard:\n  poll_interval_seconds: inf\n", ":2: guard.poll_interval_seconds: must be a"),
         ("guard:\n  lease_stale: 3\n", ":2: guard.lease_stale: unknown field"),
     ],
