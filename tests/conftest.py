@@ -33,3 +33,23 @@ def healthy_lab(lab: LabHandle) -> LabHandle:
         timeout=60,
     )
     return lab
+
+
+HEAVY_FIRST = (
+    "test_fault_campaign.py",
+    "test_chart_lab.py",
+    "test_guard.py",
+    "test_heal.py",
+    "test_drill.py",
+    "test_incident.py",
+)
+"""The longest files, started first: side by side (pytest-xdist, a file per worker), the suite
+ends when its longest file does, so that one must not start last."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def weight(item: pytest.Item) -> int:
+        name = item.path.name
+        return HEAVY_FIRST.index(name) if name in HEAVY_FIRST else len(HEAVY_FIRST)
+
+    items.sort(key=weight)  # stable: the order within a file is kept
