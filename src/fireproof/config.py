@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fireproof.errors import UsageError
+from fireproof.textsafe import has_userinfo
 from fireproof.yamldoc import Section, load_yaml
 
 CONFIG_ENV = "FIREPROOF_CONFIG"
@@ -374,6 +375,13 @@ def _device(name: str, section: Section, base: Path) -> Device:
         }
     )
     url = section.req_text("url").rstrip("/")
+    if has_userinfo(url):
+        # Never echoed: the part before @ is a user name and, likely, a password.
+        raise section.error(
+            "must not carry a user name or password (user@ in the URL; the value is not "
+            "shown): give the credentials as token_id/token_secret or user/password",
+            "url",
+        )
     if not url.startswith("https://"):
         raise section.error("must be an https:// URL (Proxmox serves its API over TLS)", "url")
     device = ProxmoxDevice(

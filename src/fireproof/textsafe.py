@@ -12,3 +12,22 @@ _CONTROL = dict.fromkeys([*range(9), *range(11, 32), 127, *range(128, 160)])
 
 def terminal_safe(text: object) -> str:
     return str(text).translate(_CONTROL)
+
+
+def has_userinfo(url: str) -> bool:
+    """Whether the URL carries ``user[:password]@`` before its host."""
+    rest = url.partition("://")[2] if "://" in url else url
+    authority = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    return "@" in authority
+
+
+def without_userinfo(url: str) -> str:
+    """The URL as it may be shown: any ``user:password@`` replaced by ``***@``."""
+    if not has_userinfo(url):
+        return url
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    authority, slash, path = rest.partition("/")
+    host = authority.rsplit("@", 1)[1]
+    return f"{scheme}{sep}***@{host}{slash}{path}"

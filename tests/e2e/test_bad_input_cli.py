@@ -185,3 +185,31 @@ def test_ctrl_c_while_the_cli_starts_is_never_a_traceback(delay: float) -> None:
     _out, err = process.communicate(timeout=30)
     assert "Traceback" not in err
     assert process.returncode in (0, 130, -signal.SIGINT)
+
+
+PASSWORD = "hunter2-s3cret"
+
+
+def test_a_password_in_a_proxmox_url_is_refused_and_never_printed(tmp_path: Path) -> None:
+    config = _config(
+        tmp_path,
+        "devices:\n  pve:\n    type: proxmox\n"
+        f"    url: https://root%40pam:{PASSWORD}@192.0.2.10:8006\n"
+        "    token_id: root@pam!x\n    token_secret: {env: NOPE}\n",
+    )
+    err = _ok_error(run_cli("inventory", "show", "--config", str(config)))
+    assert "devices.pve.url: must not carry a user name or password" in err
+    assert PASSWORD not in err
+
+
+def test_a_password_in_a_kubeconfig_server_is_refused_and_never_printed(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: x\n"
+        f"clusters: [{{name: c, cluster: {{server: 'https://admin:{PASSWORD}@127.0.0.1:1'}}}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: x, context: {cluster: c, user: u}}]\n"
+    )
+    err = _ok_error(run_cli("doctor", "--kubeconfig", str(kubeconfig)))
+    assert "server URL carries a user name or password" in err
+    assert PASSWORD not in err

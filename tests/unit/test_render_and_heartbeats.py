@@ -33,3 +33,14 @@ def test_tables_and_terminal_text_drop_every_control_character() -> None:
     assert not any(ord(c) < 32 and c != "\n" for c in out)
     assert "\x9b" not in out
     assert "title" in out
+
+
+def test_urls_are_shown_without_their_user_info() -> None:
+    from fireproof.textsafe import has_userinfo, without_userinfo
+
+    assert (
+        without_userinfo("https://root:pw@pve:8006/api2/json") == "https://***@pve:8006/api2/json"
+    )
+    assert without_userinfo("https://pve:8006/a@b") == "https://pve:8006/a@b"  # @ in the path
+    assert not has_userinfo("https://pve:8006/x?u=a@b")
+    assert has_userinfo("user@host:8006")

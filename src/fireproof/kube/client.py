@@ -12,6 +12,7 @@ import yaml
 from lightkube.config.kubeconfig import KubeConfig, SingleConfig
 
 from fireproof.errors import FireproofError, PermanentError, TransientError, UsageError
+from fireproof.textsafe import has_userinfo
 
 _FIELD_MANAGER = "fireproof"
 
@@ -63,6 +64,12 @@ def load_kubeconfig(path: Path | None = None, context: str | None = None) -> Sin
         raise UsageError(f"kubeconfig {path or '(default)'} is nested too deeply") from None
     if single is None:
         raise UsageError(f"kubeconfig {path or '(default)'} has no current context")
+    server = str(single.cluster.server or "")
+    if has_userinfo(server):
+        raise UsageError(
+            f"kubeconfig {path or '(default)'}: the cluster's server URL carries a user name or "
+            "password (user@ in the URL; not shown); put credentials in the user entry",
+        )
     return single
 
 
