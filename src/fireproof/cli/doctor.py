@@ -106,6 +106,7 @@ def doctor(
             hint="see `kubectl get namespaces`",
         )
     fenced: frozenset[str] | None = None
+    hosts: dict[str, str] = {}
     if target.config.path is not None and (
         target.config.inventory.nodes
         or target.config.inventory.terraform
@@ -114,12 +115,18 @@ def doctor(
         try:
             inventory = target.inventory()
             fenced = frozenset(n for n, e in inventory.entries.items() if e.machine)
+            hosts = {
+                n: e.machine.host
+                for n, e in inventory.entries.items()
+                if e.machine and e.machine.host
+            }
         except FireproofError as exc:
             click.echo(f"warning: inventory not available ({exc.message})", err=True)
     kubeconfig_path = target.kubeconfig or _env_kubeconfig()
     ctx = Context(
         vip=target.config.cluster.vip,
         fenced_nodes=fenced,
+        hosts=hosts,
         kubeconfig=kubeconfig_path,
         stuck_after=dt.timedelta(seconds=stuck_after),
     )

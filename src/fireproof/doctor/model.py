@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,8 @@ class Context:
     vip: str | None = None
     fenced_nodes: frozenset[str] | None = None
     """Nodes with a fencing device; None when no fireproof.yaml inventory was given."""
+    hosts: Mapping[str, str] = field(default_factory=dict)
+    """Node -> the Proxmox host its VM runs on, from the inventory (where it names one)."""
     kubeconfig: Path | None = None
     now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     stuck_after: dt.timedelta = dt.timedelta(seconds=60)

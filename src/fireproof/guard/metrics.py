@@ -96,7 +96,6 @@ class GuardMetrics:
         )
 
 
-
 def parse_address(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
