@@ -8,6 +8,9 @@ tab goes.
 from __future__ import annotations
 
 _CONTROL = dict.fromkeys([*range(9), *range(11, 32), 127, *range(128, 160)])
+_NOT_XML = dict.fromkeys(
+    [*range(9), 11, 12, *range(14, 32), *range(0xD800, 0xE000), 0xFFFE, 0xFFFF]
+)
 
 
 def terminal_safe(text: object) -> str:
@@ -31,3 +34,9 @@ def without_userinfo(url: str) -> str:
     authority, slash, path = rest.partition("/")
     host = authority.rsplit("@", 1)[1]
     return f"{scheme}{sep}***@{host}{slash}{path}"
+
+
+def xml_safe(text: str) -> str:
+    """Text with every character XML 1.0 forbids removed (control characters, lone
+    surrogates): a report built from cluster text or a run document stays well-formed XML."""
+    return text.translate(_NOT_XML)

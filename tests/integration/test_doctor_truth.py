@@ -34,6 +34,7 @@ def test_a_refused_token_is_not_checked_never_healthy(lab: LabHandle, tmp_path: 
     assert "healthy" not in text.stdout
     assert "not checked, nothing could be looked at" in text.stdout
     assert "refused every read" in text.stderr
+    assert "unauthorized (401)" in text.stdout  # refused credentials, not RBAC's "forbidden"
     assert "Traceback" not in text.stderr
     as_json = run_cli("doctor", "--kubeconfig", str(kubeconfig), "-o", "json")
     assert as_json.returncode == 1

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 from fireproof.cli.render import table
 from fireproof.lab.agent.fleet import HeartbeatStats
 
@@ -44,3 +46,36 @@ def test_urls_are_shown_without_their_user_info() -> None:
     assert without_userinfo("https://pve:8006/a@b") == "https://pve:8006/a@b"  # @ in the path
     assert not has_userinfo("https://pve:8006/x?u=a@b")
     assert has_userinfo("user@host:8006")
+
+
+def test_json_output_is_always_json_and_junit_always_well_formed_xml(tmp_path: Path) -> None:
+    import json
+    import math
+
+    from junitparser import JUnitXml
+
+    from fireproof.jsontext import dumps
+    from fireproof.report.junit import render_junit
+
+    text = dumps({"measured": math.nan, "worst": [math.inf, 1.5]})
+    assert json.loads(text) == {"measured": None, "worst": [None, 1.5]}
+    run = {
+        "spec": {"name": "evil\x1b]52;c;aGk=\x07", "fault": "power-off", "recovery": "none"},
+        "environment": {"started": "2026-12-05T00:00:00Z", "node": "w1\x00\x0c"},
+        "slos": [
+            {
+                "slo": "ready\x1b[2J",
+                "passed": False,
+                "measured": None,
+                "threshold": 60,
+                "unit": "s",
+                "detail": "bad\x08",
+            }
+        ],
+        "seconds": 1.0,
+    }
+    path = tmp_path / "junit.xml"
+    path.write_text(render_junit([run]))
+    (suite,) = JUnitXml.fromfile(str(path))
+    assert suite.name == "evil]52;c;aGk="
+    assert not any(ord(c) < 9 or 13 < ord(c) < 32 for c in path.read_text())

@@ -15,6 +15,7 @@ from fireproof.cli.context import load_target, target_options
 from fireproof.cli.fence import confirm_or_abort
 from fireproof.cli.render import emit_json, progress, table, terminal_safe
 from fireproof.errors import UsageError
+from fireproof.jsontext import dumps
 
 if TYPE_CHECKING:  # the drill engine and its clients load when a drill runs, not for --help
     from fireproof.drill import LabHooks, SpecError
@@ -200,7 +201,7 @@ def drill_run(
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     run = DrillRunner(target, plan, hooks, lambda line: progress(terminal_safe(line))).run()
     if save is not None:
-        _write(save, json.dumps(run, indent=2) + "\n")
+        _write(save, dumps(run, indent=2) + "\n")
     _write_outputs([run], html, junit)
     if quiet:
         emit_json(run)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
 import click
 
+from fireproof.jsontext import dumps
 from fireproof.textsafe import terminal_safe
 
 
@@ -20,7 +20,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 
 def emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+    click.echo(dumps(data, indent=2, sort_keys=True, default=str))
 
 
 def progress(message: str) -> None:

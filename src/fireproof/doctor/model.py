@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fireproof.kube.snapshot import Snapshot
+from fireproof.kube.snapshot import REFUSED, Snapshot
 
 
 class Severity(enum.StrEnum):
@@ -46,6 +46,11 @@ class Context:
     now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     stuck_after: dt.timedelta = dt.timedelta(seconds=60)
     """How long a pod may wait (ContainerCreating, Terminating) before it counts as stuck."""
+
+
+def _refused(reason: str | None) -> bool:
+    """Whether a "not checked" reason is the API server refusing a read (401 or 403)."""
+    return any(word in (reason or "") for word in REFUSED)
 
 
 class NotChecked(Exception):
@@ -103,11 +108,7 @@ class Report:
     def blind(self) -> bool:
         """Nothing could be checked, because the API refused (401/403) every read needed."""
         skipped = [r for r in self.results if r.not_checked]
-        return (
-            self.ran == 0
-            and bool(skipped)
-            and all("forbidden" in (r.not_checked or "") for r in skipped)
-        )
+        return self.ran == 0 and bool(skipped) and all(_refused(r.not_checked) for r in skipped)
 
     @property
     def verdict(self) -> str:
@@ -119,7 +120,7 @@ class Report:
             return "findings"
         # A check skipped because the cluster does not serve its kind (no Longhorn CRDs) does
         # not spoil "healthy"; one skipped because the API refused the read does.
-        refused = any("forbidden" in (r.not_checked or "") for r in self.results)
+        refused = any(_refused(r.not_checked) for r in self.results)
         return "partial" if refused else "healthy"
 
     def as_dict(self) -> dict[str, Any]:

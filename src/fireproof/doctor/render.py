@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import xml.etree.ElementTree as ET
 from importlib.metadata import PackageNotFoundError, version
 
 import click
 
 from fireproof.doctor.model import Report, Severity
-from fireproof.textsafe import terminal_safe
+from fireproof.jsontext import dumps
+from fireproof.textsafe import terminal_safe, xml_safe
 
 _COLOURS = {Severity.CRITICAL: "red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -67,7 +67,7 @@ def render_text(report: Report, *, colour: bool) -> str:
 
 
 def render_json(report: Report) -> str:
-    return json.dumps(report.as_dict(), indent=2)
+    return dumps(report.as_dict(), indent=2)
 
 
 def render_sarif(report: Report) -> str:
@@ -131,7 +131,7 @@ def render_sarif(report: Report) -> str:
             }
         ],
     }
-    return json.dumps(doc, indent=2)
+    return dumps(doc, indent=2)
 
 
 def render_junit(report: Report) -> str:
@@ -172,4 +172,4 @@ def render_junit(report: Report) -> str:
             failure.text = text
     suites = ET.Element("testsuites", name="fireproof-doctor")
     suites.append(suite)
-    return ET.tostring(suites, encoding="unicode", xml_declaration=True)
+    return xml_safe(ET.tostring(suites, encoding="unicode", xml_declaration=True))

@@ -119,7 +119,7 @@ def _take(
             snap.missing[name] = "not served by this cluster"
         except KubeApiError as exc:
             if exc.status in (401, 403):
-                snap.missing[name] = f"forbidden: {exc.message}"
+                snap.missing[name] = refused(exc)
             else:
                 raise
     if not endpoints:
@@ -130,11 +130,19 @@ def _take(
             ep = cluster.client.get(Endpoints, "kubernetes", namespace="default")
         snap.endpoints = [a.ip for s in (ep.subsets or []) for a in (s.addresses or [])]
     except KubeApiError as exc:
-        snap.missing["endpoints"] = (
-            f"forbidden: {exc.message}" if exc.status in (401, 403) else exc.message
-        )
+        snap.missing["endpoints"] = refused(exc) if exc.status in (401, 403) else exc.message
     snap.requests = counter()
     return snap
+
+
+REFUSED = ("forbidden", "unauthorized")
+"""How a read the API server refused starts: by RBAC (403), or the credentials (401)."""
+
+
+def refused(exc: KubeApiError) -> str:
+    if exc.status == 401:
+        return f"unauthorized (401): the API server did not accept the credentials ({exc.message})"
+    return f"forbidden: {exc.message}"
 
 
 def _list(cluster: Cluster, kind: Kind, namespace: str | None) -> list[Any]:

@@ -5,12 +5,12 @@ Content-Security-Policy that forbids fetching anything."""
 
 from __future__ import annotations
 
-import json
 from importlib import resources
 from typing import Any
 
 import jinja2
 
+from fireproof.jsontext import dumps
 from fireproof.report.compare import compare_runs
 
 WIDTH = 760
@@ -106,7 +106,7 @@ def _environment() -> jinja2.Environment:
 
 def render_html(runs: list[dict[str, Any]]) -> str:
     """One run (a drill report) or several (a comparison, the first as the baseline)."""
-    data = json.dumps(runs if len(runs) > 1 else runs[0], indent=1, sort_keys=True)
+    data = dumps(runs if len(runs) > 1 else runs[0], indent=1, sort_keys=True)
     return (
         _environment()
         .get_template("drill.html.j2")

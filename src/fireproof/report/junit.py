@@ -5,6 +5,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from typing import Any
 
+from fireproof.textsafe import xml_safe
+
 
 def _value(result: dict[str, Any]) -> str:
     measured = result.get("measured")
@@ -47,4 +49,5 @@ def render_junit(runs: list[dict[str, Any]]) -> str:
             else:
                 ET.SubElement(case, "system-out").text = _value(result)
     ET.indent(suites)
-    return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
+    # Markup is plain ASCII; only values can carry what XML forbids, so the whole text is cleaned.
+    return xml_safe(ET.tostring(suites, encoding="unicode", xml_declaration=True)) + "\n"
