@@ -317,3 +317,28 @@ def test_a_paused_node_is_left_alone_and_says_so_once() -> None:
     world.run([guard], 5)
     assert world.api.writes == []
     assert _reasons(world, "w1") == []
+
+
+def test_an_internal_error_is_said_with_its_cause_counted_and_makes_guard_unready(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from fireproof.guard import FAILING_LOOKS_NOT_READY
+    from fireproof.inventory import Inventory
+
+    world = _world()
+    guard = world.guard()
+
+    def broken(_names: list[str]) -> Inventory:
+        raise RuntimeError("a shape never seen")
+
+    guard.observer.inventory = broken
+    for _ in range(FAILING_LOOKS_NOT_READY):
+        world.run([guard], 1)
+    assert guard.metrics.failing_looks == FAILING_LOOKS_NOT_READY  # /readyz answers 503
+    assert guard.metrics.internal_errors._value.get() == FAILING_LOOKS_NOT_READY
+    assert "internal error in one look at the cluster (RuntimeError: a shape never seen)" in (
+        caplog.text
+    )
+    guard.observer.inventory = world.inventory
+    world.run([guard], 1)
+    assert guard.metrics.failing_looks == 0

@@ -293,3 +293,28 @@ def test_release_stops_where_it_is_when_the_machine_starts_during_it() -> None:
     # Read 1: off, delete; read 2: off, delete; read 3: on, nothing more (the taint neither).
     assert fake.writes == ["delete blog/postgres-0", "delete kube-system/kube-proxy-x"]
     assert journal.steps[-1].status == "failed"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("127.0.0.1:9108", ("127.0.0.1", 9108)),
+        ("[::1]:9108", ("::1", 9108)),
+        (":0", ("127.0.0.1", 0)),
+        ("localhost:9108", ("localhost", 9108)),
+    ],
+)
+def test_metrics_addresses_ipv4_and_ipv6(text: str, expected: tuple[str, int]) -> None:
+    from fireproof.guard import parse_address
+
+    assert parse_address(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["nowhere", "::1:9108", "example.org:9108", "1.2.3.4:99999", "[::1]"]
+)
+def test_bad_metrics_addresses_are_one_clear_error(text: str) -> None:
+    from fireproof.guard import parse_address
+
+    with pytest.raises(UsageError, match="--metrics-address"):
+        parse_address(text)

@@ -62,6 +62,7 @@ def guard_run(
     """
     # The controller and its clients load when it runs, not for --help.
     from fireproof.guard import (
+        FAILING_LOOKS_NOT_READY,
         Guard,
         GuardMetrics,
         PolicySettings,
@@ -103,7 +104,8 @@ def guard_run(
         limit = settings.poll_interval_seconds * 5 + 10
 
         def ready() -> bool:
-            return time.monotonic() - metrics.last_look < limit
+            recent = time.monotonic() - metrics.last_look < limit
+            return recent and metrics.failing_looks < FAILING_LOOKS_NOT_READY
 
         assert address is not None  # noqa: S101 - parsed above with metrics_address
         server = serve(metrics, address, ready)

@@ -11,7 +11,7 @@ from fireproof.guard.controller import Guard
 from fireproof.guard.detect import NodeView, healthy, quorum_allows_fencing, suspicion
 from fireproof.guard.leader import LeaderElector, NotLeading
 from fireproof.guard.logs import setup_logging
-from fireproof.guard.metrics import GuardMetrics, parse_address, serve
+from fireproof.guard.metrics import FAILING_LOOKS_NOT_READY, GuardMetrics, parse_address, serve
 from fireproof.guard.observe import Observation, Windows, observe
 from fireproof.guard.policy import (
     Act,
@@ -39,6 +39,7 @@ __all__ = [
     "ALLOWED",
     "ANNOTATION",
     "EXCLUDE_LABEL",
+    "FAILING_LOOKS_NOT_READY",
     "PAUSE_ANNOTATION",
     "Act",
     "Action",

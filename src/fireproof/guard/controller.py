@@ -110,6 +110,7 @@ class Guard:
         try:
             self.tick()
         except Exception as exc:  # a bug or an object of a shape never seen: keep watching
+            self.metrics.failing_looks += 1  # /readyz says so after a few: never silently blind
             self.metrics.internal_errors.inc()
             log.error(
                 "internal error in one look at the cluster (%s: %s); going on",
@@ -117,6 +118,8 @@ class Guard:
                 exc,
             )
             log.debug("the internal error's traceback", exc_info=True)
+        else:
+            self.metrics.failing_looks = 0
 
     def tick(self) -> None:
         leading = self._lead()

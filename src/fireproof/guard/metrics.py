@@ -6,6 +6,8 @@ never touches the Kubernetes client (whose HTTP core must stay on one thread).
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -51,6 +53,8 @@ class GuardMetrics:
         self._declare_devices(r)
         self.last_look = 0.0
         """The guard clock's monotonic time of the last complete look at the cluster."""
+        self.failing_looks = 0
+        """Looks in a row that ended in an internal error."""
 
     def _declare_state(self, r: CollectorRegistry) -> None:
         self.dead_nodes = Gauge(
@@ -96,11 +100,31 @@ class GuardMetrics:
         )
 
 
+FAILING_LOOKS_NOT_READY = 3
+"""Looks in a row ending in an internal error after which /readyz answers 503."""
+
+
 def parse_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``[IPv6]:PORT`` or ``:PORT`` (127.0.0.1); the host must be an address."""
     host, sep, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise UsageError(
+            f"--metrics-address must be HOST:PORT, got {text!r}",
+            hint="write an IPv6 address in brackets: [::1]:9108",
+        )
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise UsageError(f"--metrics-address must be HOST:PORT, got {text!r}")
-    return host or "127.0.0.1", int(port)
+    host = host or "127.0.0.1"
+    if host != "localhost":
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise UsageError(
+                f"--metrics-address: {host!r} is not an IP address (nor localhost)"
+            ) from None
+    return host, int(port)
 
 
 def serve(
@@ -129,8 +153,15 @@ def serve(
         def log_message(self, format: str, *args: object) -> None:
             return  # scrapes are not news
 
+    server_class = ThreadingHTTPServer
+    if ":" in address[0]:
+
+        class ServerV6(ThreadingHTTPServer):
+            address_family = socket.AF_INET6
+
+        server_class = ServerV6
     try:
-        server = ThreadingHTTPServer(address, Handler)
+        server = server_class(address, Handler)
     except OSError as exc:
         raise UsageError(
             f"cannot listen on {address[0]}:{address[1]} for metrics: {exc.strerror}"
