@@ -270,7 +270,7 @@ class Config:
 
 
 def load_config(path: Path) -> Config:
-    doc = load_yaml(path)
+    doc = load_yaml(path, "fireproof.yaml")
     doc.reject_unknown({"cluster", "devices", "inventory", "remediation", "guard"})
     base = path.parent
     devices = {name: _device(name, section, base) for name, section in doc.sections("devices")}

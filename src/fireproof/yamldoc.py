@@ -13,17 +13,11 @@ from pathlib import Path
 import yaml
 
 from fireproof.errors import UsageError
+from fireproof.files import CONFIG_LIMIT, read_text
 
 
-def load_yaml(path: Path) -> Section:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file") from None
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
+def load_yaml(path: Path, what: str = "YAML file") -> Section:
+    text = read_text(path, limit=CONFIG_LIMIT, what=what)
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except RecursionError:

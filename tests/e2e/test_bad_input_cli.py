@@ -213,3 +213,19 @@ def test_a_password_in_a_kubeconfig_server_is_refused_and_never_printed(tmp_path
     err = _ok_error(run_cli("doctor", "--kubeconfig", str(kubeconfig)))
     assert "server URL carries a user name or password" in err
     assert PASSWORD not in err
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("inventory", "show", "--config", "/dev/zero"),
+        ("drill", "run", "/dev/zero"),
+        ("drill", "report", "/dev/zero"),
+        ("inventory", "show", "--config", "/etc"),
+    ],
+)
+def test_a_file_of_no_end_or_a_directory_is_one_clear_error(command: tuple[str, ...]) -> None:
+    done = run_cli(*command, timeout=30)
+    err = _ok_error(done)
+    assert command[-1] in err
+    assert "larger than" in err or "is a directory" in err

@@ -15,6 +15,7 @@ from fireproof.cli.context import load_target, target_options
 from fireproof.cli.fence import confirm_or_abort
 from fireproof.cli.render import emit_json, progress, table, terminal_safe
 from fireproof.errors import UsageError
+from fireproof.files import RUN_DOCUMENT_LIMIT, read_text
 from fireproof.jsontext import dumps
 
 if TYPE_CHECKING:  # the drill engine and its clients load when a drill runs, not for --help
@@ -77,12 +78,13 @@ def _write(path: Path, text: str) -> None:
 
 
 def _read_run(path: Path) -> dict[str, Any]:
+    text = read_text(path, limit=RUN_DOCUMENT_LIMIT, what="drill run document")
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        doc = json.loads(text)
+    except ValueError as exc:
         raise UsageError(f"{path}: not a drill run (JSON): {exc}") from None
+    except RecursionError:
+        raise UsageError(f"{path}: nested too deeply to be a drill run") from None
     if not isinstance(doc, dict) or not {"spec", "timeline", "slos", "verdict"} <= set(doc):
         raise UsageError(
             f"{path}: not a drill run: expected the keys spec, timeline, slos, verdict"

@@ -177,7 +177,7 @@ TOP_LEVEL |= {"proxmox_fault"}
 
 def load_spec(path: Path) -> DrillSpec:
     try:
-        doc = load_yaml(path)
+        doc = load_yaml(path, "drill spec")
     except UsageError as exc:
         raise SpecError(exc.message, hint=exc.hint) from None
     try:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from fireproof.errors import UsageError
+from fireproof.files import TERRAFORM_LIMIT, read_text
 
 BPG = "proxmox_virtual_environment_vm"
 TELMATE = "proxmox_vm_qemu"
@@ -34,10 +35,11 @@ VMID_MIN, VMID_MAX = 100, 999_999_999
 
 
 def read_terraform_state(path: Path) -> list[TerraformVm]:
+    if not path.exists():
+        raise UsageError(f"{path}: no such Terraform state file")
+    text = read_text(path, limit=TERRAFORM_LIMIT, what="Terraform state")
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such Terraform state file") from None
+        doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise UsageError(f"{path}:{exc.lineno}: malformed Terraform state: {exc.msg}") from None
     except UnicodeDecodeError as exc:
