@@ -11,9 +11,9 @@ FIREPROOF := $(VENV)/bin/fireproof
 PYTEST_ARGS ?=
 # Lab tests mostly wait on timers: independent labs side by side (one per worker, a test file
 # per worker at a time) cut the wall time on 2 cores.
-PYTEST_WORKERS ?= 3
+PYTEST_WORKERS ?= 4
 
-.PHONY: all venv k8s k8s-1.36 system-deps lint test test-unit test-lab demo bench clean help
+.PHONY: all venv k8s k8s-1.36 k8s-all prepare system-deps lint test test-unit test-lab demo bench clean help
 
 help:
 	@echo "make demo   run the lab demo (installs everything it needs)"
@@ -54,8 +54,17 @@ lint: venv
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
+# Both Go builds one after the other (each uses both cores); lint and the Debian packages
+# meanwhile, so a cold `make test` waits for the builds only.
+k8s-all: venv
+	$(MAKE) k8s
+	$(MAKE) k8s-1.36
+
+prepare: venv
+	$(MAKE) -j3 --output-sync=line lint system-deps k8s-all
+
 # pytest exits 5 when it collected no test: that is a failure here, never a pass.
-test: lint k8s k8s-1.36 system-deps
+test: prepare
 	$(VENV)/bin/pytest -m "not slow" -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS) tests; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "error: no tests ran" >&2; exit 1; fi; exit $$rc
 
