@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fireproof.errors import UsageError
+from fireproof.names import is_data_key, is_namespace_name, is_node_name, is_object_name
 from fireproof.textsafe import has_userinfo
 from fireproof.yamldoc import Section, load_yaml
 
@@ -288,8 +289,17 @@ def load_config(path: Path) -> Config:
 def _path(base: Path, raw: str | None) -> Path | None:
     if raw is None:
         return None
-    candidate = Path(raw).expanduser()
+    candidate = expand_user(raw)
     return candidate if candidate.is_absolute() else base / candidate
+
+
+def expand_user(raw: str) -> Path:
+    """``~`` and ``~user`` expanded; an unknown user is a clear error, not an internal one."""
+    try:
+        return Path(raw).expanduser()
+    except RuntimeError:
+        user = raw[1:].split("/", 1)[0]
+        raise UsageError(f"{raw}: no user {user!r} on this machine to expand ~{user}") from None
 
 
 def _cluster(section: Section | None, base: Path) -> ClusterConfig:
@@ -328,8 +338,19 @@ def _secret(section: Section, key: str, base: Path) -> SecretRef | None:
     if len(ref.fields()) != 1:
         raise section.error("give exactly one of env, file, secret", key)
     secret = ref.text("secret")
-    if secret is not None and len(secret.split("/")) != 3:
-        raise ref.error("must be NAMESPACE/NAME/KEY", "secret")
+    if secret is not None:
+        parts = secret.split("/")
+        if (
+            len(parts) != 3
+            or not is_namespace_name(parts[0])
+            or not is_object_name(parts[1])
+            or not is_data_key(parts[2])
+        ):
+            raise ref.error(
+                "must be NAMESPACE/NAME/KEY: a namespace and a Secret named as Kubernetes "
+                f"names them, and a data key; got {secret!r}",
+                "secret",
+            )
     return SecretRef(env=ref.text("env"), file=_path(base, ref.text("file")), secret=secret)
 
 
@@ -435,6 +456,10 @@ def _inventory(section: Section | None, base: Path, devices: dict[str, Device]) 
 
     nodes = {}
     for node, entry in section.sections("nodes"):
+        if not is_node_name(node):
+            raise entry.error(
+                f"{node!r} is not a node name (RFC 1123: lower case, digits, - and .)"
+            )
         entry.reject_unknown({"device", "host", "vmid", "plug"})
         nodes[node] = NodeEntry(
             device=known(entry.req_text("device"), entry, "device"),
@@ -475,6 +500,14 @@ def _remediation(section: Section | None) -> RemediationConfig:
 _MAX_UNHEALTHY = re.compile(r"(\d+|\d{1,3}(\.\d+)?%)")
 
 
+def _name(section: Section, key: str, default: str, valid: Callable[[str], bool]) -> str:
+    """A Kubernetes name that goes into an API path: checked here, never in a URL."""
+    value = section.text(key, default) or default
+    if not valid(value):
+        raise section.error(f"{value!r} is not a Kubernetes name (RFC 1123)", key)
+    return value
+
+
 def _guard(section: Section | None) -> GuardConfig:
     if section is None:
         return GuardConfig()
@@ -510,8 +543,8 @@ def _guard(section: Section | None) -> GuardConfig:
         retry_backoff_seconds=section.number(
             "retry_backoff_seconds", d.retry_backoff_seconds, minimum=0.1, maximum=3600
         ),
-        lease_namespace=section.text("lease_namespace", d.lease_namespace) or d.lease_namespace,
-        lease_name=section.text("lease_name", d.lease_name) or d.lease_name,
+        lease_namespace=_name(section, "lease_namespace", d.lease_namespace, is_namespace_name),
+        lease_name=_name(section, "lease_name", d.lease_name, is_object_name),
         lease_duration_seconds=section.number(
             "lease_duration_seconds", d.lease_duration_seconds, minimum=2, maximum=600
         ),

@@ -22,13 +22,20 @@ def load_yaml(path: Path, what: str = "YAML file") -> Section:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except RecursionError:
         raise UsageError(f"{path}: nested too deeply") from None
+    except yaml.reader.ReaderError as exc:
+        line = text[: exc.position].count("\n") + 1
+        raise UsageError(
+            f"{path}:{line}: control character U+{exc.character:04X} is not allowed in YAML",
+            hint="remove it, or write it as an escape inside double quotes (\\x01)",
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         problem = getattr(exc, "problem", None) or "not valid YAML"
         raise UsageError(f"{where}: malformed YAML: {problem}") from None
-    if node is None:
-        node = yaml.MappingNode("tag:yaml.org,2002:map", [])
+    if node is None:  # an empty file: no field at all, each error still names line 1
+        start = yaml.Mark(str(path), 0, 0, 0, "", 0)
+        node = yaml.MappingNode("tag:yaml.org,2002:map", [], start, start)
     return Section(path, node, "")
 
 

@@ -229,3 +229,41 @@ def test_a_file_of_no_end_or_a_directory_is_one_clear_error(command: tuple[str, 
     err = _ok_error(done)
     assert command[-1] in err
     assert "larger than" in err or "is a directory" in err
+
+
+SPEC = 'name: x\ntarget: {running: "%s"}\nfault: power-off\nrecovery: none\n'
+BAD_FILES = [
+    ("fireproof.yaml", "cluster:\n  kubeconfig: ~no-such-user-here/kc\n", "no user"),
+    ("fireproof.yaml", 'cluster:\n  context: "x\x01y"\n', ":2: control character U+0001"),
+    ("fireproof.yaml", "guard:\n  lease_name: a/b\n", ":2: guard.lease_name: 'a/b' is not a"),
+    ("fireproof.yaml", "guard:\n  lease_namespace: KUBE\n", ":2: guard.lease_namespace"),
+    (
+        "fireproof.yaml",
+        "devices:\n  pve: {type: fake}\ninventory:\n  nodes:\n    ../x: {device: pve}\n",
+        ":5: inventory.nodes.../x: '../x' is not a node name",
+    ),
+    (
+        "fireproof.yaml",
+        "devices:\n  p:\n    type: proxmox\n    url: https://x:8006\n    token_id: a@pam!t\n"
+        "    token_secret: {secret: ns/../k}\n",
+        ":6: devices.p.token_secret.secret: must be NAMESPACE/NAME/KEY",
+    ),
+    ("spec.yaml", "", "the drill spec is empty"),
+    ("spec.yaml", SPEC % "Web/deployment/x", ":2: target.running: must be NAMESPACE/KIND/NAME"),
+    ("spec.yaml", SPEC % "web/deployment/x?y=1", ":2: target.running: must be"),
+]
+
+
+@pytest.mark.parametrize(("file", "text", "words"), BAD_FILES)
+def test_bad_files_are_one_line_naming_file_line_and_field(
+    tmp_path: Path, file: str, text: str, words: str
+) -> None:
+    path = tmp_path / file
+    path.write_text(text)
+    if file == "spec.yaml":
+        done = run_cli("drill", "run", str(path), "--yes")
+    else:
+        done = run_cli("inventory", "show", "--config", str(path))
+    err = _ok_error(done)
+    assert words in err, err
+    assert len(err.strip().splitlines()) <= 2, err

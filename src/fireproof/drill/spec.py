@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from fireproof.errors import UsageError
-from fireproof.names import is_node_name
+from fireproof.names import is_namespace_name, is_node_name, is_object_name
 from fireproof.yamldoc import Section, load_yaml
 
 
@@ -206,9 +206,16 @@ def _workload(section: Section, key: str) -> WorkloadRef:
     text = section.req_text(key)
     parts = text.split("/")
     kinds = ("deployment", "statefulset", "daemonset")
-    if len(parts) != 3 or not all(parts) or parts[1].lower() not in kinds:
+    if (
+        len(parts) != 3
+        or parts[1].lower() not in kinds
+        or not is_namespace_name(parts[0])
+        or not is_object_name(parts[2])
+    ):
         raise section.error(
-            f"must be NAMESPACE/KIND/NAME with KIND one of {', '.join(kinds)}; got {text!r}", key
+            f"must be NAMESPACE/KIND/NAME with KIND one of {', '.join(kinds)} and Kubernetes "
+            f"names (RFC 1123); got {text!r}",
+            key,
         )
     return WorkloadRef(parts[0], parts[1].lower(), parts[2], _where(section))
 
@@ -260,6 +267,11 @@ def _slo(section: Section) -> Slo:
 
 
 def _parse(doc: Section) -> DrillSpec:
+    if not doc.fields():
+        raise SpecError(
+            f"{doc.path}: the drill spec is empty",
+            hint="start from a shipped one: drills/traefik-worker-power-off.yaml",
+        )
     doc.reject_unknown(TOP_LEVEL)
     name = doc.req_text("name")
     if doc.has("target") and doc.has("targets"):
