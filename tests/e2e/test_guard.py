@@ -216,12 +216,16 @@ def test_a_storm_of_dead_nodes_gets_no_destructive_action(glab: LabHandle, tmp_p
             "the storm gate", lambda: guard.metric("fireproof_guard_storm_active") == 1, timeout=30
         )
         time.sleep(5)
+        # A VM off for good is acted on at its first read: the first victim of a burst may be
+        # remediated before the others read off (up to max_unhealthy of them, each verified
+        # off). Once the storm shows, nothing more.
+        remediated = [n for n in workers if record(lab, n) is not None]
+        assert len(remediated) <= 1, remediated
         for node in workers:
-            obj = _node(lab, node)
-            assert record(lab, node) is None
-            assert not has_taint(obj, OUT_OF_SERVICE, "NoExecute")
-        assert guard.metric("fireproof_guard_actions_total") == 0
-        assert _power(lab)[workers[0]] == "stopped"  # nobody started them either
+            if node not in remediated:
+                assert not has_taint(_node(lab, node), OUT_OF_SERVICE, "NoExecute")
+        assert guard.metric("fireproof_guard_actions_total") <= 3 * len(remediated)
+        assert all(_power(lab)[n] == "stopped" for n in workers)  # nobody started them either
         assert any(_events(lab, node, "FireproofStorm") for node in workers)
         assert "storm" in guard.log()
 

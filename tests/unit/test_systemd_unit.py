@@ -26,7 +26,8 @@ needs_systemd = pytest.mark.skipif(
 def _local_copy(tmp_path: Path) -> Path:
     # systemd checks that ExecStart's program exists: point it at this checkout's fireproof.
     copy = tmp_path / UNIT.name
-    copy.write_text(UNIT.read_text().replace("/usr/local/bin/fireproof", str(FIREPROOF)))
+    # Quoted: a checkout may live in a directory whose name has a space (systemd's quoting).
+    copy.write_text(UNIT.read_text().replace("/usr/local/bin/fireproof", f'"{FIREPROOF}"'))
     return copy
 
 

@@ -82,7 +82,8 @@ class Journal:
                 self._events_failed = True
 
     def done(self, step: str) -> bool:
-        return any(s.step == step and s.status == "ok" for s in self.steps)
+        """Whether the step happened: done now (ok) or found done already (skipped)."""
+        return any(s.step == step and s.status in ("ok", "skipped") for s in self.steps)
 
     def as_dict(self) -> dict[str, Any]:
         return {

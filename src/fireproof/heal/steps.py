@@ -137,7 +137,8 @@ def release(
             if pods:
                 verify()
             added = cluster.add_taint(node, OUT_OF_SERVICE, OUT_OF_SERVICE_VALUE, "NoExecute")
-            done.append("the out-of-service taint")
+            if added:
+                done.append("the out-of-service taint")
             what.append(f"out-of-service taint {'applied' if added else 'already present'}")
         if attachments:
             gone = []
@@ -158,6 +159,13 @@ def release(
             event="FireproofReleaseFailed",
         )
         raise
+    if not done:
+        # A resumed remediation (a guard killed between its release and its record) finds
+        # nothing left to do: said as such, so the journal shows one release, not two.
+        journal.record(
+            "release", f"{node}: nothing left to release ({', '.join(what)})", status="skipped"
+        )
+        return
     journal.record("release", f"{node}: " + ", ".join(what), event="FireproofReleased")
 
 
