@@ -24,12 +24,32 @@ from fireproof.config import (
     RemediationConfig,
 )
 from fireproof.fencing import FencingError, Machine, MachineIdentity, PowerState
-from fireproof.guard import Guard, GuardMetrics, PolicySettings
+from fireproof.guard import Guard, GuardMetrics, NodeView, PolicySettings
 from fireproof.inventory import Inventory, build_inventory
 from fireproof.kube import KubeConflictError
 from fireproof.kube.cache import AttachmentFacts, CacheView, node_facts
 
 OUT_OF_SERVICE = "node.kubernetes.io/out-of-service"
+
+
+def node_view(at: dt.datetime, name: str = "w1", **changes: Any) -> NodeView:
+    """A healthy node as guard sees it at ``at`` (Ready, Lease renewed a second ago, VM on),
+    with ``changes`` applied."""
+    base: dict[str, Any] = {
+        "name": name,
+        "ready": "True",
+        "ready_since": at - dt.timedelta(hours=1),
+        "lease_renewed": at - dt.timedelta(seconds=1),
+        "power": PowerState.ON,
+        "polled": True,
+        "control_plane": False,
+        "excluded": False,
+        "paused": False,
+    }
+    base.update(changes)
+    return NodeView(**base)
+
+
 NODE_GRACE = 5.0
 """Seconds without a Lease renewal before the node lifecycle controller says Unknown."""
 

@@ -27,24 +27,14 @@ from fireproof.guard.detect import back_since, healthy
 from fireproof.heal import Journal, steps
 from fireproof.kube import Cluster
 
+from guardsim import node_view
+
 NOW = dt.datetime(2026, 11, 25, 12, 0, 0, tzinfo=dt.UTC)
 SETTINGS = GuardConfig(lease_stale_seconds=40, not_ready_grace_seconds=60)
 
 
 def _view(**changes: Any) -> NodeView:
-    base: dict[str, Any] = {
-        "name": "w1",
-        "ready": "True",
-        "ready_since": NOW - dt.timedelta(hours=1),
-        "lease_renewed": NOW - dt.timedelta(seconds=2),
-        "power": PowerState.ON,
-        "polled": True,
-        "control_plane": False,
-        "excluded": False,
-        "paused": False,
-    }
-    base.update(changes)
-    return NodeView(**base)
+    return node_view(NOW, **{"lease_renewed": NOW - dt.timedelta(seconds=2), **changes})
 
 
 def test_a_vm_read_off_is_dead_at_once_whatever_ready_says() -> None:

@@ -28,6 +28,8 @@ from fireproof.guard import (
     decide,
 )
 
+from guardsim import node_view
+
 WALL = 1_800_000_000.0
 UTC = dt.datetime.fromtimestamp(WALL, dt.UTC)
 SETTINGS = PolicySettings(
@@ -38,20 +40,7 @@ MACHINE = Machine("w1", "pve", host="pve-01", vmid=201)
 
 
 def _view(name: str = "w1", **changes: Any) -> NodeView:
-    base: dict[str, Any] = {
-        "name": name,
-        "ready": "True",
-        "ready_since": UTC - dt.timedelta(hours=1),
-        "lease_renewed": UTC - dt.timedelta(seconds=1),
-        "power": PowerState.ON,
-        "polled": True,
-        "control_plane": False,
-        "excluded": False,
-        "paused": False,
-        "machine": MACHINE,
-    }
-    base.update(changes)
-    return NodeView(**base)
+    return node_view(UTC, name, **{"machine": MACHINE, **changes})
 
 
 def _look(

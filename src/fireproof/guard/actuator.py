@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Unpack
 
 import stamina
 
@@ -22,7 +23,7 @@ from fireproof.guard.leader import LeaderElector, NotLeading
 from fireproof.guard.metrics import GuardMetrics
 from fireproof.guard.notices import Notices
 from fireproof.guard.policy import Act, Action, PolicySettings
-from fireproof.guard.record import ANNOTATION, Phase, Remediation
+from fireproof.guard.record import ANNOTATION, Changes, Phase, Remediation
 from fireproof.guard.transitions import check
 from fireproof.heal import Journal, steps
 from fireproof.inventory import verify_identity
@@ -216,28 +217,10 @@ class Actuator:
     # -- records ------------------------------------------------------------------------------
 
     def _to(
-        self,
-        name: str,
-        record: Remediation,
-        phase: Phase,
-        epoch: int,
-        *,
-        guard_powered_off: bool | None = None,
-        attempts: int | None = None,
-        not_before: float | None = None,
-        failures: int | None = None,
-        note: str | None = None,
+        self, name: str, record: Remediation, phase: Phase, epoch: int, **changes: Unpack[Changes]
     ) -> Remediation:
         new = record.advance(
-            phase,
-            epoch=epoch,
-            leader=self.identity,
-            now=self.clock.time(),
-            guard_powered_off=guard_powered_off,
-            attempts=attempts,
-            not_before=not_before,
-            failures=failures,
-            note=note,
+            phase, epoch=epoch, leader=self.identity, now=self.clock.time(), **changes
         )
         self._save(name, new, record)
         log.info("%s: %s", name, phase)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import enum
 import json
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 ANNOTATION = "fireproof.io/remediation"
 EXCLUDE_LABEL = "fireproof.io/exclude"
@@ -40,6 +40,17 @@ class Reason(enum.StrEnum):
     """The node Lease is stale while the VM runs: a partition or a hung node."""
     NOT_READY = "not-ready"
     """Ready is not True past the grace period (a device that cannot report power)."""
+
+
+class Changes(TypedDict, total=False):
+    """What a step may change in a record besides its phase, leader and time: each named and
+    typed (no free-form keyword reaches the record)."""
+
+    guard_powered_off: bool
+    attempts: int
+    not_before: float
+    failures: int
+    note: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,33 +97,10 @@ class Remediation:
             return None  # a hand-edited or foreign value: treated as no record, never trusted
 
     def advance(
-        self,
-        phase: Phase,
-        *,
-        epoch: int,
-        leader: str,
-        now: float,
-        guard_powered_off: bool | None = None,
-        attempts: int | None = None,
-        not_before: float | None = None,
-        failures: int | None = None,
-        note: str | None = None,
+        self, phase: Phase, *, epoch: int, leader: str, now: float, **changes: Unpack[Changes]
     ) -> Remediation:
         """The record after a step; the transition table decides whether it may be taken."""
         from fireproof.guard.transitions import check  # the table imports Phase from here
 
         check(self.phase, phase)
-        return replace(
-            self,
-            phase=phase,
-            epoch=epoch,
-            leader=leader,
-            updated=now,
-            guard_powered_off=(
-                self.guard_powered_off if guard_powered_off is None else guard_powered_off
-            ),
-            attempts=self.attempts if attempts is None else attempts,
-            not_before=self.not_before if not_before is None else not_before,
-            failures=self.failures if failures is None else failures,
-            note=self.note if note is None else note,
-        )
+        return replace(self, phase=phase, epoch=epoch, leader=leader, updated=now, **changes)
