@@ -299,6 +299,7 @@ class Hypervisor:
         self.passing: dict[int, str] = {}
         """VMID -> a task running on it that passes through "stopped" (qmreboot, qmstart)."""
         self.tasks_readable = True
+        self.settle_questions = 0
 
     def _check(self) -> None:
         if self.failing:
@@ -332,6 +333,7 @@ class Hypervisor:
         return PowerState.ON
 
     def settled_off(self, machine: Machine) -> bool | None:
+        self.settle_questions += 1
         if self.failing or not self.tasks_readable:
             return None
         assert machine.vmid is not None

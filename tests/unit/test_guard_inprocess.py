@@ -79,6 +79,9 @@ def test_a_storm_gets_nothing_destructive_then_the_cooldown_holds() -> None:
     assert world.api.writes == []
     assert guard.metrics.storm._value.get() == 1
     assert set(_reasons(world, "w1")) == {"FireproofStorm"}
+    # The device is asked whether a VM is off for good only within the confirm window: a
+    # long storm does not cost two Proxmox calls per VM per poll.
+    assert world.pve.settle_questions <= 3
     world.pve.power[world.vmids["w3"]] = PowerState.ON  # two dead: no longer a storm...
     world.run([guard], 15)
     assert world.api.writes == []  # ...but the cooldown holds

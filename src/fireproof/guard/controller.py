@@ -79,7 +79,13 @@ class Guard:
         )
         self.notices = Notices(event=None if self.dry_run else self._warning_event)
         self.observer = Observer(
-            self.source, self.inventory, self.fencer, self.metrics, self.clock, self.notices
+            self.source,
+            self.inventory,
+            self.fencer,
+            self.metrics,
+            self.clock,
+            self.notices,
+            confirm_seconds=g.confirm_seconds,
         )
         self.actuator = Actuator(
             self.cluster,
@@ -126,7 +132,7 @@ class Guard:
         if leading is None:
             return
         try:
-            views = self.observer.look()
+            views = self.observer.look(self.windows.suspected_since)
         except FireproofError as exc:
             self._lost(f"cannot see the cluster: {exc.message}")
             return

@@ -123,11 +123,17 @@ class Observer:
     metrics: GuardMetrics
     clock: Clock
     notices: Notices
+    confirm_seconds: float = 2.0
     _inventory: Inventory | None = field(default=None, init=False)
     _inventory_at: float = field(default=0.0, init=False)
 
-    def look(self) -> list[NodeView]:
+    def look(self, suspected_since: Mapping[str, float] | None = None) -> list[NodeView]:
+        """The node views of one look. ``suspected_since`` (from the last look) spares the
+        device's settle question for VMs off longer than the confirm window: it would change
+        nothing for them, and a long storm would ask it of every VM on every poll."""
         cache = self.source.view()
+        now = self.clock.monotonic()
+        since = suspected_since or {}
         if not cache.synced:
             raise ClusterUnseen("the watches of Nodes, node Leases and VolumeAttachments are lost")
         names = sorted(cache.nodes)
@@ -147,6 +153,9 @@ class Observer:
                 state is PowerState.OFF
                 and record is None
                 and machine is not None
+                and now - since.get(name, now) < self.confirm_seconds
+                and EXCLUDE_LABEL not in facts.labels
+                and PAUSE_ANNOTATION not in facts.annotations
                 and self._settled_off(machine)
             )
             views.append(
