@@ -29,7 +29,7 @@ import yaml
 
 from _lab import FIREPROOF, cli, cpu_seconds, running_lab
 
-SAMPLE = re.compile(r"^(apiserver_request_total|apiserver_response_sizes_sum)\{[^}]*\} (\S+)$")
+SAMPLE = re.compile(r"^apiserver_request_total\{[^}]*\} (\S+)$")
 
 
 def say(message: str) -> None:
@@ -49,24 +49,19 @@ def kubectl(state_dir: Path, *args: str) -> str:
     return done.stdout
 
 
-def counters(state_dir: Path) -> tuple[float, float]:
-    """(requests, response bytes) served so far, from the API server's /metrics."""
-    requests = size = 0.0
-    for line in kubectl(state_dir, "get", "--raw", "/metrics").splitlines():
-        found = SAMPLE.match(line)
-        if found:
-            if found.group(1) == "apiserver_request_total":
-                requests += float(found.group(2))
-            else:
-                size += float(found.group(2))
-    return requests, size
+def requests_served(state_dir: Path) -> float:
+    """Requests the API server has served so far, from its /metrics."""
+    return sum(
+        float(found.group(1))
+        for line in kubectl(state_dir, "get", "--raw", "/metrics").splitlines()
+        if (found := SAMPLE.match(line))
+    )
 
 
-def rates(state_dir: Path, window: float) -> tuple[float, float]:
-    r0, b0 = counters(state_dir)
+def request_rate(state_dir: Path, window: float) -> float:
+    before = requests_served(state_dir)
     time.sleep(window)
-    r1, b1 = counters(state_dir)
-    return (r1 - r0) / window, (b1 - b0) / window
+    return (requests_served(state_dir) - before) / window
 
 
 def free_port() -> int:
@@ -144,13 +139,13 @@ def one_size(workers: int, window: float) -> dict[str, Any]:
         nodes = json.loads(kubectl(state_dir, "get", "nodes", "-o", "json"))["items"]
         node_bytes = sum(len(json.dumps(n)) for n in nodes) / len(nodes)
         time.sleep(20)  # let the start-up writes settle
-        base_rps, _base_bps = rates(state_dir, window)
+        base_rps = request_rate(state_dir, window)
         work = Path(tempfile.mkdtemp(prefix="guard-scale-"))
         guard, _port = start_guard(state_dir, work)
         try:
             time.sleep(45)  # past guard's start-up hold (lease_stale_seconds)
             cpu0, read0, t0 = cpu_seconds(guard.pid), bytes_read(guard.pid), time.monotonic()
-            rps, _bps = rates(state_dir, window)
+            rps = request_rate(state_dir, window)
             elapsed = time.monotonic() - t0
             cpu = (cpu_seconds(guard.pid) - cpu0) / elapsed * 100
             received = (bytes_read(guard.pid) - read0) / elapsed
