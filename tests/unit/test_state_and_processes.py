@@ -76,3 +76,25 @@ def test_process_ignoring_sigterm_is_killed(tmp_path: Path) -> None:
         time.sleep(0.05)
     assert processes.stop(record, grace_seconds=0.5)
     assert not processes.is_alive(record)
+
+
+def test_controllers_restart_on_new_ports_when_theirs_were_taken_meanwhile() -> None:
+    # An API outage stops the controllers; another lab on the machine may take their ports
+    # before the restart ("address already in use": a lab left without controllers).
+    import socket
+
+    from fireproof.lab.lab import _fresh_internal_ports
+    from fireproof.lab.ports import free_port
+
+    free = free_port()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        busy = taken.getsockname()[1]
+        taken.listen()
+        state = dataclasses.replace(
+            _state(), ports={"apiserver": 1, "controller_manager": busy, "scheduler": free}
+        )
+        moved = _fresh_internal_ports(state)
+    assert moved.ports["controller_manager"] not in (busy, free, 1)
+    assert moved.ports["scheduler"] == free  # still free: kept
+    assert moved.ports["apiserver"] == 1  # the kubeconfigs name it: never moved

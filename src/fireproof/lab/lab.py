@@ -473,6 +473,7 @@ class Lab:
         if alive:
             return "already running"
         bins = binaries.BinarySet(Path(state.bin_dir), state.kubernetes_version)
+        state = _fresh_internal_ports(state)
         ports = Ports(**state.ports)
         profile = PROFILES[state.profile]
         restarts = {
@@ -599,3 +600,24 @@ def _node_status(node: Node, power: dict[str, dict[str, Any]]) -> NodeStatus:
         hypervisor_host=str(sim.get("hypervisor_host", "")),
         vmid=int(sim.get("vmid") or 0),
     )
+
+
+INTERNAL_PORTS = ("controller_manager", "scheduler")
+"""Ports only the lab itself talks to (health): free to move when a restart finds them taken."""
+
+
+def _fresh_internal_ports(state: LabState) -> LabState:
+    """The controllers' ports for a restart: the old ones if still free, else new ones. During
+    an outage any process on the machine (another lab, a test) may take a port the stopped
+    controllers had; restarting on it would fail with "address already in use" and leave the
+    lab without controllers. The API server's port stays: the kubeconfigs name it."""
+    moved = {}
+    for key in INTERNAL_PORTS:
+        try:
+            require_free(state.ports[key], key)
+        except UsageError:
+            taken = set(state.ports.values()) | set(moved.values())
+            moved[key] = allocate(1, taken)[0]
+    if not moved:
+        return state
+    return LabState(**{**_fields(state), "ports": {**state.ports, **moved}})
