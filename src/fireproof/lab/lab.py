@@ -611,7 +611,7 @@ def _fresh_internal_ports(state: LabState) -> LabState:
     an outage any process on the machine (another lab, a test) may take a port the stopped
     controllers had; restarting on it would fail with "address already in use" and leave the
     lab without controllers. The API server's port stays: the kubeconfigs name it."""
-    moved = {}
+    moved: dict[str, int] = {}
     for key in INTERNAL_PORTS:
         try:
             require_free(state.ports[key], key)
