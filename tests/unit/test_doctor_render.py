@@ -140,3 +140,13 @@ def test_a_host_with_a_control_plane_majority_is_critical_and_named() -> None:
     assert control_plane_majority_on_one_host(Snapshot(items={"nodes": labelled}), Context())
     with pytest.raises(NotChecked, match="host of cp-1, cp-2, cp-3 is unknown"):
         control_plane_majority_on_one_host(snap, Context())
+
+
+def test_events_are_listed_for_their_one_reader_only() -> None:
+    # The snapshot asks the API server for FailedAttachVolume events only (a busy cluster has
+    # tens of thousands of others): a new check that reads events must widen that selector.
+    from fireproof.doctor.registry import CHECKS
+    from fireproof.kube.snapshot import KINDS
+
+    assert [c.id for c in CHECKS if "events" in c.needs] == ["FP-N3"]
+    assert KINDS["events"].fields == "reason=FailedAttachVolume"
