@@ -55,13 +55,14 @@ lint: venv
 	$(VENV)/bin/lint-imports
 
 # Both Go builds one after the other (each uses both cores); lint and the Debian packages
-# meanwhile, so a cold `make test` waits for the builds only.
+# meanwhile, so a cold `make test` waits for the builds only (their lines interleave, each whole:
+# output-sync would hold the builds' progress until they end).
 k8s-all: venv
 	$(MAKE) k8s
 	$(MAKE) k8s-1.36
 
 prepare: venv
-	$(MAKE) -j3 --output-sync=line lint system-deps k8s-all
+	$(MAKE) -j3 lint system-deps k8s-all
 
 # pytest exits 5 when it collected no test: that is a failure here, never a pass.
 test: prepare
