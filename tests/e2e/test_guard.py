@@ -263,8 +263,12 @@ def test_a_guard_killed_mid_remediation_is_resumed_exactly_once(
     finally:
         second.stop()
     done = _steps(second.journal(), node)
-    assert done.count("release") == 1, (phase_at_kill, done)
+    # Resumed, not restarted: one cordon and one fence. A kill that lands inside the release
+    # (its pods are deleted one by one) leaves the rest to the successor: two partial releases,
+    # each idempotent (UID preconditions), and a release that finds nothing left is "skipped".
     assert done.count("cordon") == 1, (phase_at_kill, done)
+    assert done.count("fence") == 1, (phase_at_kill, done)
+    assert 1 <= done.count("release") <= 2, (phase_at_kill, done)
 
 
 def test_two_guards_one_acts_and_the_other_takes_over(glab: LabHandle, tmp_path: Path) -> None:
