@@ -24,18 +24,6 @@ def has_userinfo(url: str) -> bool:
     return "@" in authority
 
 
-def without_userinfo(url: str) -> str:
-    """The URL as it may be shown: any ``user:password@`` replaced by ``***@``."""
-    if not has_userinfo(url):
-        return url
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        scheme, rest = "", url
-    authority, slash, path = rest.partition("/")
-    host = authority.rsplit("@", 1)[1]
-    return f"{scheme}{sep}***@{host}{slash}{path}"
-
-
 def xml_safe(text: str) -> str:
     """Text with every character XML 1.0 forbids removed (control characters, lone
     surrogates): a report built from cluster text or a run document stays well-formed XML."""

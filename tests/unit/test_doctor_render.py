@@ -113,12 +113,14 @@ def test_check_selection_is_by_stable_id() -> None:
 
 
 def _node(name: str, *, control_plane: bool = False, zone: str | None = None) -> Any:
-    from lightkube.resources.core_v1 import Node
+    import msgspec
+
+    from fireproof.kube.shapes import Node
 
     labels = {"node-role.kubernetes.io/control-plane": ""} if control_plane else {}
     if zone:
         labels["topology.kubernetes.io/zone"] = zone
-    return Node.from_dict({"metadata": {"name": name, "labels": labels}})
+    return msgspec.convert({"metadata": {"name": name, "labels": labels}}, Node)
 
 
 def test_a_host_with_a_control_plane_majority_is_critical_and_named() -> None:

@@ -234,7 +234,7 @@ def longhorn_do_nothing(snap: Snapshot, ctx: Context) -> list[Finding]:
     )
     if setting is None:
         return []
-    value = str(setting.get("value") or "do-nothing")  # generic resources are dicts
+    value = setting.value or "do-nothing"
     nodes = [name(n) for n in snap.get("nodes")]
     unfenced = [n for n in nodes if ctx.fenced_nodes is None or n not in ctx.fenced_nodes]
     if value != "do-nothing" or not unfenced:

@@ -7,12 +7,11 @@ control-plane quorum, a lab-only fault on a real cluster, `recovery: guard` with
 
 from __future__ import annotations
 
-import datetime as dt
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from fireproof.clock import SYSTEM_CLOCK, Clock, utc_now
 from fireproof.drill.spec import DrillSpec, Fault, ProxmoxFaultSpec, Recovery, SpecError, TargetSpec
 from fireproof.errors import FireproofError, NotFoundError, PermanentError
 from fireproof.fencing import Fencer, Machine
@@ -76,7 +75,9 @@ def _node_of(target: TargetSpec, pods: list[Any]) -> str:
     raise _refuse(target, f"no Running pod of {ref.label}: nothing to take down")
 
 
-def plan_drill(target: Target, spec: DrillSpec, lab: LabHooks | None) -> DrillPlan:
+def plan_drill(
+    target: Target, spec: DrillSpec, lab: LabHooks | None, clock: Clock = SYSTEM_CLOCK
+) -> DrillPlan:
     cluster = target.cluster
     if spec.fault is Fault.PARTITION and lab is None:
         raise SpecError(
@@ -135,7 +136,7 @@ def plan_drill(target: Target, spec: DrillSpec, lab: LabHooks | None) -> DrillPl
         why = f"runs {item.running.label}" if item.running else "named in the spec"
         nodes.append(NodeTarget(name, machine, fencer, why, identity.value))
     if spec.recovery is Recovery.GUARD:
-        _check_guard(target)
+        _check_guard(target, clock)
     major, minor = cluster.server_version()
     environment = {
         "kubernetes": f"{major}.{minor}",
@@ -143,7 +144,7 @@ def plan_drill(target: Target, spec: DrillSpec, lab: LabHooks | None) -> DrillPl
         "lab": lab is not None,
         "profile": lab.profile if lab is not None else None,
         "nodes": len(all_nodes),
-        "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "started": utc_now(clock).isoformat(timespec="seconds"),
     }
     return DrillPlan(spec, nodes, workloads, environment, _steps(spec, nodes))
 
@@ -161,11 +162,11 @@ def _check_quorum(by_name: dict[str, Any], names: set[str]) -> None:
         )
 
 
-def _check_guard(target: Target) -> None:
+def _check_guard(target: Target, clock: Clock) -> None:
     settings = target.config.guard
     lease = target.cluster.lease(settings.lease_namespace, settings.lease_name)
     holder = lease.spec.holderIdentity if lease is not None and lease.spec else None
-    if not holder or not lease_fresh(lease, time.time(), settings.lease_duration_seconds):
+    if not holder or not lease_fresh(lease, clock.time(), settings.lease_duration_seconds):
         raise DrillRefused(
             f"recovery: guard, but no guard holds the Lease "
             f"{settings.lease_namespace}/{settings.lease_name}",

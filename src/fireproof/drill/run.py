@@ -7,11 +7,11 @@ powered back on and the nodes recovered, and the run document says what was left
 from __future__ import annotations
 
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from fireproof.clock import SYSTEM_CLOCK, Clock
 from fireproof.drill.plan import DrillPlan, LabHooks, NodeTarget, ProgressFn, describe_error
 from fireproof.drill.spec import Fault, Recovery, SloKind
 from fireproof.drill.timeline import Entry, Observer
@@ -46,8 +46,15 @@ class _Recovery:
 
 class DrillRunner:
     def __init__(
-        self, target: Target, plan: DrillPlan, lab: LabHooks | None, progress: ProgressFn
+        self,
+        target: Target,
+        plan: DrillPlan,
+        lab: LabHooks | None,
+        progress: ProgressFn,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        # Wall time: the timeline lines up the drill's own notes with the watch events' stamps.
+        self.clock = clock
         self.target = target
         self.plan = plan
         self.lab = lab
@@ -78,7 +85,7 @@ class DrillRunner:
             watcher.stop()
             raise DrillFailed("the watches on the API server did not start within 30 s")
         results: list[SloResult] = []
-        t0 = time.time()
+        t0 = self.clock.time()
         try:
             self.observer.arm(t0)
             self._inject()
@@ -96,7 +103,7 @@ class DrillRunner:
                 self._clear_lab_faults()
             finally:
                 watcher.stop()
-        elapsed = time.time() - t0
+        elapsed = self.clock.time() - t0
         if not results or self.interrupted:
             results = self._evaluate(elapsed, final=True)
         return self._document(results, elapsed, watcher.errors)
@@ -108,7 +115,7 @@ class DrillRunner:
             for target in self.plan.nodes:
                 self.lab.partition(target.node, True)
                 self.observer.note(
-                    time.time(), PARTITIONED, f"node/{target.node}", "network cut, VM running"
+                    self.clock.time(), PARTITIONED, f"node/{target.node}", "network cut, VM running"
                 )
         else:
             # All at once, as a host or a rack dies: one thread per machine.
@@ -117,12 +124,12 @@ class DrillRunner:
                     done.result()
         if spec.proxmox_fault is not None and self.lab is not None:
             self.lab.add_proxmox_fault(spec.proxmox_fault, self.plan.nodes[0].machine)
-            self._fault_until = time.time() + spec.proxmox_fault.seconds
+            self._fault_until = self.clock.time() + spec.proxmox_fault.seconds
 
     def _power_fault(self, target: NodeTarget) -> None:
         state = target.fencer.off(target.machine)
         self.observer.note(
-            time.time(),
+            self.clock.time(),
             VM_OFF,
             f"node/{target.node}",
             f"{target.machine.label} reads {state.value} via {target.fencer.name}",
@@ -143,7 +150,7 @@ class DrillRunner:
     def _watch(self, t0: float, *, workloads_only: bool) -> list[SloResult]:
         spec = self.plan.spec
         while True:
-            now = time.time()
+            now = self.clock.time()
             elapsed = now - t0
             self.observer.tick(now)
             self._hold_fault(now)
@@ -165,7 +172,7 @@ class DrillRunner:
                 return self._evaluate(elapsed, final=True, workloads_only=workloads_only)
             if elapsed >= spec.timeout:
                 return self._evaluate(elapsed, final=True, workloads_only=workloads_only)
-            time.sleep(TICK)
+            self.clock.sleep(TICK)
 
     def _recovered(self) -> bool:
         """The recovery did what it does: heal ran to its end, guard released every node; with
@@ -272,7 +279,7 @@ class DrillRunner:
             steps.power_on(target.fencer, target.machine, journal)
         steps.wait_ready(cluster, target.node, journal, timeout=RESTORE_TIMEOUT, poll=0.5)
         steps.restore(cluster, target.node, journal)
-        self.observer.note(time.time(), RESTORED, f"node/{target.node}", "Ready, untainted")
+        self.observer.note(self.clock.time(), RESTORED, f"node/{target.node}", "Ready, untainted")
 
     # -- the document -------------------------------------------------------------------------
 
