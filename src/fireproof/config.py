@@ -178,6 +178,14 @@ class NodeEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class HostEntry:
+    """A hypervisor host (a Proxmox node) and the device that powers the host itself off: its
+    BMC through a fence agent. The second level of fencing, after the VM's own device."""
+
+    device: str
+
+
+@dataclass(frozen=True, slots=True)
 class TerraformSource:
     path: Path
     device: str
@@ -262,6 +270,8 @@ class Config:
     inventory: InventoryConfig = InventoryConfig()
     remediation: RemediationConfig = RemediationConfig()
     guard: GuardConfig = GuardConfig()
+    hosts: dict[str, HostEntry] = field(default_factory=dict)
+    """Proxmox host -> its own fencing device (BMC)."""
 
     def device(self, name: str) -> Device:
         try:
@@ -272,7 +282,7 @@ class Config:
 
 def load_config(path: Path) -> Config:
     doc = load_yaml(path, "fireproof.yaml")
-    doc.reject_unknown({"cluster", "devices", "inventory", "remediation", "guard"})
+    doc.reject_unknown({"cluster", "devices", "hosts", "inventory", "remediation", "guard"})
     base = path.parent
     devices = {name: _device(name, section, base) for name, section in doc.sections("devices")}
     inventory = _inventory(doc.section("inventory"), base, devices)
@@ -283,7 +293,31 @@ def load_config(path: Path) -> Config:
         inventory=inventory,
         remediation=_remediation(doc.section("remediation")),
         guard=_guard(doc.section("guard")),
+        hosts=_hosts(doc, devices),
     )
+
+
+def _hosts(doc: Section, devices: dict[str, Device]) -> dict[str, HostEntry]:
+    hosts = {}
+    for host, entry in doc.sections("hosts"):
+        if not is_node_name(host):
+            raise entry.error(f"{host!r} is not a Proxmox host name (lower case, digits, - and .)")
+        entry.reject_unknown({"device"})
+        device = entry.req_text("device")
+        found = devices.get(device)
+        if found is None:
+            raise entry.error(
+                f"unknown device {device!r} (devices: {', '.join(devices)})", "device"
+            )
+        if isinstance(found, ProxmoxDevice):
+            raise entry.error(
+                f"device {device!r} is a Proxmox API device: it fences VMs, and a dead host's API "
+                "does not answer; a host needs its BMC (type: fence-agent, e.g. fence_ipmilan or "
+                "fence_redfish)",
+                "device",
+            )
+        hosts[host] = HostEntry(device)
+    return hosts
 
 
 def _path(base: Path, raw: str | None) -> Path | None:

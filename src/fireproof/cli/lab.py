@@ -195,6 +195,7 @@ def status(state_dir: Path, output: str) -> None:
                 "api_server": st.state.api_server,
                 "components": [dataclasses.asdict(c) for c in st.components],
                 "nodes": [dataclasses.asdict(n) for n in st.nodes],
+                "hosts": list(st.hosts),
             }
         )
     else:
@@ -230,6 +231,23 @@ def status(state_dir: Path, output: str) -> None:
                 ],
             )
         )
+        if st.hosts:
+            click.echo()
+            click.echo(
+                table(
+                    ["HOST", "POWER", "STATE", "BMC"],
+                    [
+                        (
+                            h["name"],
+                            h["power"],
+                            "hung" if h["hung"] else "up" if h["reachable"] else "unreachable",
+                            (f"ipmi 127.0.0.1:{h['bmc']['port']}" if h["bmc"] else "none")
+                            + (f" ({h['bmc_fault']})" if h["bmc_fault"] else ""),
+                        )
+                        for h in st.hosts
+                    ],
+                )
+            )
         for problem in st.problems:
             click.echo(f"problem: {problem}", err=True)
     if not st.healthy:
@@ -297,11 +315,34 @@ def host_off(state_dir: Path, host: str) -> None:
     click.echo(f"{host}: power cut; stopped {', '.join(done['vms']) or 'no running VM'}")
 
 
+@lab.command("host-hang")
+@state_dir_option
+@click.argument("host")
+def host_hang(state_dir: Path, host: str) -> None:
+    """Hang a whole Proxmox HOST: it stops answering (595) and its VMs die, but its power stays
+    on and its BMC reads on. Only a power off through the BMC makes its VMs provably dead;
+    `host-off` (or the BMC's power off) ends it."""
+    done = _lab(state_dir).agent().host_hang(host)
+    click.echo(f"{host}: hung; {', '.join(done['vms']) or 'no running VM'} stopped answering")
+
+
+@lab.command("bmc-fault")
+@state_dir_option
+@click.argument("host")
+@click.argument("fault", type=click.Choice(["unreachable", "auth-failure", "ignore-off", "none"]))
+def bmc_fault(state_dir: Path, host: str, fault: str) -> None:
+    """Break HOST's BMC: `unreachable` (no answer), `auth-failure` (the credentials are
+    refused), `ignore-off` (power off is acknowledged but the host stays on); `none` repairs it."""
+    _lab(state_dir).agent().bmc_fault(host, None if fault == "none" else fault)
+    click.echo(f"{host}: BMC {'repaired' if fault == 'none' else fault}")
+
+
 @lab.command("host-on")
 @state_dir_option
 @click.argument("host")
 def host_on(state_dir: Path, host: str) -> None:
-    """Restore HOST's power after `host-off`: it rejoins and starts the VMs the cut stopped."""
+    """Restore HOST after `host-off` or `host-hang` (a power cycle): it rejoins and starts the
+    VMs its failure stopped."""
     done = _lab(state_dir).agent().host_power(host, on=True)
     click.echo(f"{host}: back; started {', '.join(done['vms']) or 'no VM'}")
 

@@ -56,6 +56,20 @@ class AgentClient:
         result: dict[str, Any] = self._request("POST", f"/v1/hosts/{host}/power", {"on": on})
         return result
 
+    def hosts(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._request("GET", "/v1/hosts")
+        return result
+
+    def host_hang(self, host: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("POST", f"/v1/hosts/{host}/hang", {})
+        return result
+
+    def bmc_fault(self, host: str, fault: str | None) -> dict[str, Any]:
+        result: dict[str, Any] = self._request(
+            "POST", f"/v1/hosts/{host}/bmc-fault", {"fault": fault}
+        )
+        return result
+
     def faults(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self._request("GET", "/v1/faults")["faults"]
         return result

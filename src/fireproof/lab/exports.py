@@ -74,6 +74,48 @@ class ProxmoxAccess:
             raise UsageError(f"{path} is malformed: {type(exc).__name__}") from None
 
 
+@dataclass(frozen=True, slots=True)
+class BmcAccess:
+    """One host's BMC: IPMI over UDP on 127.0.0.1, one user (an ADMINISTRATOR, as fencing needs)."""
+
+    host: str
+    port: int
+    username: str
+    password: str
+
+    def device_name(self) -> str:
+        return f"bmc-{self.host}"
+
+
+def generate_bmcs(hosts: list[str], ports: list[int]) -> tuple[BmcAccess, ...]:
+    return tuple(
+        BmcAccess(host, port, "admin", secrets.token_urlsafe(12))
+        for host, port in zip(hosts, ports, strict=True)
+    )
+
+
+def save_bmcs(path: Path, bmcs: tuple[BmcAccess, ...]) -> None:
+    doc = {b.host: {"port": b.port, "username": b.username, "password": b.password} for b in bmcs}
+    path.write_text(
+        "# The lab's host BMCs (IPMI over UDP on 127.0.0.1; secrets: keep this file private)\n"
+        + yaml.safe_dump(doc, sort_keys=True)
+    )
+    path.chmod(0o600)
+
+
+def load_bmcs(path: Path) -> tuple[BmcAccess, ...]:
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+        return tuple(
+            BmcAccess(str(host), int(v["port"]), str(v["username"]), str(v["password"]))
+            for host, v in sorted(doc.items())
+        )
+    except FileNotFoundError:
+        return ()  # a lab started before its hosts had BMCs
+    except (yaml.YAMLError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise UsageError(f"{path} is malformed: {type(exc).__name__}") from None
+
+
 def write_inventory(path: Path, topology: Topology, access: ProxmoxAccess) -> None:
     """Node -> machine map, with the Proxmox device that can fence each machine."""
     doc: dict[str, Any] = {
@@ -155,16 +197,47 @@ def write_terraform_state(path: Path, topology: Topology) -> None:
     path.write_text(json.dumps(terraform_state(topology), indent=2))
 
 
+def _secret_file(path: Path, value: str) -> Path:
+    path.write_text(value + "\n")
+    path.chmod(0o600)
+    return path
+
+
+def bmc_device(bmc: BmcAccess, password_file: Path) -> dict[str, Any]:
+    """The host's fencing device: ClusterLabs' fence_ipmilan against its BMC."""
+    return {
+        "type": "fence-agent",
+        "agent": "fence_ipmilan",
+        "options": {
+            "ip": "127.0.0.1",
+            "ipport": str(bmc.port),
+            "username": bmc.username,
+            "lanplus": "1",
+        },
+        "password": {"file": str(password_file)},
+        "timeout_seconds": 40,
+    }
+
+
 def write_fireproof_config(
-    path: Path, topology: Topology, access: ProxmoxAccess, kubeconfig: Path, secret_dir: Path
+    path: Path,
+    topology: Topology,
+    access: ProxmoxAccess,
+    kubeconfig: Path,
+    secret_dir: Path,
+    bmcs: tuple[BmcAccess, ...] = (),
 ) -> None:
     """``DIR/fireproof.yaml``: what `--lab` uses, a config as a user would write for TazLab.
 
-    The token secret goes to a 0600 file the config refers to; the config itself holds none.
+    Secrets go to 0600 files the config refers to; the config itself holds none.
     """
-    token_file = secret_dir / "pve-token"
-    token_file.write_text(access.token_secret + "\n")
-    token_file.chmod(0o600)
+    token_file = _secret_file(secret_dir / "pve-token", access.token_secret)
+    host_devices = {
+        b.device_name(): bmc_device(
+            b, _secret_file(secret_dir / f"{b.device_name()}.password", b.password)
+        )
+        for b in bmcs
+    }
     doc: dict[str, Any] = {
         "cluster": {
             "kubeconfig": str(kubeconfig),
@@ -181,8 +254,10 @@ def write_fireproof_config(
                 "retries": 1,
                 "verify_timeout_seconds": 30,
                 "poll_interval_seconds": 0.5,
-            }
+            },
+            **host_devices,
         },
+        **({"hosts": {b.host: {"device": b.device_name()} for b in bmcs}} if bmcs else {}),
         "inventory": {
             "terraform": [{"path": str(path.parent / "terraform.tfstate"), "device": DEVICE_NAME}],
             "discover": [DEVICE_NAME],

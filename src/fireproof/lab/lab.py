@@ -36,6 +36,9 @@ from fireproof.lab.controlplane import (
 )
 from fireproof.lab.exports import (
     ProxmoxAccess,
+    generate_bmcs,
+    load_bmcs,
+    save_bmcs,
     write_fireproof_config,
     write_inventory,
     write_terraform_state,
@@ -44,7 +47,7 @@ from fireproof.lab.guardvalues import write_guard_values
 from fireproof.lab.health import probe, wait_until
 from fireproof.lab.images import OWN_IMAGE_REPOSITORY
 from fireproof.lab.pki import ADMIN, AGENT, CONTROLLER_MANAGER, SCHEDULER
-from fireproof.lab.ports import allocate, require_free
+from fireproof.lab.ports import allocate, free_udp_ports, require_free
 from fireproof.lab.profiles import PROFILES, TimingProfile
 from fireproof.lab.pveclient import PveClient
 from fireproof.lab.state import LabPaths, LabState
@@ -102,6 +105,8 @@ class LabStatus:
     components: tuple[ComponentStatus, ...]
     nodes: tuple[NodeStatus, ...]
     problems: tuple[str, ...]
+    hosts: tuple[dict[str, Any], ...] = ()
+    """Each Proxmox host: name, power, hung, reachable, and its BMC (no secret, a file)."""
 
     @property
     def healthy(self) -> bool:
@@ -157,8 +162,11 @@ class Lab:
         )
         problems = [f"{c.name} is not running" for c in components if not c.running]
         power: dict[str, dict[str, Any]] = {}
+        hosts: list[dict[str, Any]] = []
         try:
-            power = {n["name"]: n for n in AgentClient(self.paths, state).nodes()}
+            agent = AgentClient(self.paths, state)
+            power = {n["name"]: n for n in agent.nodes()}
+            hosts = self._hosts(agent.hosts())
         except FireproofError as exc:
             problems.append(str(exc))
         nodes: list[NodeStatus] = []
@@ -169,7 +177,30 @@ class Lab:
                     nodes.append(_node_status(node, power))
         except (KubeApiError, KubeUnreachableError) as exc:
             problems.append(str(exc))
-        return LabStatus(self.paths.root, state, components, tuple(nodes), tuple(problems))
+        return LabStatus(
+            self.paths.root, state, components, tuple(nodes), tuple(problems), tuple(hosts)
+        )
+
+    def _hosts(self, reported: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        bmcs = {b.host: b for b in load_bmcs(self.paths.bmc)}
+        out = []
+        for host in reported:
+            bmc = bmcs.get(host["name"])
+            out.append(
+                {
+                    **host,
+                    "bmc": None
+                    if bmc is None
+                    else {
+                        "type": "ipmi",
+                        "address": "127.0.0.1",
+                        "port": bmc.port,
+                        "username": bmc.username,
+                        "password_file": str(self.paths.internal / f"{bmc.device_name()}.password"),
+                    },
+                }
+            )
+        return out
 
     # -- up ---------------------------------------------------------------------------------
 
@@ -264,8 +295,11 @@ class Lab:
         access.save(self.paths.proxmox)
         write_inventory(self.paths.inventory, topology, access)
         write_terraform_state(self.paths.terraform_state, topology)
+        hosts = sorted({n.hypervisor_host for n in topology.nodes})
+        bmcs = generate_bmcs(hosts, free_udp_ports(len(hosts)))
+        save_bmcs(self.paths.bmc, bmcs)
         write_fireproof_config(
-            self.paths.config, topology, access, self.paths.kubeconfig, self.paths.internal
+            self.paths.config, topology, access, self.paths.kubeconfig, self.paths.internal, bmcs
         )
 
     def _spawn(self, state: LabState, name: str, argv: list[str]) -> LabState:

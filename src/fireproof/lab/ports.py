@@ -15,6 +15,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_udp_ports(count: int) -> list[int]:
+    """UDP ports free on 127.0.0.1 now (the BMCs' IPMI), distinct."""
+    ports: list[int] = []
+    while len(ports) < count:
+        with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_DGRAM)) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
 def require_free(port: int, flag: str) -> int:
     if not 1 <= port <= 65535:
         raise UsageError(f"{flag} {port} is not a TCP port (1-65535)")

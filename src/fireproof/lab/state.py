@@ -64,6 +64,11 @@ class LabPaths:
         return self.root / "proxmox.yaml"
 
     @property
+    def bmc(self) -> Path:
+        """Addresses and credentials of each Proxmox host's BMC (0600)."""
+        return self.root / "bmc.yaml"
+
+    @property
     def config(self) -> Path:
         """``fireproof.yaml`` for `--lab`."""
         return self.root / "fireproof.yaml"

@@ -19,6 +19,7 @@ from aiohttp import web
 from fireproof.kube import async_client, load_kubeconfig
 from fireproof.lab.agent.admin import make_app
 from fireproof.lab.agent.apipath import ApiPath
+from fireproof.lab.agent.bmc import HostBmc, HostPower, serve_forever
 from fireproof.lab.agent.containers import OWN_IMAGE, ProcessRunner
 from fireproof.lab.agent.fleet import Fleet
 from fireproof.lab.agent.hypervisor import build_authenticator, build_cluster, serve, wire_power
@@ -26,7 +27,7 @@ from fireproof.lab.agent.ledger import Ledger
 from fireproof.lab.agent.pods import PodRunner
 from fireproof.lab.agent.powerlog import record_power
 from fireproof.lab.agent.storage import Storage
-from fireproof.lab.exports import ProxmoxAccess
+from fireproof.lab.exports import ProxmoxAccess, load_bmcs
 from fireproof.lab.profiles import PROFILES
 from fireproof.lab.state import LabPaths
 from fireproof.lab.topology import build_topology
@@ -65,7 +66,19 @@ async def run(args: argparse.Namespace) -> None:
     auth = build_authenticator(access)
     pve_runner, ticker = await serve(cluster, auth, access, paths.pki)
     log.info("Proxmox VE API on %s", access.url)
-    admin = web.AppRunner(make_app(fleet, cluster, auth, token), access_log=None)
+    power = HostPower(
+        asyncio.get_running_loop(),
+        read=lambda host: cluster.host_on[host],
+        switch=cluster.host_power,
+    )
+    bmcs = {
+        b.host: HostBmc(b.host, b.port, b.username, b.password, power)
+        for b in load_bmcs(paths.bmc)
+        if b.host in cluster.hosts
+    }
+    if bmcs:
+        serve_forever(list(bmcs.values()))
+    admin = web.AppRunner(make_app(fleet, cluster, auth, token, bmcs), access_log=None)
     await admin.setup()
     await web.TCPSite(admin, "127.0.0.1", args.port).start()
     log.info("admin API on 127.0.0.1:%d", args.port)

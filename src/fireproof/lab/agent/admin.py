@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import json
 from typing import Any
 
 from aiohttp import web
 
 from fireproof.lab.addresses import is_documentation_address
+from fireproof.lab.agent.bmc import BmcFault, HostBmc
 from fireproof.lab.agent.fleet import Fleet
 from fireproof.lab.proxmox.auth import Authenticator
-from fireproof.lab.proxmox.model import Cluster, Fault, FaultKind, Vm
+from fireproof.lab.proxmox.model import Cluster, Fault, FaultKind, PveError, Vm
 
 FLEET_KEY = web.AppKey("fleet", Fleet)
 AUTH_KEY = web.AppKey("pve_auth", Authenticator)
 KNOWN_PRIVILEGES = frozenset({"VM.Audit", "VM.PowerMgmt", "Sys.Audit", "VM.Config.Options"})
 CLUSTER_KEY = web.AppKey("cluster", Cluster)
 TOKEN_KEY = web.AppKey("token", str)
+BMCS_KEY = web.AppKey("bmcs", dict[str, HostBmc])
 
 
 @web.middleware
@@ -104,8 +107,61 @@ async def _host_power(request: web.Request) -> web.Response:
     on = body.get("on")
     if not isinstance(on, bool):
         return web.json_response({"error": 'body must be {"on": true|false}'}, status=400)
+    if on and host in cluster.hung:
+        cluster.host_power(host, False)  # the lab's "restore" of a hung host: a power cycle
     changed = cluster.host_power(host, on)
     return web.json_response({"host": host, "on": on, "vms": [vm.name for vm in changed]})
+
+
+def _host(request: web.Request) -> str:
+    host = request.match_info["host"]
+    if host not in request.app[CLUSTER_KEY].hosts:
+        raise web.HTTPNotFound(
+            text=json.dumps({"error": f"unknown Proxmox host {host!r}"}),
+            content_type="application/json",
+        )
+    return host
+
+
+async def _host_hang(request: web.Request) -> web.Response:
+    host = _host(request)
+    try:
+        changed = request.app[CLUSTER_KEY].host_hang(host)
+    except PveError as exc:
+        return web.json_response({"error": exc.reason}, status=409)
+    return web.json_response({"host": host, "vms": [vm.name for vm in changed]})
+
+
+async def _bmc_fault(request: web.Request) -> web.Response:
+    host = _host(request)
+    bmc = request.app[BMCS_KEY].get(host)
+    if bmc is None:
+        return web.json_response({"error": f"host {host!r} has no BMC"}, status=404)
+    body = await _body(request)
+    kind = body.get("fault")
+    try:
+        bmc.fault = None if kind is None else BmcFault(str(kind))
+    except ValueError:
+        known = ", ".join(f.value for f in BmcFault)
+        return web.json_response({"error": f"unknown BMC fault {kind!r} ({known})"}, status=400)
+    return web.json_response({"host": host, "fault": kind})
+
+
+async def _hosts(request: web.Request) -> web.Response:
+    cluster = request.app[CLUSTER_KEY]
+    bmcs = request.app[BMCS_KEY]
+    return web.json_response(
+        [
+            {
+                "name": host,
+                "power": "on" if cluster.host_on[host] else "off",
+                "hung": host in cluster.hung,
+                "reachable": cluster.host_dead_since(host) is None,
+                "bmc_fault": str(bmcs[host].fault) if host in bmcs and bmcs[host].fault else None,
+            }
+            for host in cluster.hosts
+        ]
+    )
 
 
 async def _address(request: web.Request) -> web.Response:
@@ -242,8 +298,15 @@ async def _stats(request: web.Request) -> web.Response:
     return web.json_response(request.app[FLEET_KEY].heartbeat_report())
 
 
-def make_app(fleet: Fleet, cluster: Cluster, auth: Authenticator, token: str) -> web.Application:
+def make_app(
+    fleet: Fleet,
+    cluster: Cluster,
+    auth: Authenticator,
+    token: str,
+    bmcs: dict[str, HostBmc] | None = None,
+) -> web.Application:
     app = web.Application(middlewares=[_auth])
+    app[BMCS_KEY] = bmcs or {}
     app[FLEET_KEY] = fleet
     app[CLUSTER_KEY] = cluster
     app[AUTH_KEY] = auth
@@ -252,7 +315,10 @@ def make_app(fleet: Fleet, cluster: Cluster, auth: Authenticator, token: str) ->
     app.router.add_get("/v1/nodes", _nodes)
     app.router.add_post("/v1/nodes/{name}/partition", _partition)
     app.router.add_post("/v1/nodes/{name}/address", _address)
+    app.router.add_get("/v1/hosts", _hosts)
     app.router.add_post("/v1/hosts/{host}/power", _host_power)
+    app.router.add_post("/v1/hosts/{host}/hang", _host_hang)
+    app.router.add_post("/v1/hosts/{host}/bmc-fault", _bmc_fault)
     app.router.add_get("/v1/faults", _faults)
     app.router.add_post("/v1/faults", _add_fault)
     app.router.add_delete("/v1/faults", _clear_faults)

@@ -151,9 +151,13 @@ class Cluster:
         self.on_power_off: list[PowerHook] = []
         self.on_power_on: list[PowerHook] = []
         self.on_task: list[TaskHook] = []
+        """Called for every power task: (vm, upid, type, user, whether it will change power)."""
         self._host_cut: set[int] = set()
         """VMs a host power cut stopped, started again when the host comes back."""
-        """Called for every power task: (vm, upid, type, user, whether it will change power)."""
+        self.host_on: dict[str, bool] = dict.fromkeys(hosts, True)
+        """Each host's chassis power, as its BMC reads it."""
+        self.hung: set[str] = set()
+        """Hosts that stopped answering with their power on (a kernel panic, a hung board)."""
 
     # -- faults -----------------------------------------------------------------------------
 
@@ -243,28 +247,52 @@ class Cluster:
                 hook(vm)
 
     def host_power(self, host: str, on: bool) -> list[Vm]:
-        """Cut or restore a whole host's power. Off: every VM on it stops at once and the host
-        drops out of its cluster (595 "No route to host"). On: the host rejoins and starts the
-        VMs its power cut stopped (``onboot``). Returns the VMs that changed."""
-        if host not in self.hosts:
-            raise PveError(500, f"no such cluster node '{host}'")
-        changed = []
+        """Cut or restore a whole host's power (its BMC's chassis power, or the lab's plug).
+
+        Off: every VM on it stops at once and the host drops out of its cluster (595 "No route
+        to host"); a hung host simply goes dark. On: the host boots, rejoins, and starts the VMs
+        its failure stopped (``onboot``); a host already on is left as it is, hung or not, as a
+        BMC ignores power on for a running chassis. Returns the VMs that changed."""
+        self._known(host)
         if not on:
-            if self.fault(FaultKind.HOST_UNREACHABLE, host=host) is None:
-                self.faults.append(Fault(FaultKind.HOST_UNREACHABLE, host=host))
-            for vm in self.vms.values():
-                if vm.host == host and vm.running:
-                    self.set_power(vm, False, f"host {host} lost power")
-                    self._host_cut.add(vm.vmid)
-                    changed.append(vm)
-            return changed
+            self.host_on[host] = False
+            self.hung.discard(host)
+            return self._host_down(host, f"host {host} lost power")
+        if host in self.hung:
+            return []
+        self.host_on[host] = True
         self.faults = [
             f for f in self.faults if not (f.kind is FaultKind.HOST_UNREACHABLE and f.host == host)
         ]
+        changed = []
         for vm in self.vms.values():
             if vm.host == host and vm.vmid in self._host_cut:
                 self._host_cut.discard(vm.vmid)
                 self.set_power(vm, True, f"host {host} booted (onboot)")
+                changed.append(vm)
+        return changed
+
+    def host_hang(self, host: str) -> list[Vm]:
+        """The host stops: no answer to its cluster (595), its VMs dead, but its power stays on
+        and its BMC reads on. Only a power off through the BMC makes it safe."""
+        self._known(host)
+        if not self.host_on[host]:
+            raise PveError(500, f"host '{host}' is powered off; it cannot hang")
+        self.hung.add(host)
+        return self._host_down(host, f"host {host} hung")
+
+    def _known(self, host: str) -> None:
+        if host not in self.hosts:
+            raise PveError(500, f"no such cluster node '{host}'")
+
+    def _host_down(self, host: str, cause: str) -> list[Vm]:
+        if self.fault(FaultKind.HOST_UNREACHABLE, host=host) is None:
+            self.faults.append(Fault(FaultKind.HOST_UNREACHABLE, host=host))
+        changed = []
+        for vm in self.vms.values():
+            if vm.host == host and vm.running:
+                self.set_power(vm, False, cause)
+                self._host_cut.add(vm.vmid)
                 changed.append(vm)
         return changed
 
