@@ -42,11 +42,11 @@ k8s-1.36: venv
 # Debian packages the tests drive for real: ClusterLabs fence_pve, and chromium (headless) to
 # render the drill's HTML report.
 system-deps:
-	@{ command -v fence_pve && command -v chromium && command -v promtool; } >/dev/null || { \
+	@{ command -v fence_pve && command -v ipmitool && command -v chromium && command -v promtool; } >/dev/null || { \
 	  SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
-	    fence-agents chromium prometheus >/dev/null; }
+	    fence-agents ipmitool chromium prometheus >/dev/null; }
 
 lint: venv
 	$(VENV)/bin/ruff check src tests benchmarks
