@@ -23,7 +23,7 @@ from fireproof.config import (
     NodeEntry,
     RemediationConfig,
 )
-from fireproof.fencing import FencingError, Machine, MachineIdentity, PowerState
+from fireproof.fencing import FencingError, Machine, MachineIdentity, PowerPoll, PowerState
 from fireproof.guard import Guard, GuardMetrics, NodeView, PolicySettings
 from fireproof.inventory import Inventory, build_inventory
 from fireproof.kube import KubeConflictError
@@ -300,14 +300,15 @@ class Hypervisor:
         """VMID -> a task running on it that passes through "stopped" (qmreboot, qmstart)."""
         self.tasks_readable = True
         self.settle_questions = 0
+        self.offline_hosts: set[str] = set()
 
     def _check(self) -> None:
         if self.failing:
             raise FencingError(self.failing)
 
-    def power_states(self) -> dict[int, PowerState]:
+    def power_states(self) -> PowerPoll:
         self._check()
-        return dict(self.power)
+        return PowerPoll(dict(self.power), frozenset(self.offline_hosts))
 
     def status(self, machine: Machine) -> PowerState:
         self._check()

@@ -236,6 +236,13 @@ class GuardConfig:
     kubelet's lease duration is 40 s)."""
     not_ready_grace_seconds: float = 60.0
     """Ready=False/Unknown for this long: dead, for nodes whose device cannot report power."""
+    host_down_lease_seconds: float = 15.0
+    """A node whose Proxmox host its cluster lost (offline, 595) and whose Lease is older than
+    this (the kubelet renews every 10 s: one renewal missed) is on a dead host. Both must hold:
+    a host only the Proxmox cluster lost (a corosync split) still runs healthy kubelets."""
+    boot_grace_seconds: float = 300.0
+    """A VM up for less than this is booting, not partitioned: its stale Lease is not a
+    silent kubelet (a host that comes back, a node a person starts)."""
     strategy: str = "reboot"
     """After guard powered a machine off: ``reboot`` (power on, wait Ready, untaint, uncordon)
     or ``off`` (leave it off and tainted)."""
@@ -565,6 +572,12 @@ def _guard(section: Section | None) -> GuardConfig:
         ),
         not_ready_grace_seconds=section.number(
             "not_ready_grace_seconds", d.not_ready_grace_seconds, minimum=1, maximum=86400
+        ),
+        host_down_lease_seconds=section.number(
+            "host_down_lease_seconds", d.host_down_lease_seconds, minimum=1, maximum=3600
+        ),
+        boot_grace_seconds=section.number(
+            "boot_grace_seconds", d.boot_grace_seconds, minimum=0, maximum=3600
         ),
         strategy=section.choice("strategy", GUARD_STRATEGIES, d.strategy),
         restart_stopped=section.boolean("restart_stopped", d.restart_stopped),

@@ -51,6 +51,55 @@ def test_a_stale_lease_is_a_silent_kubelet_running_or_unknown() -> None:
     assert suspicion(_view(lease_renewed=NOW - dt.timedelta(seconds=39)), SETTINGS, NOW) is None
 
 
+def test_a_lost_host_is_host_down_only_once_its_kubelet_missed_a_renewal() -> None:
+    # Proxmox lost the host (a corosync split can do that to a healthy host): the kubelet's
+    # Lease decides. One renewal missed (15 s): on a dead host, whatever the VM last read.
+    lost = {"host_down": True, "machine": Machine("w1", "pve", host="pve-02", vmid=201)}
+    assert suspicion(_view(**lost), SETTINGS, NOW) is None
+    missed = NOW - dt.timedelta(seconds=16)
+    assert suspicion(_view(lease_renewed=missed, **lost), SETTINGS, NOW) is Reason.HOST_DOWN
+    assert _view(**lost).domain == "host/pve-02"
+    assert _view().domain == "node/w1"
+
+
+def test_a_booting_vm_is_not_a_silent_kubelet_until_it_renewed_once() -> None:
+    stale = NOW - dt.timedelta(seconds=600)  # renewed before the host died
+    settings = GuardConfig(lease_stale_seconds=40, boot_grace_seconds=300)
+    booting = _view(lease_renewed=stale, vm_uptime=60)
+    assert suspicion(booting, settings, NOW) is None
+    # Past the grace, the boot is over: silent.
+    assert suspicion(_view(lease_renewed=stale, vm_uptime=301), settings, NOW) is Reason.SILENT
+    # Renewed after this boot, then silent again: a real silence, whatever the uptime.
+    renewed_since = NOW - dt.timedelta(seconds=50)
+    assert suspicion(_view(lease_renewed=renewed_since, vm_uptime=120), settings, NOW) is (
+        Reason.SILENT
+    )
+
+
+def test_the_storm_limit_counts_failure_domains_not_nodes() -> None:
+    from fireproof.guard.observe import Windows, observe
+
+    missed = NOW - dt.timedelta(seconds=60)
+    on_dead_host = [
+        _view(
+            name=f"w{i}",
+            host_down=True,
+            lease_renewed=missed,
+            machine=Machine(f"w{i}", "pve", host="pve-02", vmid=200 + i),
+        )
+        for i in range(3)
+    ]
+    healthy_nodes = [_view(name=f"h{i}") for i in range(4)]
+    settings = GuardConfig(max_unhealthy="1", lease_stale_seconds=40)
+    look, _ = observe(on_dead_host + healthy_nodes, Windows(), settings, 10.0, NOW.timestamp())
+    assert set(look.suspects) == {"w0", "w1", "w2"}
+    assert (look.domains, look.storm) == (1, False)
+    # The same three dead one by one, on hosts that answer: three domains, a storm.
+    alone = [_view(name=f"w{i}", lease_renewed=missed, power=PowerState.OFF) for i in range(3)]
+    look, _ = observe(alone + healthy_nodes, Windows(), settings, 10.0, NOW.timestamp())
+    assert (look.domains, look.storm) == (3, True)
+
+
 def test_not_ready_counts_only_for_unpolled_nodes_after_the_grace() -> None:
     late = NOW - dt.timedelta(seconds=61)
     unpolled = {"polled": False, "power": PowerState.UNKNOWN, "ready": "False"}

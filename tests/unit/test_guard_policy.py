@@ -37,6 +37,7 @@ SETTINGS = PolicySettings(
     RemediationConfig(workload_timeout_seconds=30, recover_timeout_seconds=60),
 )
 MACHINE = Machine("w1", "pve", host="pve-01", vmid=201)
+BMC = Machine("w1", "bmc-pve-01", host="pve-01")
 
 
 def _view(name: str = "w1", **changes: Any) -> NodeView:
@@ -96,6 +97,14 @@ CASES: list[tuple[str, NodeView, Reason | None, Remediation | None, dict[str, An
     ("rebooting, back", _view(), None, _record(Phase.REBOOTING), {}, Act(Action.RESTORE, None)),
     ("left off", _view(**DEAD), Reason.VM_OFF, _record(Phase.LEFT_OFF), {}, Wait),
     ("gave up, back", _view(), None, _record(Phase.GAVE_UP), {}, Act(Action.RESTORE, None)),
+    ("host down", _view(host_down=True, host_machine=BMC, **SILENT), Reason.HOST_DOWN, None, {}, Act(Action.DETECT, Phase.DETECTED, Reason.HOST_DOWN)),
+    ("host down, no host device", _view(host_down=True, **SILENT), Reason.HOST_DOWN, None, {}, Gate.HOST_UNFENCEABLE),
+    ("host down, hold passes", _view(host_down=True, host_machine=BMC, **SILENT), Reason.HOST_DOWN, None, {"hold_until": 200.0}, Act(Action.DETECT, Phase.DETECTED, Reason.HOST_DOWN)),
+    ("host down, cordoned", _view(host_down=True, host_machine=BMC, **SILENT), Reason.HOST_DOWN, _record(Phase.CORDONED), {}, Act(Action.FENCE_HOST, Phase.FENCED)),
+    ("host down, cordoned, no host device", _view(host_down=True, **SILENT), Reason.HOST_DOWN, _record(Phase.CORDONED), {}, Gate.HOST_UNFENCEABLE),
+    ("host down, a node on it alive", _view(host_down=True, host_machine=BMC, **SILENT), Reason.HOST_DOWN, _record(Phase.CORDONED), {"others": (_view("w2", machine=replace(MACHINE, node="w2", vmid=202)),)}, Act(Action.FENCE, Phase.FENCED)),
+    ("host fenced, hung (guard powered it off)", _view(host_machine=BMC, **SILENT), Reason.SILENT, _record(Phase.RELEASED, guard_powered_off=True, host_fenced="pve-01"), {}, Act(Action.POWER_ON, Phase.REBOOTING)),
+    ("host fenced, power cut", _view(host_down=True, host_machine=BMC, **SILENT), Reason.HOST_DOWN, _record(Phase.RELEASED, host_fenced="pve-01"), {}, Act(Action.LEAVE_OFF, Phase.LEFT_OFF)),
 ]  # fmt: skip
 
 

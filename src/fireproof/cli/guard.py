@@ -90,7 +90,11 @@ def guard_run(
         cache,
         target.inventory,
         target.fencer,
-        PolicySettings(settings, target.config.remediation),
+        PolicySettings(
+            settings,
+            target.config.remediation,
+            {host: entry.device for host, entry in target.config.hosts.items()},
+        ),
         identity or f"{socket.gethostname()}-{os.getpid()}",
         metrics,
         dry_run=dry_run,

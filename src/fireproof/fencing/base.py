@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from fireproof.clock import SYSTEM_CLOCK, Clock, poll_until
@@ -39,6 +39,8 @@ class Machine:
     def label(self) -> str:
         if self.vmid is not None:
             return f"VM {self.vmid}" + (f" on {self.host}" if self.host else "")
+        if self.plug is None and self.host is not None:
+            return f"host {self.host}"  # a host's own device (its BMC)
         return self.plug or self.node
 
 
@@ -117,13 +119,24 @@ def wait_for_state(
     return want
 
 
+@dataclass(frozen=True, slots=True)
+class PowerPoll:
+    """One poll of a hypervisor: every VM's power, and the hosts its cluster has lost."""
+
+    vms: dict[int, PowerState]
+    offline_hosts: frozenset[str] = frozenset()
+    """Hosts the hypervisor's cluster reads offline: their VMs' last status is stale."""
+    uptimes: dict[int, int] = field(default_factory=dict)
+    """VMID -> seconds since the running VM started (a VM still booting is young)."""
+
+
 @runtime_checkable
 class PowerPoller(Protocol):
     """A device that reads the power of all its machines in one call (Proxmox:
     ``cluster/resources``). Detection only: before any release, :meth:`Fencer.off` verifies."""
 
-    def power_states(self) -> dict[int, PowerState]:
-        """VMID -> power state of every machine the device can see."""
+    def power_states(self) -> PowerPoll:
+        """VMID -> power state of every machine the device can see, and the offline hosts."""
         ...
 
 

@@ -32,6 +32,7 @@ from fireproof.fencing.base import (
     Machine,
     MachineIdentity,
     PermanentFencingError,
+    PowerPoll,
     PowerState,
     TransientFencingError,
     wait_for_state,
@@ -234,18 +235,33 @@ class ProxmoxFencer:
             if r.get("type") == "qemu" and r.get("name") and not int(r.get("template") or 0)
         ]
 
-    def power_states(self) -> dict[int, PowerState]:
-        """VMID -> power of every VM, from one ``cluster/resources`` call (detection only).
+    def power_states(self) -> PowerPoll:
+        """VMID -> power of every VM, and the offline hosts, from one ``cluster/resources``
+        call (detection only). No ``type`` filter: one call gives both the VMs and the hosts.
 
-        A dead host's VMs read ``unknown``; a paused VM reads ``running`` there and is ON.
+        A dead host's VMs keep their last status for a while, then read ``unknown``; a paused VM
+        reads ``running`` there and is ON. A host row needs Sys.Audit: without it no host is
+        known offline, and a dead host shows only as its nodes' silence.
         """
         api = self._connect()
-        rows = self._call("poll VMs", lambda: api.cluster.resources.get(type="vm"))
-        return {
-            int(r["vmid"]): _STATES.get(str(r.get("status")), PowerState.UNKNOWN)
-            for r in rows
-            if r.get("type") == "qemu" and not int(r.get("template") or 0)
-        }
+        rows = self._call("poll VMs", lambda: api.cluster.resources.get())
+        return PowerPoll(
+            vms={
+                int(r["vmid"]): _STATES.get(str(r.get("status")), PowerState.UNKNOWN)
+                for r in rows
+                if r.get("type") == "qemu" and not int(r.get("template") or 0)
+            },
+            offline_hosts=frozenset(
+                str(r.get("node"))
+                for r in rows
+                if r.get("type") == "node" and r.get("status") == "offline"
+            ),
+            uptimes={
+                int(r["vmid"]): int(r.get("uptime") or 0)
+                for r in rows
+                if r.get("type") == "qemu" and r.get("status") == "running"
+            },
+        )
 
     def identify(self, machine: Machine) -> MachineIdentity:
         """The VM's name and SMBIOS UUID, from its configuration."""

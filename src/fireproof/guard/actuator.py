@@ -60,6 +60,7 @@ class Actuator:
         handler = {
             Action.CORDON: self._cordon,
             Action.FENCE: self._fence,
+            Action.FENCE_HOST: self._fence_host,
             Action.RELEASE: self._release,
             Action.LEAVE_OFF: self._leave_off,
             Action.POWER_ON: self._power_on,
@@ -104,14 +105,46 @@ class Actuator:
         except FireproofError as exc:
             raise self._failed(name, record, machine, exc, epoch) from None
         self.metrics.actions.labels("fence").inc()
+        self.metrics.fence_levels.labels("vm").inc()
         powered_off = record.guard_powered_off or was_on
         return self._to(
             name, record, Phase.FENCED, epoch, guard_powered_off=powered_off, failures=0
         )
 
+    def _fence_host(self, _act: Act, view: NodeView, record: Remediation) -> Remediation:
+        """The node's host is lost: its VMs' last status is stale and its API answers nothing.
+        The host's own device powers the whole host off and reads it back off; only then are
+        its VMs (this node's among them) known dead. Every node of the host goes through
+        this step: the first powers the host off, the others read it off."""
+        name, machine = view.name, view.host_machine
+        if machine is None:  # the policy refuses these before
+            raise Stop(f"{name}'s host has no fencing device")
+        epoch = self.elector.assert_leading()
+        fencer = self.fencer(machine.device)
+        try:
+            was_on = fencer.status(machine) is PowerState.ON
+            self.elector.assert_leading()
+            steps.fence_off(fencer, machine, name, self.journal(name), event="FireproofHostFenced")
+        except NotLeading:
+            raise
+        except FireproofError as exc:
+            raise self._failed(name, record, machine, exc, epoch) from None
+        self.metrics.actions.labels("fence").inc()
+        self.metrics.fence_levels.labels("host").inc()
+        log.info("%s: %s verified off via %s", name, machine.label, machine.device)
+        return self._to(
+            name,
+            record,
+            Phase.FENCED,
+            epoch,
+            guard_powered_off=record.guard_powered_off or was_on,
+            failures=0,
+            host_fenced=machine.host or "",
+        )
+
     def _release(self, _act: Act, view: NodeView, record: Remediation) -> Remediation:
         # Verified off: the pods may go now, without waiting for NotReady or pod GC.
-        name, machine = view.name, self._machine(view)
+        name, machine = view.name, self._power_target(view, record)
         version = self._server_version()
         pods = [
             (p.metadata.namespace or "", p.metadata.name or "", p.metadata.uid or "")
@@ -161,7 +194,7 @@ class Actuator:
         return self._to(view.name, record, Phase.LEFT_OFF, epoch)
 
     def _power_on(self, _act: Act, view: NodeView, record: Remediation) -> Remediation:
-        machine = self._machine(view)
+        machine = self._power_target(view, record)
         epoch = self.elector.assert_leading()
         try:
             steps.power_on(self.fencer(machine.device), machine, self.journal(view.name))
@@ -173,7 +206,7 @@ class Actuator:
 
     def _refence(self, act: Act, view: NodeView, record: Remediation) -> Remediation:
         # Not Ready after the reboot: power it off again before deciding anything.
-        name, machine = view.name, self._machine(view)
+        name, machine = view.name, self._power_target(view, record)
         epoch = self.elector.assert_leading()
         try:
             steps.fence_off(self.fencer(machine.device), machine, name, self.journal(name))
@@ -284,6 +317,17 @@ class Actuator:
         if view.machine is None:  # the policy refuses these before any step
             raise Stop(f"{view.name} has no fencing device")
         return view.machine
+
+    def _power_target(self, view: NodeView, record: Remediation) -> Machine:
+        """What was fenced: the host (through its BMC) when the host was, else the VM."""
+        if record.host_fenced:
+            if view.host_machine is None or view.host_machine.host != record.host_fenced:
+                raise Stop(
+                    f"{view.name} was fenced through host {record.host_fenced}'s device, which "
+                    "the configuration no longer names (hosts: in fireproof.yaml)"
+                )
+            return view.host_machine
+        return self._machine(view)
 
     def _server_version(self) -> tuple[int, int]:
         if self._version is None:

@@ -86,6 +86,7 @@ class Guard:
             self.clock,
             self.notices,
             confirm_seconds=g.confirm_seconds,
+            host_devices=self.settings.hosts,
         )
         self.actuator = Actuator(
             self.cluster,
@@ -196,6 +197,8 @@ class Guard:
         self.notices.clear("*", "api")
         self.metrics.last_look = self.clock.monotonic()
         self.metrics.dead_nodes.set(len(observation.suspects))
+        lost = {v.domain for v in observation.nodes.values() if v.name in observation.suspects}
+        self.metrics.hosts_dead.set(sum(1 for d in lost if d.startswith("host/")))
         self.metrics.storm.set(1 if observation.storm else 0)
         if observation.storm:
             message = (

@@ -47,14 +47,33 @@ class NodeView:
     settled_off: bool = False
     """The device says the machine is off for good (no start, reboot or migration running):
     the poll's "off" needs no confirm window."""
+    host_down: bool = False
+    """The VM's host reads offline in its hypervisor's cluster (595 to every request)."""
+    host_machine: Machine | None = None
+    """The host's own fencing device (``hosts:`` in fireproof.yaml), for this node."""
+    vm_uptime: int | None = None
+    """Seconds since the running VM started, from the poll (None: not running or unknown)."""
+
+    @property
+    def domain(self) -> str:
+        """The failure domain: the host when the host is down (its nodes die together),
+        else the node itself."""
+        host = self.machine.host if self.machine else None
+        return f"host/{host}" if self.host_down and host else f"node/{self.name}"
 
 
 def suspicion(view: NodeView, settings: GuardConfig, now: dt.datetime) -> Reason | None:
     """Why the node looks dead, or None when it looks alive."""
+    renewed = view.lease_renewed
+    age = None if renewed is None else (now - renewed).total_seconds()
+    missed = min(settings.host_down_lease_seconds, settings.lease_stale_seconds)
+    if view.host_down and (age is None or age > missed):
+        return Reason.HOST_DOWN
     if view.power is PowerState.OFF:
         return Reason.VM_OFF
-    renewed = view.lease_renewed
-    if renewed is None or (now - renewed).total_seconds() > settings.lease_stale_seconds:
+    if age is None or age > settings.lease_stale_seconds:
+        if booting(view, settings, now):
+            return None
         # Running or unknown: a partition, a hung node, or a host the device cannot read.
         # Fencing decides: it either verifies the machine off or fails closed, loudly.
         return Reason.SILENT
@@ -67,6 +86,18 @@ def suspicion(view: NodeView, settings: GuardConfig, now: dt.datetime) -> Reason
     ):
         return Reason.NOT_READY
     return None
+
+
+def booting(view: NodeView, settings: GuardConfig, now: dt.datetime) -> bool:
+    """The VM started less than ``boot_grace_seconds`` ago and its kubelet has not renewed the
+    Lease since: a boot (a host back, a node a person started), not a silence. Once the kubelet
+    renewed after the start, a new silence counts again whatever the uptime."""
+    uptime = view.vm_uptime
+    if view.power is not PowerState.ON or uptime is None or uptime >= settings.boot_grace_seconds:
+        return False
+    started = now.timestamp() - uptime
+    renewed = view.lease_renewed
+    return renewed is None or renewed.timestamp() < started
 
 
 def healthy(view: NodeView, settings: GuardConfig, now: dt.datetime) -> bool:

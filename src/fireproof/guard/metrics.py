@@ -43,6 +43,13 @@ class GuardMetrics:
             ["action"],
             registry=r,
         )
+        self.fence_levels = Counter(
+            "fireproof_guard_fence_level_total",
+            "Machines verified off, by the fencing level that proved it: vm (the VM through "
+            "its hypervisor) or host (the whole host through its own device, a BMC).",
+            ["level"],
+            registry=r,
+        )
         self.fencing_failures = Counter(
             "fireproof_guard_fencing_failures_total",
             "Fencing attempts that did not verify the machine off (nothing was released).",
@@ -59,6 +66,11 @@ class GuardMetrics:
     def _declare_state(self, r: CollectorRegistry) -> None:
         self.dead_nodes = Gauge(
             "fireproof_guard_nodes_dead", "Nodes that currently look dead.", registry=r
+        )
+        self.hosts_dead = Gauge(
+            "fireproof_guard_hosts_dead",
+            "Hypervisor hosts that are lost (offline in their cluster) with nodes that look dead.",
+            registry=r,
         )
         self.storm = Gauge(
             "fireproof_guard_storm_active",

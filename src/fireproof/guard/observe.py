@@ -18,7 +18,14 @@ from typing import Protocol
 from fireproof.clock import Clock
 from fireproof.config import GuardConfig
 from fireproof.errors import FireproofError, TransientError
-from fireproof.fencing import Fencer, Machine, PowerPoller, PowerState, SettledReader
+from fireproof.fencing import (
+    Fencer,
+    Machine,
+    PowerPoll,
+    PowerPoller,
+    PowerState,
+    SettledReader,
+)
 from fireproof.guard.detect import NodeView, suspicion
 from fireproof.guard.metrics import GuardMetrics
 from fireproof.guard.notices import Notices
@@ -66,6 +73,8 @@ class Observation:
     storm: bool
     hold_until: float
     storm_limit: int = 0
+    domains: int = 0
+    """Failure domains among the suspects (a dead host's nodes are one)."""
 
     @property
     def utc(self) -> dt.datetime:
@@ -91,7 +100,9 @@ def observe(
     since = {name: windows.suspected_since.get(name, at) for name in suspects}
     limit = settings.max_unhealthy_nodes(len(views))
     storm_until = windows.storm_until
-    if len(suspects) > limit:
+    # Failure domains, not nodes: the nodes of one dead host died of one cause, together.
+    domains = {v.domain for v in views if v.name in suspects}
+    if len(domains) > limit:
         storm_until = at + settings.storm_cooldown_seconds
     hold_until = windows.hold_until
     if windows.blind:
@@ -109,6 +120,7 @@ def observe(
         storm=at < storm_until,
         hold_until=hold_until,
         storm_limit=limit,
+        domains=len(domains),
     )
     return observation, memory
 
@@ -124,6 +136,8 @@ class Observer:
     clock: Clock
     notices: Notices
     confirm_seconds: float = 2.0
+    host_devices: Mapping[str, str] = field(default_factory=dict)
+    """Proxmox host -> the device that fences the host itself (its BMC)."""
     _inventory: Inventory | None = field(default=None, init=False)
     _inventory_at: float = field(default=0.0, init=False)
 
@@ -147,7 +161,8 @@ class Observer:
         for name in names:
             facts = cache.nodes[name]
             machine, problem, source = _mapping(inventory, name)
-            state, polled = power.get(name, (PowerState.UNKNOWN, False))
+            poll = power.get(name, _UNPOLLED)
+            state = poll.state
             record = Remediation.from_annotation(facts.annotations.get(ANNOTATION))
             settled = (
                 state is PowerState.OFF
@@ -165,7 +180,7 @@ class Observer:
                     ready_since=facts.ready_since,
                     lease_renewed=cache.lease_renewals.get(name),
                     power=state,
-                    polled=polled,
+                    polled=poll.polled,
                     control_plane=CONTROL_PLANE_LABEL in facts.labels,
                     excluded=EXCLUDE_LABEL in facts.labels,
                     paused=PAUSE_ANNOTATION in facts.annotations,
@@ -176,9 +191,17 @@ class Observer:
                     system_uuid=facts.system_uuid,
                     attached_volumes=attached.get(name, 0),
                     settled_off=settled,
+                    host_down=poll.host_down,
+                    host_machine=self._host_machine(name, machine),
+                    vm_uptime=poll.uptime,
                 )
             )
         return views
+
+    def _host_machine(self, node: str, machine: Machine | None) -> Machine | None:
+        host = machine.host if machine else None
+        device = self.host_devices.get(host) if host else None
+        return Machine(node=node, device=device, host=host) if device else None
 
     def _settled_off(self, machine: Machine) -> bool:
         """Asked only of a VM the poll read off and not yet remediated: two calls, once."""
@@ -202,9 +225,9 @@ class Observer:
             log.warning("inventory not refreshed, using the last one: %s", exc.message)
         return self._inventory
 
-    def _poll(self, inventory: Inventory, names: list[str]) -> dict[str, tuple[PowerState, bool]]:
-        """node -> (power, polled): one poll per device that can read all its machines."""
-        out: dict[str, tuple[PowerState, bool]] = {}
+    def _poll(self, inventory: Inventory, names: list[str]) -> dict[str, NodePoll]:
+        """node -> what the poll says of it: one poll per device that can read all its machines."""
+        out: dict[str, NodePoll] = {}
         by_device: dict[str, list[tuple[str, Machine]]] = {}
         for name in names:
             entry = inventory.entry(name)
@@ -212,14 +235,20 @@ class Observer:
                 continue
             by_device.setdefault(entry.machine.device, []).append((name, entry.machine))
         for device, members in by_device.items():
-            states = self._poll_device(device)
-            if states is None:
+            polled = self._poll_device(device)
+            if polled is None:
                 continue  # cannot poll: the conditions signal covers these nodes
             for name, machine in members:
-                out[name] = (states.get(machine.vmid or -1, PowerState.UNKNOWN), True)
+                vmid = machine.vmid if machine.vmid is not None else -1
+                out[name] = NodePoll(
+                    polled.vms.get(vmid, PowerState.UNKNOWN),
+                    True,
+                    machine.host in polled.offline_hosts,
+                    polled.uptimes.get(vmid),
+                )
         return out
 
-    def _poll_device(self, device: str) -> dict[int, PowerState] | None:
+    def _poll_device(self, device: str) -> PowerPoll | None:
         try:
             fencer = self.fencer(device)
         except FireproofError as exc:
@@ -234,11 +263,22 @@ class Observer:
             self.metrics.poll_errors.labels(device).inc()
             message = f"cannot poll device {device!r}: {exc.message}"
             self.notices.once(device, "poll", log.warning, message)
-            states = {}
+            states = PowerPoll({})
         else:
             self.notices.clear(device, "poll")
         self.metrics.poll_seconds.labels(device).observe(self.clock.monotonic() - started)
         return states
+
+
+@dataclass(frozen=True, slots=True)
+class NodePoll:
+    state: PowerState
+    polled: bool
+    host_down: bool = False
+    uptime: int | None = None
+
+
+_UNPOLLED = NodePoll(PowerState.UNKNOWN, False)
 
 
 def _mapping(inventory: Inventory, name: str) -> tuple[Machine | None, str | None, str]:

@@ -9,7 +9,8 @@ table (:mod:`fireproof.guard.transitions`) checks the phase it leads to.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 from fireproof.config import GuardConfig, RemediationConfig
 from fireproof.fencing import PowerState
@@ -28,6 +29,8 @@ class Gate(enum.StrEnum):
     STORM = "storm"
     API_RECOVERY = "api-recovery"
     QUORUM = "quorum"
+    HOST_UNFENCEABLE = "host-unfenceable"
+    """The node's host is lost and nothing can prove it off: no host device in ``hosts:``."""
 
 
 class Action(enum.StrEnum):
@@ -36,6 +39,9 @@ class Action(enum.StrEnum):
     CORDON = "cordon"
     FENCE = "fence"
     """Prove the machine is the node's, power it off, verify it off."""
+    FENCE_HOST = "fence-host"
+    """The node's host is lost: power the whole host off through its own device (BMC) and
+    read it back off. Every VM of a host verified off is off."""
     RELEASE = "release"
     POWER_ON = "power-on"
     LEAVE_OFF = "leave-off"
@@ -79,7 +85,12 @@ Decision = Wait | Forget | Refuse | Act
 class PolicySettings:
     guard: GuardConfig
     remediation: RemediationConfig
+    hosts: Mapping[str, str] = field(default_factory=dict)
+    """Proxmox host -> the device that fences the host itself (``hosts:``)."""
 
+
+HYPERVISOR_WORD = frozenset({Reason.VM_OFF, Reason.HOST_DOWN})
+"""Reasons the hypervisor gives, not a Lease: they hold even right after an API outage."""
 
 ACTING_PHASES = frozenset({Phase.DETECTED, Phase.CORDONED, Phase.FENCED, Phase.RELEASED})
 """Phases the storm gate stops: nothing destructive is started while it holds."""
@@ -110,7 +121,9 @@ def _new(observation: Observation, node: NodeView, reason: Reason, g: GuardConfi
         return held
     if observation.storm:
         return Refuse(Gate.STORM, _storm_message(observation))
-    if reason is not Reason.VM_OFF and observation.at < observation.hold_until:
+    if reason is Reason.HOST_DOWN and node.host_machine is None:
+        return _unfenceable(node)
+    if reason not in HYPERVISOR_WORD and observation.at < observation.hold_until:
         return Refuse(
             Gate.API_RECOVERY,
             f"{node.name} looks dead ({reason}) but guard just started or the API server "
@@ -159,6 +172,14 @@ def _next(
     if phase is Phase.DETECTED:
         return Act(Action.CORDON, Phase.CORDONED)
     if phase is Phase.CORDONED:
+        if node.host_down and whole_host_dead(observation, node):
+            # The VM's own device cannot answer for a lost host: only the host's can.
+            if node.host_machine is None:
+                return _unfenceable(node)
+            return Act(Action.FENCE_HOST, Phase.FENCED)
+        # A host its cluster lost while some of its nodes still renew their Leases is not
+        # dead (a corosync split): powering it off would kill them. The VM's own fence is
+        # tried, and fails closed while the host's API does not answer.
         return Act(Action.FENCE, Phase.FENCED)
     if phase is Phase.FENCED:
         return Act(Action.RELEASE, Phase.RELEASED)
@@ -202,10 +223,33 @@ def _machine_gate(node: NodeView) -> Refuse | None:
     return None
 
 
+def whole_host_dead(observation: Observation, node: NodeView) -> bool:
+    """Every node on ``node``'s host looks dead: powering the host off kills nothing alive."""
+    host = node.machine.host if node.machine else None
+    if host is None:
+        return False
+    return all(
+        v.name in observation.suspects
+        for v in observation.nodes.values()
+        if v.machine is not None and v.machine.host == host
+    )
+
+
+def _unfenceable(node: NodeView) -> Refuse:
+    host = node.machine.host if node.machine else None
+    return Refuse(
+        Gate.HOST_UNFENCEABLE,
+        f"{node.name}'s Proxmox host {host} is lost (offline, its API unreachable), and "
+        "unreachable is not off: nothing can prove its VMs dead without the host's own device. "
+        f"Give {host} a BMC under hosts: in fireproof.yaml; nothing is released until then",
+    )
+
+
 def _storm_message(observation: Observation) -> str:
     return (
-        f"storm: {len(observation.suspects)} nodes look dead, more than max_unhealthy "
-        f"({observation.storm_limit}); nothing destructive until it passes"
+        f"storm: {len(observation.suspects)} nodes in {observation.domains} failure domain(s) "
+        f"look dead, more than max_unhealthy ({observation.storm_limit}); nothing destructive "
+        "until it passes"
     )
 
 
@@ -243,6 +287,13 @@ def _as_if_done(
         powered_off = record.guard_powered_off or view.power is PowerState.ON
         moved = record.advance(
             Phase.FENCED, epoch=0, leader="dry-run", now=now, guard_powered_off=powered_off
+        )
+        return moved, replace(view, power=PowerState.OFF)
+    if act.action is Action.FENCE_HOST:
+        # The dry run cannot read the BMC: a lost host is taken as already off (a power cut).
+        host = view.host_machine.host if view.host_machine else None
+        moved = record.advance(
+            Phase.FENCED, epoch=0, leader="dry-run", now=now, host_fenced=host or ""
         )
         return moved, replace(view, power=PowerState.OFF)
     if act.action is Action.RELEASE:

@@ -40,6 +40,9 @@ class Reason(enum.StrEnum):
     """The node Lease is stale while the VM runs: a partition or a hung node."""
     NOT_READY = "not-ready"
     """Ready is not True past the grace period (a device that cannot report power)."""
+    HOST_DOWN = "host-down"
+    """The hypervisor's cluster lost the node's host: its VMs' last status is stale, and only
+    the host's own device (its BMC) can prove them off."""
 
 
 class Changes(TypedDict, total=False):
@@ -51,6 +54,7 @@ class Changes(TypedDict, total=False):
     not_before: float
     failures: int
     note: str
+    host_fenced: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +74,9 @@ class Remediation:
     """Wall-clock time before which the next try waits (backoff after a failure)."""
     failures: int = 0
     note: str = ""
+    host_fenced: str = ""
+    """The host whose own device (BMC) fenced the node: power on, re-fence and the release's
+    last check go through that device, not the VM's."""
 
     def to_annotation(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -92,6 +99,7 @@ class Remediation:
                 not_before=float(raw.get("not_before", 0.0)),
                 failures=int(raw.get("failures", 0)),
                 note=str(raw.get("note", "")),
+                host_fenced=str(raw.get("host_fenced", "")),
             )
         except (ValueError, KeyError, TypeError):
             return None  # a hand-edited or foreign value: treated as no record, never trusted

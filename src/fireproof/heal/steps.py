@@ -36,7 +36,9 @@ def cordon(cluster: Cluster, node: str, journal: Journal) -> bool:
     return True
 
 
-def fence_off(fencer: Fencer, machine: Machine, node: str, journal: Journal) -> None:
+def fence_off(
+    fencer: Fencer, machine: Machine, node: str, journal: Journal, event: str = "FireproofFenced"
+) -> None:
     """Power off and verify; returns only when the device read the machine back as off.
 
     Raises FencingError (after recording it) on any error, timeout or unknown state.
@@ -62,9 +64,7 @@ def fence_off(fencer: Fencer, machine: Machine, node: str, journal: Journal) -> 
             event="FireproofFenceFailed",
         )
         raise FencingError(f"{node}: {machine.label} is not verified off ({confirm})")
-    journal.record(
-        "fence", f"{machine.label} verified off via {fencer.name}", event="FireproofFenced"
-    )
+    journal.record("fence", f"{machine.label} verified off via {fencer.name}", event=event)
 
 
 class StartedAgain(FencingError):
