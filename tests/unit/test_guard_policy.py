@@ -104,6 +104,7 @@ CASES: list[tuple[str, NodeView, Reason | None, Remediation | None, dict[str, An
     ("host down, cordoned, no host device", _view(host_down=True, **SILENT), Reason.HOST_DOWN, _record(Phase.CORDONED), {}, Gate.HOST_UNFENCEABLE),
     ("host down, a node on it alive", _view(host_down=True, host_machine=BMC, **SILENT), Reason.HOST_DOWN, _record(Phase.CORDONED), {"others": (_view("w2", machine=replace(MACHINE, node="w2", vmid=202)),)}, Act(Action.FENCE, Phase.FENCED)),
     ("host fenced, hung (guard powered it off)", _view(host_machine=BMC, **SILENT), Reason.SILENT, _record(Phase.RELEASED, guard_powered_off=True, host_fenced="pve-01"), {}, Act(Action.POWER_ON, Phase.REBOOTING)),
+    ("host fenced, another node of it not released", _view(host_machine=BMC, **SILENT), Reason.SILENT, _record(Phase.RELEASED, guard_powered_off=True, host_fenced="pve-01"), {"others": (_view("w2", machine=replace(MACHINE, node="w2", vmid=202), record=_record(Phase.FENCED)),)}, Wait),
     ("host fenced, power cut", _view(host_down=True, host_machine=BMC, **SILENT), Reason.HOST_DOWN, _record(Phase.RELEASED, host_fenced="pve-01"), {}, Act(Action.LEAVE_OFF, Phase.LEFT_OFF)),
 ]  # fmt: skip
 

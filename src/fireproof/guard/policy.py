@@ -184,7 +184,7 @@ def _next(
     if phase is Phase.FENCED:
         return Act(Action.RELEASE, Phase.RELEASED)
     if phase is Phase.RELEASED:
-        return _after_release(node, record, settings, now)
+        return _after_release(observation, node, record, settings, now)
     # REBOOTING: not back yet.
     if now - record.updated <= settings.remediation.recover_timeout_seconds:
         return Wait("rebooting: waits for the node to come back Ready")
@@ -200,10 +200,18 @@ def restarts(record: Remediation, g: GuardConfig) -> bool:
 
 
 def _after_release(
-    node: NodeView, record: Remediation, settings: PolicySettings, now: float
+    observation: Observation,
+    node: NodeView,
+    record: Remediation,
+    settings: PolicySettings,
+    now: float,
 ) -> Decision:
     if not restarts(record, settings.guard):
         return Act(Action.LEAVE_OFF, Phase.LEFT_OFF)
+    if record.host_fenced and (pending := _unreleased_on(observation, record.host_fenced)):
+        # Powering the host on boots every VM on it: a node still before its release would
+        # find its machine started again and fence the host once more.
+        return Wait(f"host {record.host_fenced}: {', '.join(pending)} not released yet")
     waited = now - record.updated
     if node.attached_volumes and waited < settings.remediation.workload_timeout_seconds:
         # The attach/detach controller detaches on the out-of-service taint: wait for it, or a
@@ -221,6 +229,18 @@ def _machine_gate(node: NodeView) -> Refuse | None:
             f"{node.name} looks dead but has no fencing device in the inventory: left alone",
         )
     return None
+
+
+def _unreleased_on(observation: Observation, host: str) -> list[str]:
+    before = (Phase.DETECTED, Phase.CORDONED, Phase.FENCED)
+    return sorted(
+        v.name
+        for v in observation.nodes.values()
+        if v.machine is not None
+        and v.machine.host == host
+        and v.record is not None
+        and v.record.phase in before
+    )
 
 
 def whole_host_dead(observation: Observation, node: NodeView) -> bool:

@@ -1,0 +1,190 @@
+"""A whole Proxmox host dies under guard: its nodes are one failure domain, proven off through
+the host's BMC (real IPMI, driven by ClusterLabs' fence_ipmilan and read back with ipmitool)
+before any volume moves. The lab's hosts are machines with BMCs on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from guardtools import guard_config, guards, record, restore_lab
+from incident import POSTGRES, TRAEFIK, attachments, pods, running_pod, volume_of
+from labtools import LabHandle, wait_for
+
+pytestmark = pytest.mark.lab
+
+HOST = "pve-02"  # tazlab: 1 of the 3 control planes and 2 workers; its loss keeps etcd quorum
+
+
+@pytest.fixture
+def hlab(healthy_lab: LabHandle) -> Iterator[LabHandle]:
+    yield healthy_lab
+    healthy_lab.cli("lab", "bmc-fault", HOST, "none")
+    healthy_lab.cli("lab", "host-on", HOST)
+    restore_lab(healthy_lab)
+
+
+def _hosts(lab: LabHandle) -> dict[str, dict[str, Any]]:
+    status = json.loads(lab.cli("lab", "status", "-o", "json").stdout)
+    return {h["name"]: h for h in status["hosts"]}
+
+
+def _nodes_on(lab: LabHandle, host: str) -> list[str]:
+    return sorted(n for n, e in _inventory(lab).items() if e["host"] == host)
+
+
+def _inventory(lab: LabHandle) -> dict[str, Any]:
+    nodes: dict[str, Any] = yaml.safe_load((lab.state_dir / "inventory.yaml").read_text())["nodes"]
+    return nodes
+
+
+def _ipmitool_power(lab: LabHandle, host: str) -> str:
+    bmc = _hosts(lab)[host]["bmc"]
+    password = Path(bmc["password_file"]).read_text().strip()
+    done = subprocess.run(
+        [
+            *("ipmitool", "-I", "lanplus", "-H", bmc["address"], "-p", str(bmc["port"])),
+            *("-U", bmc["username"], "-E", "chassis", "power", "status"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"IPMI_PASSWORD": password, "PATH": "/usr/bin:/bin"},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def _place_on(lab: LabHandle, host: str, *workloads: tuple[str, str]) -> None:
+    """Move the workloads onto the host's workers (the others cordoned while they move)."""
+    others = [n for n, e in _inventory(lab).items() if e["host"] != host and e["role"] == "worker"]
+    for node in others:
+        lab.kubectl("cordon", node)
+    try:
+        for workload in workloads:
+            pod = running_pod(lab, workload)
+            if _inventory(lab)[pod["spec"]["nodeName"]]["host"] != host:
+                lab.kubectl("delete", "pod", "-n", workload[0], pod["metadata"]["name"])
+
+            def there(w: tuple[str, str] = workload) -> bool:
+                now = running_pod(lab, w)
+                return bool(now) and _inventory(lab)[now["spec"]["nodeName"]]["host"] == host
+
+            wait_for(f"{workload[0]} Running on {host}", there, timeout=120)
+    finally:
+        for node in others:
+            lab.kubectl("uncordon", node)
+
+
+def _running_off(lab: LabHandle, workload: tuple[str, str], host: str) -> bool:
+    inventory = _inventory(lab)
+    return any(
+        p["status"].get("phase") == "Running"
+        and not p["metadata"].get("deletionTimestamp")
+        and inventory.get(p["spec"].get("nodeName") or "", {}).get("host") not in (None, host)
+        for p in pods(lab, workload)
+    )
+
+
+def _events(lab: LabHandle, reason: str) -> set[str]:
+    return {
+        e["involvedObject"].get("name")
+        for e in lab.kubectl_json("get", "events", "-A")["items"]
+        if e["reason"] == reason
+    }
+
+
+def test_a_host_power_cut_moves_traefik_and_postgres_with_no_human_step(
+    hlab: LabHandle, tmp_path: Path
+) -> None:
+    lab = hlab
+    _place_on(lab, HOST, TRAEFIK, POSTGRES)
+    victims = _nodes_on(lab, HOST)
+    config = guard_config(lab, tmp_path, host_down_lease_seconds=3)
+    with guards(config, tmp_path) as (guard,):
+        assert lab.cli("lab", "host-off", HOST).returncode == 0
+        for workload in (TRAEFIK, POSTGRES):
+            wait_for(
+                f"{workload[0]} Running on another host",
+                lambda w=workload: _running_off(lab, w, HOST),
+                timeout=120,
+            )
+        wait_for(
+            "every node of the host left off",
+            lambda: all((record(lab, n) or {}).get("phase") == "left-off" for n in victims),
+            timeout=60,
+        )
+        journal = guard.journal()
+        assert guard.metric('fireproof_guard_fence_level_total{level="host"}') >= len(victims)
+    # One failure domain, not a storm of three; each node proven off through the host's BMC
+    # before its release, and left off: guard does not start what it did not stop.
+    assert victims == ["tazlab-cp-02", "tazlab-worker-02", "tazlab-worker-04"]
+    assert _events(lab, "FireproofHostFenced") >= set(victims)
+    for node in victims:
+        done = [e for e in journal if e["node"] == node and e["status"] == "ok"]
+        steps = [e["step"] for e in done]
+        assert steps.index("fence") < steps.index("release"), steps
+        fence = next(e for e in done if e["step"] == "fence")
+        assert f"host {HOST} verified off via bmc-{HOST}" in fence["message"]
+    assert "storm" not in guard.log()
+    assert _ipmitool_power(lab, HOST) == "Chassis Power is off"
+    # The host comes back: its nodes boot, rejoin and guard clears its taints and cordons.
+    assert lab.cli("lab", "host-on", HOST).returncode == 0
+    with guards(config, tmp_path):
+        wait_for(
+            "the host's nodes recovered",
+            lambda: all(record(lab, n) is None for n in victims),
+            timeout=120,
+        )
+
+
+def test_a_hung_host_is_fenced_through_its_bmc_and_nothing_moves_while_it_is_unreachable(
+    hlab: LabHandle, tmp_path: Path
+) -> None:
+    lab = hlab
+    _place_on(lab, HOST, TRAEFIK)
+    old = running_pod(lab, TRAEFIK)
+    pv = volume_of(lab, "traefik", "traefik")
+    config = guard_config(lab, tmp_path, host_down_lease_seconds=3)
+    with guards(config, tmp_path) as (guard,):
+        assert lab.cli("lab", "bmc-fault", HOST, "unreachable").returncode == 0
+        assert lab.cli("lab", "host-hang", HOST).returncode == 0
+        assert _hosts(lab)[HOST]["power"] == "on"  # hung, not off: unreachable is not off
+        wait_for(
+            "a counted fencing failure",
+            lambda: guard.metric("fireproof_guard_fencing_failures_total") >= 1,
+            timeout=120,
+        )
+        # Nothing released: the old pod still holds its volume, nothing runs elsewhere.
+        assert old["metadata"]["uid"] in [p["metadata"]["uid"] for p in pods(lab, TRAEFIK)]
+        assert [va["spec"]["nodeName"] for va in attachments(lab, pv)] == [old["spec"]["nodeName"]]
+        assert "FireproofFenceFailed" in {
+            e["reason"] for e in lab.kubectl_json("get", "events", "-A")["items"]
+        }
+        assert lab.cli("lab", "bmc-fault", HOST, "none").returncode == 0
+        wait_for(
+            "Traefik Running on another host",
+            lambda: _running_off(lab, TRAEFIK, HOST),
+            timeout=120,
+        )
+        journal = guard.journal()
+        node = old["spec"]["nodeName"]
+        done = [e["step"] for e in journal if e["node"] == node and e["status"] == "ok"]
+        assert done.index("fence") < done.index("release"), done
+        # guard powered the hung host off, so it powers it on again (strategy reboot): the
+        # host's nodes come back and are untainted.
+        wait_for(
+            "the hung host's nodes back, records cleared",
+            lambda: all(record(lab, n) is None for n in _nodes_on(lab, HOST)),
+            timeout=150,
+        )
+    host = _hosts(lab)[HOST]
+    assert host["power"] == "on"
+    assert not host["hung"]
