@@ -15,7 +15,7 @@ import yaml
 
 from guardtools import guard_config, guards, record, restore_lab
 from incident import POSTGRES, TRAEFIK, attachments, pods, running_pod, volume_of
-from labtools import LabHandle, wait_for
+from labtools import LabHandle, run_cli, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -105,6 +105,14 @@ def test_a_host_power_cut_moves_traefik_and_postgres_with_no_human_step(
     hlab: LabHandle, tmp_path: Path
 ) -> None:
     lab = hlab
+    shown = run_cli(
+        "inventory", "show", "--config", str(lab.state_dir / "fireproof.yaml"), "-o", "json"
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert {(e["node"], e["host"], e["host_device"]) for e in json.loads(shown.stdout)} >= {
+        ("tazlab-worker-02", HOST, f"bmc-{HOST}"),
+        ("tazlab-cp-01", "pve-01", "bmc-pve-01"),
+    }
     _place_on(lab, HOST, TRAEFIK, POSTGRES)
     victims = _nodes_on(lab, HOST)
     config = guard_config(lab, tmp_path, host_down_lease_seconds=3)

@@ -202,7 +202,8 @@ def inventory_show(
     context: str | None,
     output: str,
 ) -> None:
-    """List every node with its machine, fencing device and how the mapping was proven.
+    """List every node with its machine, fencing device, Proxmox host and the host's own
+    device (its BMC, from hosts:), and how the mapping was proven.
 
     VERIFIED says how fireproof proved the machine is the node before it would fence it:
     uuid (the VM's SMBIOS UUID is the node's systemUUID), name (no UUID; the VM's name is the
@@ -213,6 +214,12 @@ def inventory_show(
     inv = target.inventory()
     entries = [inv.entries[name] for name in sorted(inv.entries)]
     verified = _verify_all(target, entries)
+    host_devices = {host: entry.device for host, entry in target.config.hosts.items()}
+
+    def host_device(e: InventoryEntry) -> str | None:
+        host = e.machine.host if e.machine else None
+        return host_devices.get(host) if host else None
+
     if output == "json":
         emit_json(
             [
@@ -222,6 +229,7 @@ def inventory_show(
                     "host": e.machine.host if e.machine else None,
                     "vmid": e.machine.vmid if e.machine else None,
                     "plug": e.machine.plug if e.machine else None,
+                    "host_device": host_device(e),
                     "source": e.source,
                     "verified": verified[e.node][0],
                     "problem": verified[e.node][1] or None,
@@ -235,12 +243,22 @@ def inventory_show(
             e.node,
             e.machine.device if e.machine else "NONE",
             e.machine.label if e.machine else "-",
+            (host_device(e) or "NONE") if e.machine and e.machine.host else "-",
             e.source,
             verified[e.node][0],
         )
         for e in entries
     ]
-    click.echo(table(("NODE", "DEVICE", "MACHINE", "SOURCE", "VERIFIED"), rows))
+    click.echo(table(("NODE", "DEVICE", "MACHINE", "HOST-DEVICE", "SOURCE", "VERIFIED"), rows))
+    bare = sorted(
+        {e.machine.host for e in entries if e.machine and e.machine.host and not host_device(e)}
+    )
+    if bare:
+        click.echo(
+            f"\nwarning: host(s) {', '.join(h for h in bare if h)} have no fencing device of "
+            "their own (hosts: in fireproof.yaml): if a whole host dies, its nodes cannot be "
+            "proven off"
+        )
     unfenced = [e.node for e in entries if e.machine is None]
     if unfenced:
         click.echo(
