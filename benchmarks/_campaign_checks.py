@@ -105,6 +105,8 @@ def check_run(
     guard_user: str,
     guard_kube_user: str,
     killed: set[str],
+    domains: dict[str, str],
+    down_at: dict[str, float],
     max_unhealthy: int,
     grace: float,
 ) -> list[Violation]:
@@ -113,6 +115,8 @@ def check_run(
     A storm holds from the moment more than ``max_unhealthy`` of the run's victims were off for
     ``grace`` seconds (guard's confirmation and two polls: its fair chance to see them all)
     until the faults were cleared; guard may have begun with the first victims before that.
+    Victims are counted by failure domain (``domains``: the nodes of a dead host are one, down
+    from ``down_at`` of that host: a hung host's VMs never read off).
     """
     out: list[Violation] = []
     report = check_ledger(read_ledger(paths.ledger, since=t0))
@@ -137,10 +141,17 @@ def check_run(
         for t in guard_stops
         if t.vm not in killed
     ]
-    went_off = sorted(
-        min((c.t for c in history if c.vm == vm and not c.running and c.t >= t0), default=cleared)
-        for vm in killed
-    )
+    first_off: dict[str, float] = {}
+    for vm in killed:
+        domain = domains.get(vm, f"node/{vm}")
+        off = down_at.get(domain)
+        if off is None:
+            off = min(
+                (c.t for c in history if c.vm == vm and not c.running and c.t >= t0),
+                default=cleared,
+            )
+        first_off[domain] = min(off, first_off.get(domain, off))
+    went_off = sorted(first_off.values())
     if len(went_off) > max_unhealthy and went_off[max_unhealthy] < cleared:
         storm_from = went_off[max_unhealthy] + grace
         out += [

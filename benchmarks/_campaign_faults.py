@@ -24,11 +24,14 @@ PVE_FAULTS = tuple(
     for kind in FaultKind
     if kind not in (FaultKind.LOCKED, FaultKind.STOP_WARNINGS)  # not in the issue's list
 )
+BMC_FAULTS = ("unreachable", "auth-failure", "ignore-off")
+HOST_FAULTS = ("host-off", "host-hang")
 KINDS = (
     "power-off",
     "partition",
-    "host-off",
+    *HOST_FAULTS,
     *(f"pve:{k}" for k in PVE_FAULTS),
+    *(f"bmc:{k}" for k in BMC_FAULTS),
     "apiserver-stop",
     "guard-kill",
     "comes-back",
@@ -40,6 +43,7 @@ PRIMARY = (
     "power-off",
     "partition",
     "host-off",
+    "host-hang",
     "pve",
     "apiserver-stop",
     "guard-kill",
@@ -110,8 +114,17 @@ def draw(rng: random.Random, shape: LabShape, timing: Timing) -> list[Fault]:
         return [Fault("storm", ",".join(sorted(victims)))]
     if primary == "comes-back":
         return [Fault("comes-back", workers[0], hold=rng.uniform(*timing.come_back))]
-    if primary == "host-off":
-        return [Fault("host-off", rng.choice(sorted(shape.hosts)))]
+    if primary in HOST_FAULTS:
+        host = Fault(primary, rng.choice(sorted(shape.hosts)))
+        if rng.random() < 0.5:
+            # The BMC fails while guard needs it, then recovers: nothing may move meanwhile.
+            bmc = Fault(
+                f"bmc:{rng.choice(BMC_FAULTS)}",
+                host.target,
+                hold=rng.uniform(*timing.pve_hold),
+            )
+            return [host, bmc]
+        return [host]
     node_fault = Fault(rng.choice(["power-off", "partition"]), workers[0])
     if primary == "pve":
         return [node_fault, _pve(rng, node_fault.target, shape, timing)]
@@ -171,8 +184,17 @@ def killed_nodes(faults: list[Fault], shape: LabShape, lease_stale: float) -> se
             out.add(f.target)
         elif f.kind == "storm":
             out.update(f.target.split(","))
-        elif f.kind == "host-off":
+        elif f.kind in HOST_FAULTS:
             out.update(shape.hosts[f.target])
+    return out
+
+
+def domains_of(faults: list[Fault], killed: set[str], shape: LabShape) -> dict[str, str]:
+    """Node -> failure domain: the nodes a host fault took down are one (the host)."""
+    out = {node: f"node/{node}" for node in killed}
+    for f in faults:
+        if f.kind in HOST_FAULTS:
+            out.update(dict.fromkeys(shape.hosts[f.target], f"host/{f.target}"))
     return out
 
 
@@ -235,8 +257,10 @@ class Injector:
                 cut.join()
         elif kind in ("partition", "comes-back"):
             lab_cli(self.state_dir, "partition", target)
-        elif kind == "host-off":
-            lab_cli(self.state_dir, "host-off", target)
+        elif kind in HOST_FAULTS:
+            lab_cli(self.state_dir, kind, target)
+        elif kind.startswith("bmc:"):
+            lab_cli(self.state_dir, "bmc-fault", target, kind[4:])
         elif kind.startswith("pve:"):
             args = ["fault", "add", kind[4:]]
             for key in ("host", "vmid", "seconds"):
@@ -260,6 +284,8 @@ class Injector:
             lab_cli(self.state_dir, "unpartition", target)
         elif kind.startswith("pve:"):
             lab_cli(self.state_dir, "fault", "clear")
+        elif kind.startswith("bmc:"):
+            lab_cli(self.state_dir, "bmc-fault", target, "none")
         elif kind == "apiserver-stop":
             self._continue_apiserver()
         self.log(f"    - {kind} {target}".rstrip())
@@ -278,7 +304,10 @@ class Injector:
         self._continue_apiserver()
         lab_cli(self.state_dir, "fault", "clear")
         for fault in faults:
-            if fault.kind == "host-off":
+            if fault.kind.startswith("bmc:"):
+                lab_cli(self.state_dir, "bmc-fault", fault.target, "none")
+        for fault in faults:
+            if fault.kind in HOST_FAULTS:
                 lab_cli(self.state_dir, "host-on", fault.target)
             elif fault.kind in ("partition", "comes-back"):
                 lab_cli(self.state_dir, "unpartition", fault.target)

@@ -4,15 +4,18 @@ against the lab's own evidence after every run (Jepsen's way: never trust the sy
 Setup: one `tazlab` lab, guard running as two replicas (one leader), the incident's workloads
 plus extra ReadWriteOnce StatefulSets spread over the workers. Each run draws, from the seed,
 one fault or a combination of two (power-off or partition of a worker, a whole Proxmox host's
-power cut, each Proxmox emulator fault held during the remediation, kube-apiserver stopped for
-10-40 s, the guard leader SIGKILLed, a node that comes back before guard acts, a storm of more
-nodes than max_unhealthy), then clears them and checks:
+power cut or hang, optionally with its BMC unreachable, refusing the credentials or ignoring
+power off for a while, each Proxmox emulator fault held during the remediation, kube-apiserver
+stopped for 10-40 s, the guard leader SIGKILLed, a node that comes back before guard acts, a
+storm of more failure domains than max_unhealthy), then clears them and checks:
 
 1. no split brain: the lab's write ledger shows no two nodes writing one volume;
 2. fencing before release: no release (out-of-service taint, force-deleted pod, deleted
    VolumeAttachment) while the node's VM was running (the audit log against the emulator's
-   power history);
-3. nothing done in a storm, nothing done to a node the run did not take down;
+   power history); a hung host's VMs count as running until its BMC powered it off, so a node
+   on a dead host may be released only once its host was proven off;
+3. nothing done in a storm (counted in failure domains: a dead host's nodes are one), nothing
+   done to a node the run did not take down;
 4. everything recovers: within a budget after the clear, every node Ready, uncordoned,
    untainted, no remediation left, every workload ready;
 5. exactly once: no VM fenced twice in one death, across guard kills and leader changes.
@@ -42,7 +45,17 @@ import yaml
 from lightkube.resources.coordination_v1 import Lease
 
 from _campaign_checks import INVARIANTS, Violation, check_run, not_recovered, percentiles
-from _campaign_faults import TIMINGS, Fault, Injector, LabShape, draw, killed_nodes, lab_cli
+from _campaign_faults import (
+    HOST_FAULTS,
+    TIMINGS,
+    Fault,
+    Injector,
+    LabShape,
+    domains_of,
+    draw,
+    killed_nodes,
+    lab_cli,
+)
 from fireproof.kube import Cluster, KubeApiError, KubeUnreachableError, translate_errors
 from fireproof.lab.state import LabPaths
 
@@ -250,7 +263,9 @@ def one_run(
         force_restore(state_dir, shape)
         wait_recovered(cluster, timing.settle)
     killed = killed_nodes(faults, shape, LEASE_STALE[profile])
-    storm = len(killed) > shape.max_unhealthy
+    domains = domains_of(faults, killed, shape)
+    down_at = {f"host/{f.target}": t0 + f.delay for f in faults if f.kind in HOST_FAULTS}
+    storm = len(set(domains.values())) > shape.max_unhealthy
     violations += check_run(
         paths,
         t0=t0,
@@ -258,6 +273,8 @@ def one_run(
         guard_user=GUARD_TOKEN,
         guard_kube_user=GUARD_KUBE_USER,
         killed=killed,
+        domains=domains,
+        down_at=down_at,
         max_unhealthy=shape.max_unhealthy,
         grace=STORM_GRACE,
     )

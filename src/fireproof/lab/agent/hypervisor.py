@@ -55,6 +55,7 @@ def wire_power(cluster: Cluster, fleet: Fleet) -> None:
             task.add_done_callback(boots.discard)
 
     cluster.on_power_off.append(off)
+    cluster.on_freeze.append(off)  # a hung host's guest: silent, though never powered off
     cluster.on_power_on.append(on)
 
 

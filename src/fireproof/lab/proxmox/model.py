@@ -151,6 +151,9 @@ class Cluster:
         self.on_power_off: list[PowerHook] = []
         self.on_power_on: list[PowerHook] = []
         self.on_task: list[TaskHook] = []
+        self.on_freeze: list[PowerHook] = []
+        """Called for each VM of a host that hangs: its guest stops (the kubelet falls silent)
+        while Proxmox, and the evidence, still count it running: nobody knows it is not."""
         """Called for every power task: (vm, upid, type, user, whether it will change power)."""
         self._host_cut: set[int] = set()
         """VMs a host power cut stopped, started again when the host comes back."""
@@ -273,13 +276,20 @@ class Cluster:
         return changed
 
     def host_hang(self, host: str) -> list[Vm]:
-        """The host stops: no answer to its cluster (595), its VMs dead, but its power stays on
-        and its BMC reads on. Only a power off through the BMC makes it safe."""
+        """The host stops answering its cluster (595) and its guests stop, but its power stays
+        on and its BMC reads on: its VMs are not known off (the power history keeps them
+        running). Only a power off through the BMC makes them provably dead."""
         self._known(host)
         if not self.host_on[host]:
             raise PveError(500, f"host '{host}' is powered off; it cannot hang")
         self.hung.add(host)
-        return self._host_down(host, f"host {host} hung")
+        if self.fault(FaultKind.HOST_UNREACHABLE, host=host) is None:
+            self.faults.append(Fault(FaultKind.HOST_UNREACHABLE, host=host))
+        frozen = [vm for vm in self.vms.values() if vm.host == host and vm.running]
+        for vm in frozen:
+            for hook in self.on_freeze:
+                hook(vm)
+        return frozen
 
     def _known(self, host: str) -> None:
         if host not in self.hosts:
