@@ -196,3 +196,54 @@ def test_a_hung_host_is_fenced_through_its_bmc_and_nothing_moves_while_it_is_unr
     host = _hosts(lab)[HOST]
     assert host["power"] == "on"
     assert not host["hung"]
+
+
+def test_a_host_power_off_drill_is_recovered_by_guard_and_restored(
+    hlab: LabHandle, tmp_path: Path
+) -> None:
+    lab = hlab
+    config = guard_config(lab, tmp_path, host_down_lease_seconds=3)
+    env = {"XDG_STATE_HOME": str(tmp_path / "state")}
+    # The host of two of the three control planes: refused before anything is touched.
+    refused = tmp_path / "pve-01.yaml"
+    refused.write_text("name: pve-01\ntarget: {host: pve-01}\nfault: host-power-off\n")
+    done = run_cli(
+        "drill", "run", str(refused), "--config", str(config), "--lab-dir", str(lab.state_dir),
+        "--yes", env=env, timeout=120,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "below quorum" in done.stderr
+    assert _hosts(lab)["pve-01"]["power"] == "on"
+
+    _place_on(lab, HOST, TRAEFIK)
+    spec = tmp_path / "host.yaml"
+    spec.write_text(
+        "name: pve-02-power-off\n"
+        "target: {host-of: traefik/deployment/traefik}\n"
+        "fault: host-power-off\n"
+        "recovery: guard\n"
+        "timeout: 180s\n"
+        "slo:\n"
+        "  - {workload: traefik/deployment/traefik, running_elsewhere_within: 90s}\n"
+        "  - {no_double_attach: true}\n"
+    )
+    saved = tmp_path / "run.json"
+    with guards(config, tmp_path):
+        done = run_cli(
+            "drill", "run", str(spec), "--config", str(config), "--lab-dir", str(lab.state_dir),
+            "--yes", "--save", str(saved), env=env, timeout=400,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    run = json.loads(saved.read_text())
+    assert run["spec"]["targets"] == [{"host-of": "traefik/deployment/traefik"}]
+    assert sorted(t["node"] for t in run["targets"]) == _nodes_on(lab, HOST)
+    phases = [(e["phase"], e["object"]) for e in run["timeline"]]
+    assert ("host-off", f"host/{HOST}") in phases
+    fenced = [e["t"] for e in run["timeline"] if e["phase"] == "host-fenced"]
+    running = [e["t"] for e in run["timeline"] if e["phase"] == "replacement-running"]
+    assert fenced
+    assert running
+    assert min(fenced) <= min(running)
+    assert all(r["passed"] for r in run["slos"])
+    assert run["restore"]["problems"] == []
+    assert _hosts(lab)[HOST]["power"] == "on"

@@ -60,6 +60,12 @@ class _LabHooks:
     def clear_proxmox_faults(self) -> None:
         self._lab.agent().clear_faults()
 
+    def host_hang(self, host: str) -> None:
+        self._lab.agent().host_hang(host)
+
+    def host_restore(self, host: str) -> None:
+        self._lab.agent().host_power(host, on=True)  # a hung host: power-cycled
+
 
 def _spec_error(exc: SpecError) -> NoReturn:
     """A spec that cannot run as written: exit 2, nothing touched."""

@@ -35,6 +35,12 @@ class LabHooks(Protocol):
 
     def clear_proxmox_faults(self) -> None: ...
 
+    def host_hang(self, host: str) -> None: ...
+
+    def host_restore(self, host: str) -> None:
+        """Power the host back (a power cycle if it still hangs)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class NodeTarget:
@@ -46,6 +52,15 @@ class NodeTarget:
     identity: str
 
 
+@dataclass(frozen=True, slots=True)
+class HostTarget:
+    host: str
+    machine: Machine | None
+    """The host's own device (``hosts:``); None for a hang, which only the lab can cause."""
+    fencer: Fencer | None = field(repr=False, compare=False)
+    why: str
+
+
 @dataclass
 class DrillPlan:
     spec: DrillSpec
@@ -54,6 +69,8 @@ class DrillPlan:
     """label -> (WorkloadRef, pod selector)."""
     environment: dict[str, Any]
     steps: list[str]
+    hosts: list[HostTarget] = field(default_factory=list)
+    """For host faults: the hosts taken down (``nodes`` are every node on them)."""
 
 
 def _refuse(target: TargetSpec, why: str, hint: str | None = None) -> SpecError:
@@ -96,7 +113,10 @@ def plan_drill(
             raise SpecError(f"{ref.where}: {ref.label} has no matchLabels selector to follow")
         workloads[ref.label] = (ref, selector)
     names: dict[str, TargetSpec] = {}
-    for item in spec.targets:
+    hosts: list[HostTarget] = []
+    if spec.fault.on_host:
+        names, hosts = _host_targets(target, spec, lab, workloads)
+    for item in spec.targets if not spec.fault.on_host else ():
         if item.node is not None:
             try:
                 cluster.node(item.node)
@@ -134,6 +154,8 @@ def plan_drill(
         fencer = target.fencer(machine.device)
         identity = prove_identity(cluster, name, machine, fencer, source)
         why = f"runs {item.running.label}" if item.running else "named in the spec"
+        if item.on_host:
+            why = f"on host {machine.host}"
         nodes.append(NodeTarget(name, machine, fencer, why, identity.value))
     if spec.recovery is Recovery.GUARD:
         _check_guard(target, clock)
@@ -146,7 +168,63 @@ def plan_drill(
         "nodes": len(all_nodes),
         "started": utc_now(clock).isoformat(timespec="seconds"),
     }
-    return DrillPlan(spec, nodes, workloads, environment, _steps(spec, nodes))
+    return DrillPlan(spec, nodes, workloads, environment, _steps(spec, nodes, hosts), hosts)
+
+
+def _host_targets(
+    target: Target,
+    spec: DrillSpec,
+    lab: LabHooks | None,
+    workloads: dict[str, tuple[Any, dict[str, str]]],
+) -> tuple[dict[str, TargetSpec], list[HostTarget]]:
+    """Each host target's host, and every node whose VM it runs (they all go down with it)."""
+    cluster = target.cluster
+    if spec.fault is Fault.HOST_HANG and lab is None:
+        raise SpecError(f"{spec.path}: fault: host-hang works in the lab only (`--lab`)")
+    if spec.recovery is Recovery.HEAL:
+        raise SpecError(
+            f"{spec.path}: recovery: heal fences VMs through their hypervisor, which a dead "
+            "host's API cannot answer",
+            hint="use recovery: guard (it fences the host through its BMC) or none",
+        )
+    all_names = sorted(n.metadata.name for n in cluster.nodes() if n.metadata and n.metadata.name)
+    inventory = target.inventory(all_names)
+    host_of = {
+        name: entry.machine.host
+        for name, entry in inventory.entries.items()
+        if entry.machine is not None and entry.machine.host
+    }
+    names: dict[str, TargetSpec] = {}
+    hosts: list[HostTarget] = []
+    for item in spec.targets:
+        host = item.host
+        if item.host_of is not None:
+            pods = cluster.workload_pods(item.host_of.namespace, workloads[item.host_of.label][1])
+            node = _node_of(TargetSpec(running=item.host_of, where=item.where), pods)
+            host = host_of.get(node)
+            if host is None:
+                raise _refuse(item, f"the inventory names no Proxmox host for {node}")
+        assert host is not None  # noqa: S101 - a host target names one, or its workload's
+        members = sorted(n for n, h in host_of.items() if h == host)
+        if not members:
+            raise _refuse(item, f"no node of the inventory runs on Proxmox host {host}")
+        for name in members:
+            names.setdefault(name, item)
+        if any(h.host == host for h in hosts):
+            continue
+        entry = target.config.hosts.get(host)
+        if spec.fault is Fault.HOST_POWER_OFF and entry is None:
+            raise _refuse(
+                item,
+                f"host {host} has no fencing device of its own: nothing could power it off, "
+                "nor back on",
+                hint=f"name its BMC under hosts: in fireproof.yaml ({host}: {{device: …}})",
+            )
+        machine = Machine(node=host, device=entry.device, host=host) if entry else None
+        fencer = target.fencer(entry.device) if entry else None
+        why = f"runs {item.host_of.label}" if item.host_of else "named in the spec"
+        hosts.append(HostTarget(host, machine, fencer, why))
+    return names, hosts
 
 
 def _check_quorum(by_name: dict[str, Any], names: set[str]) -> None:
@@ -174,17 +252,28 @@ def _check_guard(target: Target, clock: Clock) -> None:
         )
 
 
-def _steps(spec: DrillSpec, nodes: list[NodeTarget]) -> list[str]:
-    verb = {
-        Fault.POWER_OFF: "hard power-off (stop) of",
-        Fault.REBOOT: "hard reset (stop, then start) of",
-        Fault.PARTITION: "network partition (VM keeps running) of",
-    }[spec.fault]
-    steps = [
-        f"{verb} {n.node} ({n.why}; {n.machine.label} via {n.machine.device!r}, identity: "
-        f"{n.identity})"
-        for n in nodes
-    ]
+def _steps(spec: DrillSpec, nodes: list[NodeTarget], hosts: list[HostTarget]) -> list[str]:
+    if spec.fault.on_host:
+        steps = []
+        for h in hosts:
+            members = ", ".join(n.node for n in nodes if n.machine.host == h.host)
+            what = (
+                f"power off Proxmox host {h.host} through {h.machine.device!r}"
+                if h.machine is not None and spec.fault is Fault.HOST_POWER_OFF
+                else f"hang Proxmox host {h.host} (its power stays on)"
+            )
+            steps.append(f"{what} ({h.why}); its nodes go down with it: {members}")
+    else:
+        verb = {
+            Fault.POWER_OFF: "hard power-off (stop) of",
+            Fault.REBOOT: "hard reset (stop, then start) of",
+            Fault.PARTITION: "network partition (VM keeps running) of",
+        }[spec.fault]
+        steps = [
+            f"{verb} {n.node} ({n.why}; {n.machine.label} via {n.machine.device!r}, identity: "
+            f"{n.identity})"
+            for n in nodes
+        ]
     if spec.proxmox_fault is not None:
         steps.append(
             f"hold Proxmox fault {spec.proxmox_fault.kind} for {spec.proxmox_fault.seconds:g} s"

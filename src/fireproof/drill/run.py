@@ -12,7 +12,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fireproof.clock import SYSTEM_CLOCK, Clock
-from fireproof.drill.plan import DrillPlan, LabHooks, NodeTarget, ProgressFn, describe_error
+from fireproof.drill.plan import (
+    DrillPlan,
+    HostTarget,
+    LabHooks,
+    NodeTarget,
+    ProgressFn,
+    describe_error,
+)
 from fireproof.drill.spec import Fault, Recovery, SloKind
 from fireproof.drill.timeline import Entry, Observer
 from fireproof.drill.verdict import SloResult, evaluate
@@ -22,7 +29,15 @@ from fireproof.heal import steps
 from fireproof.heal.journal import Journal
 from fireproof.heal.node import apply_heal, plan_heal
 from fireproof.kube.watch import Watcher
-from fireproof.report.phases import NODE_READY, PARTITIONED, PHASES, RELEASED, RESTORED, VM_OFF
+from fireproof.report.phases import (
+    HOST_OFF,
+    NODE_READY,
+    PARTITIONED,
+    PHASES,
+    RELEASED,
+    RESTORED,
+    VM_OFF,
+)
 from fireproof.wiring import Target
 
 
@@ -110,7 +125,10 @@ class DrillRunner:
 
     def _inject(self) -> None:
         spec = self.plan.spec
-        if spec.fault is Fault.PARTITION:
+        if spec.fault.on_host:
+            for host in self.plan.hosts:
+                self._host_fault(host)
+        elif spec.fault is Fault.PARTITION:
             assert self.lab is not None  # noqa: S101 - the plan refused it otherwise
             for target in self.plan.nodes:
                 self.lab.partition(target.node, True)
@@ -125,6 +143,19 @@ class DrillRunner:
         if spec.proxmox_fault is not None and self.lab is not None:
             self.lab.add_proxmox_fault(spec.proxmox_fault, self.plan.nodes[0].machine)
             self._fault_until = self.clock.time() + spec.proxmox_fault.seconds
+
+    def _host_fault(self, host: HostTarget) -> None:
+        if self.plan.spec.fault is Fault.HOST_HANG:
+            assert self.lab is not None  # noqa: S101 - the plan refused it otherwise
+            self.lab.host_hang(host.host)
+            evidence = "hung: no answer, its VMs dead, its power on"
+        else:
+            fencer, machine = host.fencer, host.machine
+            if fencer is None or machine is None:  # the plan refuses a host without a device
+                raise DrillFailed(f"host {host.host} has no fencing device")
+            state = fencer.off(machine)
+            evidence = f"reads {state.value} via {fencer.name}"
+        self.observer.note(self.clock.time(), HOST_OFF, f"host/{host.host}", evidence)
 
     def _power_fault(self, target: NodeTarget) -> None:
         state = target.fencer.off(target.machine)
@@ -259,6 +290,13 @@ class DrillRunner:
             if self._restored:
                 return
             self._restored = True
+        for host in self.plan.hosts:
+            try:
+                self._restore_host(host)
+            except Exception as exc:  # said loudly, and in the run document
+                note = f"host {host.host}: restore failed: {describe_error(exc)}"
+                self.restore_notes.append(note)
+                self.progress(f"  {note}")
         for target in self.plan.nodes:
             try:
                 self._restore_node(target)
@@ -266,6 +304,19 @@ class DrillRunner:
                 note = f"{target.node}: restore failed: {describe_error(exc)}"
                 self.restore_notes.append(note)
                 self.progress(f"  {note}")
+
+    def _restore_host(self, host: HostTarget) -> None:
+        """Power the host back: its VMs start as after any power loss (``onboot``)."""
+        if self.plan.spec.fault is Fault.HOST_HANG:
+            assert self.lab is not None  # noqa: S101 - the plan refused it otherwise
+            self.lab.host_restore(host.host)
+        elif (
+            host.fencer is not None
+            and host.machine is not None
+            and host.fencer.status(host.machine) is not PowerState.ON
+        ):
+            host.fencer.on(host.machine)
+        self.progress(f"  host {host.host} powered on")
 
     def _restore_node(self, target: NodeTarget) -> None:
         cluster = self.target.cluster

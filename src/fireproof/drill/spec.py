@@ -21,6 +21,14 @@ class Fault(enum.StrEnum):
     POWER_OFF = "power-off"
     PARTITION = "partition"
     REBOOT = "reboot"
+    HOST_POWER_OFF = "host-power-off"
+    """A whole Proxmox host powered off through its own device (its BMC, ``hosts:``)."""
+    HOST_HANG = "host-hang"
+    """A whole Proxmox host hung: no answer, its VMs dead, its power on (the lab only)."""
+
+    @property
+    def on_host(self) -> bool:
+        return self in (Fault.HOST_POWER_OFF, Fault.HOST_HANG)
 
 
 class Recovery(enum.StrEnum):
@@ -74,11 +82,34 @@ class WorkloadRef:
 class TargetSpec:
     node: str | None = None
     running: WorkloadRef | None = None
+    host: str | None = None
+    """A Proxmox host (host faults)."""
+    host_of: WorkloadRef | None = None
+    """The Proxmox host of the node that runs this workload (host faults)."""
     where: str = field(default="", compare=False)
 
     @property
     def label(self) -> str:
-        return f"node {self.node}" if self.node else f"the node running {self.running.label}"  # type: ignore[union-attr]
+        if self.node:
+            return f"node {self.node}"
+        if self.running:
+            return f"the node running {self.running.label}"
+        if self.host:
+            return f"host {self.host}"
+        return f"the host running {self.host_of.label}"  # type: ignore[union-attr]
+
+    @property
+    def on_host(self) -> bool:
+        return self.host is not None or self.host_of is not None
+
+    def as_dict(self) -> dict[str, str]:
+        if self.node:
+            return {"node": self.node}
+        if self.running:
+            return {"running": self.running.label}
+        if self.host:
+            return {"host": self.host}
+        return {"host-of": self.host_of.label}  # type: ignore[union-attr]
 
 
 class SloKind(enum.StrEnum):
@@ -135,8 +166,9 @@ class DrillSpec:
     def workloads(self) -> tuple[WorkloadRef, ...]:
         seen: dict[str, WorkloadRef] = {}
         for target in self.targets:
-            if target.running is not None:
-                seen.setdefault(target.running.label, target.running)
+            for ref in (target.running, target.host_of):
+                if ref is not None:
+                    seen.setdefault(ref.label, ref)
         for slo in self.slos:
             if slo.workload is not None:
                 seen.setdefault(slo.workload.label, slo.workload)
@@ -145,10 +177,7 @@ class DrillSpec:
     def as_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
             "name": self.name,
-            "targets": [
-                {"node": t.node} if t.node else {"running": t.running.label}  # type: ignore[union-attr]
-                for t in self.targets
-            ],
+            "targets": [t.as_dict() for t in self.targets],
             "fault": self.fault.value,
             "recovery": self.recovery.value,
             "timeout": self.timeout,
@@ -227,13 +256,24 @@ def _node_name(section: Section, key: str) -> str:
     return name
 
 
+TARGET_KEYS = ("node", "running", "host", "host-of")
+
+
 def _target(section: Section) -> TargetSpec:
-    section.reject_unknown({"node", "running"})
-    if section.has("node") == section.has("running"):
-        raise section.error("needs exactly one of node: NAME or running: NAMESPACE/KIND/NAME")
+    section.reject_unknown(set(TARGET_KEYS))
+    if sum(section.has(k) for k in TARGET_KEYS) != 1:
+        raise section.error(
+            "needs exactly one of node: NAME, running: NAMESPACE/KIND/NAME (node faults), "
+            "host: NAME or host-of: NAMESPACE/KIND/NAME (host faults)"
+        )
+    where = _where(section)
     if section.has("node"):
-        return TargetSpec(node=_node_name(section, "node"), where=_where(section))
-    return TargetSpec(running=_workload(section, "running"), where=_where(section))
+        return TargetSpec(node=_node_name(section, "node"), where=where)
+    if section.has("running"):
+        return TargetSpec(running=_workload(section, "running"), where=where)
+    if section.has("host"):
+        return TargetSpec(host=_node_name(section, "host"), where=where)
+    return TargetSpec(host_of=_workload(section, "host-of"), where=where)
 
 
 def _slo(section: Section) -> Slo:
@@ -282,6 +322,10 @@ def _parse(doc: Section) -> DrillSpec:
     if not targets:
         raise doc.error("missing required field 'target'")
     fault = Fault(doc.choice("fault", tuple(f.value for f in Fault), Fault.POWER_OFF.value))
+    for target in targets:
+        if target.on_host != fault.on_host:
+            wanted = "host: or host-of:" if fault.on_host else "node: or running:"
+            raise SpecError(f"{target.where}: fault: {fault.value} needs a target {wanted}")
     recovery = Recovery(
         doc.choice("recovery", tuple(r.value for r in Recovery), Recovery.NONE.value)
     )

@@ -22,6 +22,7 @@ from fireproof.report.phases import (
     FAILED_ATTACH,
     FAULT,
     FENCED,
+    HOST_FENCED,
     LEASE_STALE,
     NODE_READY,
     NOT_READY,
@@ -34,7 +35,11 @@ from fireproof.report.phases import (
 )
 
 UNREACHABLE_TAINT = "node.kubernetes.io/unreachable"
-FENCE_REASONS = {"FireproofFenced": FENCED, "FireproofReleased": RELEASED}
+FENCE_REASONS = {
+    "FireproofFenced": FENCED,
+    "FireproofHostFenced": HOST_FENCED,
+    "FireproofReleased": RELEASED,
+}
 
 
 @dataclass(frozen=True, slots=True)

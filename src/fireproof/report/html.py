@@ -16,9 +16,10 @@ from fireproof.report.compare import compare_runs
 WIDTH = 760
 LANE = 26
 LEFT = 230
-EVENT_PHASES = {"failed-attach-volume", "fenced", "released"}
+EVENT_PHASES = {"failed-attach-volume", "fenced", "host-fenced", "released"}
 COLORS = {
     "fault": "#b91c1c",
+    "host-off": "#b91c1c",
     "vm-off": "#b91c1c",
     "partitioned": "#b91c1c",
     "lease-stale": "#d97706",
@@ -28,6 +29,7 @@ COLORS = {
     "failed-attach-volume": "#dc2626",
     "replacement-created": "#2563eb",
     "fenced": "#7c3aed",
+    "host-fenced": "#7c3aed",
     "released": "#7c3aed",
     "volume-detached": "#0891b2",
     "volume-attached-elsewhere": "#0891b2",

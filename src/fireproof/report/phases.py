@@ -2,6 +2,7 @@
 (which observes them) and the renderers (which order and colour them)."""
 
 FAULT = "fault"
+HOST_OFF = "host-off"
 VM_OFF = "vm-off"
 PARTITIONED = "partitioned"
 LEASE_STALE = "lease-stale"
@@ -11,6 +12,7 @@ TERMINATING = "pod-terminating"
 REPLACEMENT = "replacement-created"
 FAILED_ATTACH = "failed-attach-volume"
 FENCED = "fenced"
+HOST_FENCED = "host-fenced"
 RELEASED = "released"
 DETACHED = "volume-detached"
 ATTACHED = "volume-attached-elsewhere"
@@ -19,6 +21,7 @@ NODE_READY = "node-ready"
 RESTORED = "restored"
 PHASES = (
     FAULT,
+    HOST_OFF,
     VM_OFF,
     PARTITIONED,
     LEASE_STALE,
@@ -28,6 +31,7 @@ PHASES = (
     REPLACEMENT,
     FAILED_ATTACH,
     FENCED,
+    HOST_FENCED,
     RELEASED,
     DETACHED,
     ATTACHED,
