@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from labtools import run_cli
+from labtools import REPO, run_cli
 
 
 def _ok_error(done: object, code: tuple[int, ...] = (1, 2)) -> str:
@@ -267,3 +267,44 @@ def test_bad_files_are_one_line_naming_file_line_and_field(
     err = _ok_error(done)
     assert words in err, err
     assert len(err.strip().splitlines()) <= 2, err
+
+
+def _run_document(**changes: object) -> dict[str, object]:
+    doc: dict[str, object] = json.loads((REPO / "tests/data/drill-run-heal.json").read_text())
+    doc.update(changes)
+    return doc
+
+
+ESCAPES = "\x1b]52;c;aGk=\x07\x1b[2J"
+BAD_RUNS = [
+    (_run_document(verdict=ESCAPES + "pass"), "at $.verdict"),
+    (_run_document(timeline=[{"t": "soon", "phase": "fenced"}]), "at $.timeline[0]"),
+    (_run_document(slos="all good"), "at $.slos"),
+    ({"spec": {}, "timeline": [], "slos": [], "verdict": "pass"}, "is a required property"),
+    (_run_document(spec={**_run_document()["spec"], "fault": ESCAPES}), "at $.spec.fault"),  # type: ignore[dict-item]
+]
+
+
+@pytest.mark.parametrize(("doc", "words"), BAD_RUNS)
+@pytest.mark.parametrize("command", ["report", "compare"])
+def test_run_documents_from_outside_are_checked_against_the_schema(
+    tmp_path: Path, doc: dict[str, object], words: str, command: str
+) -> None:
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(doc))
+    args = (
+        [str(path)]
+        if command == "report"
+        else [str(REPO / "tests/data/drill-run-heal.json"), str(path)]
+    )
+    err = _ok_error(run_cli("drill", command, *args))
+    assert "not a valid drill run" in err, err
+    assert words in err, err
+    assert "\x1b" not in err
+    assert "\x07" not in err
+
+
+def test_the_shipped_run_documents_still_render() -> None:
+    for name in ("drill-run-heal.json", "drill-run-none.json"):
+        done = run_cli("drill", "report", str(REPO / "tests/data" / name))
+        assert done.returncode in (0, 3), done.stderr

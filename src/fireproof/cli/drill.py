@@ -95,7 +95,27 @@ def _read_run(path: Path) -> dict[str, Any]:
         raise UsageError(
             f"{path}: not a drill run: expected the keys spec, timeline, slos, verdict"
         )
+    _check_run_schema(path, doc)
     return doc
+
+
+def _check_run_schema(path: Path, doc: dict[str, Any]) -> None:
+    """A run document from outside is untrusted: it must follow run.schema.json before any
+    renderer reads it; the error names the JSON path of the first violation."""
+    from importlib.resources import files
+
+    import jsonschema
+
+    schema = json.loads(files("fireproof.drill").joinpath("run.schema.json").read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(doc))
+    if error is not None:
+        where = error.json_path
+        raise UsageError(
+            f"{path}: not a valid drill run at {terminal_safe(where)}: "
+            f"{terminal_safe(error.message)[:300]}",
+            hint="write run documents with `fireproof drill run --save`",
+        )
 
 
 def _write_outputs(runs: list[dict[str, Any]], html: Path | None, junit: Path | None) -> None:
