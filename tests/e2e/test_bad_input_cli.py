@@ -308,3 +308,22 @@ def test_the_shipped_run_documents_still_render() -> None:
     for name in ("drill-run-heal.json", "drill-run-none.json"):
         done = run_cli("drill", "report", str(REPO / "tests/data" / name))
         assert done.returncode in (0, 3), done.stderr
+
+
+@pytest.mark.parametrize(
+    ("flag", "where", "words"),
+    [
+        ("--save", "no-such-dir/run.json", "does not exist"),
+        ("--html", ".", "is a directory"),
+        ("--junit", "no-such-dir/j.xml", "does not exist"),
+    ],
+)
+def test_drill_outputs_are_checked_before_anything_runs(
+    tmp_path: Path, flag: str, where: str, words: str
+) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: x\ntarget: {node: w1}\nfault: power-off\n")
+    done = run_cli("drill", "run", str(spec), "--yes", flag, str(tmp_path / where))
+    err = _ok_error(done)
+    assert flag in err
+    assert words in err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -211,6 +212,7 @@ def drill_run(
     """
     from fireproof.drill.spec import SpecError, load_spec
 
+    _check_writable(save=save, html=html, junit=junit)  # before the fault, not after it
     try:
         spec = load_spec(spec_path)  # a bad spec is said before the engine loads
         from fireproof.drill import DrillRunner, plan_drill
@@ -238,6 +240,22 @@ def drill_run(
     if run["interrupted"]:
         sys.exit(exitcodes.INTERRUPTED)
     sys.exit(exitcodes.OK if run["verdict"] == "pass" else exitcodes.FINDINGS)
+
+
+def _check_writable(**paths: Path | None) -> None:
+    """Each output path can be written: a drill that ran for minutes must not lose its report
+    to a typo in a directory name."""
+    for flag, path in paths.items():
+        if path is None:
+            continue
+        parent = path.parent if str(path.parent) else Path(".")
+        if path.is_dir():
+            raise UsageError(f"--{flag} {path}: is a directory, not a file")
+        if not parent.is_dir():
+            raise UsageError(f"--{flag} {path}: the directory {parent} does not exist")
+        writable = os.access(path, os.W_OK) if path.exists() else os.access(parent, os.W_OK)
+        if not writable:
+            raise UsageError(f"--{flag} {path}: not writable")
 
 
 @drill.command("report")
