@@ -327,3 +327,41 @@ def test_drill_outputs_are_checked_before_anything_runs(
     err = _ok_error(done)
     assert flag in err
     assert words in err
+
+
+EXEC_KUBECONFIG = """apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:9"}}]
+users:
+- name: u
+  user:
+    exec:
+      apiVersion: client.authentication.k8s.io/v1beta1
+      command: %s
+      args: %s
+      interactiveMode: Never
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+"""
+
+
+@pytest.mark.parametrize(
+    ("command", "args", "words"),
+    [
+        ("no-such-plugin-here", "[]", "is not installed"),
+        ("sleep", '["100"]', "did not answer within 2 s"),
+        ("echo", '["not json"]', "did not answer an ExecCredential with a token"),
+        ("echo", """['{"status": {}}']""", "did not answer an ExecCredential with a token"),
+        ("/bin/false", "[]", "exited 1"),
+    ],
+)
+def test_exec_credential_plugins_are_bounded_and_checked(
+    tmp_path: Path, command: str, args: str, words: str
+) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(EXEC_KUBECONFIG % (command, args))
+    done = run_cli(
+        "doctor", "--kubeconfig", str(kubeconfig), env={"FIREPROOF_EXEC_TIMEOUT": "2"}, timeout=30
+    )
+    err = _ok_error(done)
+    assert words in err, err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import httpx2 as httpx
@@ -62,3 +63,16 @@ def test_the_cache_keeps_our_own_write_until_the_watch_catches_up(tmp_path: Path
     cache.on_lost("Lease")
     assert not cache.view().synced  # a lost watch: guard sees nothing until it lists again
     assert node_facts(_node("1", "x")).name == "w1"
+
+
+def test_exec_plugins_run_through_fireproofs_bounded_runners() -> None:
+    # lightkube's ExecAuth looks its runners up as module globals: a release that renames or
+    # moves them must fail here, not hang a guard on a plugin that never answers.
+    from lightkube.config import client_adapter
+
+    import fireproof.kube  # noqa: F401 - installs the runners
+    from fireproof.kube import execauth
+
+    assert client_adapter.sync_check_output is execauth.sync_check_output
+    assert client_adapter.async_check_output is execauth.async_check_output
+    assert "sync_check_output(command" in inspect.getsource(client_adapter.ExecAuth)

@@ -12,7 +12,10 @@ import yaml
 from lightkube.config.kubeconfig import KubeConfig, SingleConfig
 
 from fireproof.errors import FireproofError, PermanentError, TransientError, UsageError
+from fireproof.kube import execauth
 from fireproof.textsafe import has_userinfo
+
+execauth.install()  # a kubeconfig's exec plugin is bounded in time and checked
 
 _FIELD_MANAGER = "fireproof"
 
