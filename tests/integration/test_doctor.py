@@ -78,8 +78,10 @@ def test_healthy_lab_has_no_false_positive_and_outputs_validate(fresh_lab: LabHa
     # prefers distinct nodes, not hosts: where both replicas landed on one host, FP-D2 says so.
     coredns_hosts = _hosts_of_pods(doctor_lab, "kube-system", "k8s-app=kube-dns")
     one_host = len(coredns_hosts) == 1
+    # And its Proxmox cluster has two hosts and no QDevice: either host's death costs quorum.
     expected = [("warning", "FP-R4"), ("critical", "FP-D1")]
     expected += [("warning", "FP-D2")] if one_host else []
+    expected += [("warning", "FP-D4")]
     assert found == set(expected)
     assert by_check(report)["FP-D1"][0]["objects"] == ["Node/tazlab-cp-01", "Node/tazlab-cp-03"]
     assert by_check(report)["FP-R4"][0]["objects"] == ["Deployment/traefik/traefik"]
@@ -90,7 +92,7 @@ def test_healthy_lab_has_no_false_positive_and_outputs_validate(fresh_lab: LabHa
     # What cannot be read is said, never passed off as healthy.
     assert status(report, "FP-R8") == "not-checked"
     assert status(report, "FP-R10") == "not-checked"
-    assert report["summary"]["checks"] == 17 + 4
+    assert report["summary"]["checks"] == 17 + 5
     assert report["apiRequests"] <= 20  # one list per kind, not one call per object
 
     sarif = json.loads(doctor(doctor_lab, output="sarif").stdout)
@@ -103,16 +105,17 @@ def test_healthy_lab_has_no_false_positive_and_outputs_validate(fresh_lab: LabHa
     path.write_text(junit_text)
     suites = JUnitXml.fromfile(str(path))
     cases = [case for suite in suites for case in suite]
-    assert len(cases) == 21
+    assert len(cases) == 22
     failed = [c.name for c in cases if c.result and isinstance(c.result[0], Failure)]
     assert failed == [
         "FP-R4 ingress-on-rwo-storage",
         "FP-D1 control-plane-majority-on-one-host",
         *(["FP-D2 replicas-on-one-host"] if one_host else []),
+        "FP-D4 two-hosts-without-qdevice",
     ]
 
     text = doctor(doctor_lab, output="text")
-    assert f"1 critical, {2 if one_host else 1} warning, 0 info" in text.stdout
+    assert f"1 critical, {3 if one_host else 2} warning, 0 info" in text.stdout
     assert doctor(doctor_lab, "--fail-on", "warning").returncode == 3
     assert doctor(doctor_lab, "--fail-on", "critical").returncode == 3  # FP-D1
     assert doctor(doctor_lab, "--fail-on", "critical", "--skip", "FP-D1").returncode == 0

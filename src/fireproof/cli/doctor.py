@@ -6,6 +6,7 @@ import datetime as dt
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -13,6 +14,10 @@ from fireproof.cli import exitcodes
 from fireproof.cli.context import load_target, target_options
 from fireproof.cli.params import NAMESPACE, FiniteFloat
 from fireproof.errors import FireproofError, UsageError
+
+if TYPE_CHECKING:  # the checks and clients load when doctor runs, not for --help
+    from fireproof.doctor.model import HypervisorCluster
+    from fireproof.wiring import Target
 
 
 def _explain(check_id: str) -> None:
@@ -123,11 +128,16 @@ def doctor(
         except FireproofError as exc:
             click.echo(f"warning: inventory not available ({exc.message})", err=True)
     kubeconfig_path = target.kubeconfig or _env_kubeconfig()
+    hypervisors, unread = (None, None)
+    if any(c.id == "FP-D4" for c in checks):
+        hypervisors, unread = _hypervisors(target)
     ctx = Context(
         vip=target.config.cluster.vip,
         fenced_nodes=fenced,
         hosts=hosts,
         host_devices=frozenset(target.config.hosts) if target.config.path is not None else None,
+        hypervisors=hypervisors,
+        hypervisors_unread=unread,
         kubeconfig=kubeconfig_path,
         stuck_after=dt.timedelta(seconds=stuck_after),
     )
@@ -154,6 +164,30 @@ def doctor(
         threshold = Severity(fail_on).rank
         if any(f.severity.rank >= threshold for f in report.findings):
             sys.exit(exitcodes.FINDINGS)
+
+
+def _hypervisors(target: Target) -> tuple[tuple[HypervisorCluster, ...] | None, str | None]:
+    """Each Proxmox device's cluster (name, members, quorum, QDevice), or why none was read."""
+    from fireproof.config import ProxmoxDevice
+    from fireproof.doctor.model import HypervisorCluster
+    from fireproof.fencing.proxmox import ProxmoxFencer
+
+    devices = [d for d in target.config.devices.values() if isinstance(d, ProxmoxDevice)]
+    if not devices:
+        return None, "no Proxmox device in fireproof.yaml (--config or --lab)"
+    out = []
+    for device in devices:
+        try:
+            fencer = target.fencer(device.name)
+            if not isinstance(fencer, ProxmoxFencer):
+                continue
+            facts = fencer.cluster_facts()
+        except FireproofError as exc:
+            return None, f"device {device.name}: {exc.message}"
+        out.append(
+            HypervisorCluster(device.name, facts.name, facts.members, facts.quorate, facts.qdevice)
+        )
+    return tuple(out), None
 
 
 def _env_kubeconfig() -> Path | None:

@@ -135,6 +135,12 @@ def build(rebuild: bool, release: str | None) -> None:
     help="Containers of this image run as real processes (fireproof's own, e.g. the chart's "
     "guard); every other container is simulated.",
 )
+@click.option(
+    "--qdevice",
+    is_flag=True,
+    help="Give the Proxmox cluster a corosync QDevice (an external vote): without one, a "
+    "2-host cluster that loses a host loses quorum and refuses every power action.",
+)
 def up(
     state_dir: Path,
     profile: str,
@@ -145,6 +151,7 @@ def up(
     release: str | None,
     timeout: float,
     own_image: str,
+    qdevice: bool,
 ) -> None:
     """Start the lab and wait until every node is Ready and its workloads run."""
     the_lab = _lab(state_dir)
@@ -159,6 +166,7 @@ def up(
         release=release,
         ready_timeout=timeout,
         own_image=own_image,
+        qdevice=qdevice,
     )
     state, started = the_lab.up(options, progress)
     if not started:

@@ -136,6 +136,34 @@ def hosts_without_fencing(snap: Snapshot, ctx: Context) -> list[Finding]:
     ]
 
 
+def two_hosts_without_qdevice(snap: Snapshot, ctx: Context) -> list[Finding]:
+    if ctx.hypervisors is None:
+        raise NotChecked(ctx.hypervisors_unread or "no Proxmox device could be read")
+    ours = set(hosts_of(snap, ctx).values())
+    findings = []
+    for cluster in ctx.hypervisors:
+        if len(cluster.members) != 2 or cluster.qdevice or not ours & set(cluster.members):
+            continue  # a cluster none of this Kubernetes cluster's nodes runs on is not ours
+        hosts = sorted(cluster.members)
+        findings.append(
+            Finding(
+                "FP-D4",
+                Severity.WARNING,
+                f"Proxmox cluster {cluster.name or '?'} has two hosts and no QDevice: when one "
+                "host dies the other loses quorum, and Proxmox refuses every power action and "
+                "HA does nothing; only a host's own fencing device (BMC) can still act",
+                tuple(f"ProxmoxHost/{h}" for h in hosts),
+                (
+                    f"device {cluster.device}: /cluster/status lists {', '.join(hosts)}",
+                    "/cluster/config/qdevice: none",
+                ),
+                "add a QDevice (corosync-qnetd on a third machine: `pvecm qdevice setup ADDRESS`) "
+                "or a third host, and give each host its BMC under hosts: in fireproof.yaml",
+            )
+        )
+    return findings
+
+
 CHECKS = (
     Check(
         "FP-D1",
@@ -169,5 +197,17 @@ CHECKS = (
         "A Proxmox host with no fencing device of its own (a BMC under hosts: in "
         "fireproof.yaml): when the whole host dies, its API answers nothing (595) and no "
         "remediation can prove its VMs off. Needs fireproof.yaml.",
+    ),
+    Check(
+        "FP-D4",
+        "two-hosts-without-qdevice",
+        Severity.WARNING,
+        "failure domains",
+        ("nodes",),
+        two_hosts_without_qdevice,
+        "A Proxmox cluster of two hosts without a corosync QDevice loses quorum with either "
+        "host: the survivor's pmxcfs turns read-only, power actions fail ('cluster not ready - "
+        "no quorum?') and HA cannot fence or recover. Reads /cluster/status and "
+        "/cluster/config/qdevice through fireproof.yaml's Proxmox devices (Sys.Audit).",
     ),
 )

@@ -34,6 +34,18 @@ class Finding:
 
 
 @dataclass(frozen=True, slots=True)
+class HypervisorCluster:
+    """One Proxmox cluster as its API reports it (``/cluster/status``)."""
+
+    device: str
+    name: str | None
+    members: Mapping[str, bool]
+    """Host -> online."""
+    quorate: bool
+    qdevice: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Context:
     """What the checks know beyond the cluster's objects."""
 
@@ -44,6 +56,10 @@ class Context:
     """Node -> the Proxmox host its VM runs on, from the inventory (where it names one)."""
     host_devices: frozenset[str] | None = None
     """Hosts with their own fencing device (``hosts:``); None when no fireproof.yaml was given."""
+    hypervisors: tuple[HypervisorCluster, ...] | None = None
+    """The Proxmox clusters of fireproof.yaml's devices; None when none could be read."""
+    hypervisors_unread: str | None = None
+    """Why ``hypervisors`` is None (no device configured, or the API refused)."""
     kubeconfig: Path | None = None
     now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     stuck_after: dt.timedelta = dt.timedelta(seconds=60)

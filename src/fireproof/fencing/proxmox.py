@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import requests
@@ -69,6 +70,16 @@ def _reason(exc: ResourceException) -> str:
     if errors:
         text += " (" + "; ".join(f"{k}: {str(v).strip()}" for k, v in errors.items()) + ")"
     return text
+
+
+@dataclass(frozen=True, slots=True)
+class ProxmoxCluster:
+    name: str | None
+    """None: a standalone host (no cluster)."""
+    members: dict[str, bool]
+    """Host -> online."""
+    quorate: bool
+    qdevice: bool
 
 
 class ProxmoxFencer:
@@ -261,6 +272,25 @@ class ProxmoxFencer:
                 for r in rows
                 if r.get("type") == "qemu" and r.get("status") == "running"
             },
+        )
+
+    def cluster_facts(self) -> ProxmoxCluster:
+        """The Proxmox cluster's name, members, quorum and QDevice (``/cluster/status``,
+        ``/cluster/config/qdevice``; Sys.Audit on ``/``): what failure-domain checks need."""
+        api = self._connect()
+        rows = self._call("cluster status", api.cluster.status.get)
+        qdevice = self._call("QDevice status", api.cluster.config.qdevice.get)
+        cluster = next((r for r in rows if r.get("type") == "cluster"), None)
+        members = {
+            str(r.get("name")): bool(int(r.get("online") or 0))
+            for r in rows
+            if r.get("type") == "node"
+        }
+        return ProxmoxCluster(
+            name=str(cluster.get("name")) if cluster else None,
+            members=members,
+            quorate=bool(int(cluster.get("quorate") or 0)) if cluster else True,
+            qdevice=bool(qdevice),
         )
 
     def identify(self, machine: Machine) -> MachineIdentity:

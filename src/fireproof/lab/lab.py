@@ -74,6 +74,8 @@ class UpOptions:
     ready_timeout: float = 180.0
     own_image: str = OWN_IMAGE_REPOSITORY
     """Containers of this image repository run as real processes (fireproof's own)."""
+    qdevice: bool = False
+    """The Proxmox cluster has a corosync QDevice: a 2-host cluster keeps quorum with one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,6 +375,7 @@ class Lab:
                 f"--kubelet-version={bins.version}",
                 f"--own-image={options.own_image}",
                 *([f"--workers={options.workers}"] if options.workers is not None else []),
+                *(["--qdevice"] if options.qdevice else []),
             ],
         )
         wait_until(

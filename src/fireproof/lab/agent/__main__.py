@@ -59,7 +59,7 @@ async def run(args: argparse.Namespace) -> None:
         api_port=api_port,
         bridged_ports=(api_port, access.port),
     )
-    cluster = build_cluster(topology, profile)
+    cluster = build_cluster(topology, profile, qdevice=args.qdevice)
     record_power(cluster, paths.power_log)
     wire_power(cluster, fleet)
 
@@ -124,6 +124,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--kubelet-version", required=True)
     parser.add_argument("--own-image", default=OWN_IMAGE.repository)
+    parser.add_argument("--qdevice", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -22,7 +22,7 @@ from fireproof.lab.proxmox.model import Cluster, Timings, Vm
 from fireproof.lab.topology import Topology
 
 
-def build_cluster(topology: Topology, profile: TimingProfile) -> Cluster:
+def build_cluster(topology: Topology, profile: TimingProfile, *, qdevice: bool = False) -> Cluster:
     hosts = sorted({n.hypervisor_host for n in topology.nodes})
     vms = [
         Vm(
@@ -37,7 +37,7 @@ def build_cluster(topology: Topology, profile: TimingProfile) -> Cluster:
     timings = Timings(
         profile.vm_task_seconds, profile.ha_stop_delay_seconds, profile.dead_host_status_seconds
     )
-    return Cluster(hosts, vms, timings)
+    return Cluster(hosts, vms, timings, name=topology.name, qdevice=qdevice)
 
 
 def wire_power(cluster: Cluster, fleet: Fleet) -> None:

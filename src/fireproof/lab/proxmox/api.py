@@ -220,6 +220,54 @@ def _vm_summary(vm: Any) -> dict[str, Any]:
     }
 
 
+async def cluster_status(request: web.Request) -> web.Response:
+    """pve-cluster's ``/cluster/status``: the cluster (name, quorate) and each member (online),
+    from pmxcfs's membership; Sys.Audit on ``/``."""
+    cluster = request.app[CLUSTER_KEY]
+    _require(request, "Sys.Audit", "/")
+    out: list[dict[str, Any]] = [
+        {
+            "type": "cluster",
+            "id": "cluster",
+            "name": cluster.name,
+            "nodes": len(cluster.hosts),
+            "quorate": int(cluster.quorate),
+            "version": len(cluster.hosts) + 1,
+        }
+    ]
+    out += [
+        {
+            "type": "node",
+            "id": f"node/{host}",
+            "name": host,
+            "nodeid": number,
+            "online": int(cluster.online(host)),
+            "local": int(number == 1),
+            "level": "",
+            "ip": f"192.0.2.{200 + number}",
+        }
+        for number, host in enumerate(cluster.hosts, 1)
+    ]
+    return _data(out)
+
+
+async def qdevice_status(request: web.Request) -> web.Response:
+    """``/cluster/config/qdevice``: an empty object without a QDevice (no corosync-qdevice
+    socket), else the fields corosync-qdevice-tool reports."""
+    cluster = request.app[CLUSTER_KEY]
+    _require(request, "Sys.Audit", "/")
+    if not cluster.qdevice:
+        return _data({})
+    return _data(
+        {
+            "Algorithm": "Fifty-Fifty split",
+            "State": "Connected",
+            "QNetd host": "192.0.2.250:5403",
+            "Tie-breaker": "Node with lowest node ID",
+        }
+    )
+
+
 async def cluster_resources(request: web.Request) -> web.Response:
     cluster = request.app[CLUSTER_KEY]
     identity: Identity = request[IDENTITY]
@@ -449,6 +497,8 @@ def make_app(cluster: Cluster, auth: Authenticator) -> web.Application:
     r.add_get(f"{p}/version", version)
     r.add_get(f"{p}/nodes", nodes)
     r.add_get(f"{p}/cluster/resources", cluster_resources)
+    r.add_get(f"{p}/cluster/status", cluster_status)
+    r.add_get(f"{p}/cluster/config/qdevice", qdevice_status)
     r.add_get(f"{p}/cluster/ha/resources", ha_resources)
     r.add_get(f"{p}/nodes/{{node}}/qemu", node_qemu)
     r.add_get(f"{p}/nodes/{{node}}/qemu/{{vmid}}/status/current", vm_status)

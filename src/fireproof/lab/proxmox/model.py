@@ -140,8 +140,20 @@ class Timings:
 
 
 class Cluster:
-    def __init__(self, hosts: list[str], vms: list[Vm], timings: Timings) -> None:
+    def __init__(
+        self,
+        hosts: list[str],
+        vms: list[Vm],
+        timings: Timings,
+        *,
+        name: str = "lab",
+        qdevice: bool = False,
+    ) -> None:
         self.hosts = hosts
+        self.name = name
+        """The cluster's name (``/cluster/status``): the CCM's region label."""
+        self.qdevice = qdevice
+        """A corosync QDevice (an external vote): a 2-host cluster keeps quorum with one host."""
         self.vms = {vm.vmid: vm for vm in vms}
         self.timings = timings
         self.tasks: dict[str, Task] = {}
@@ -201,6 +213,25 @@ class Cluster:
         if dead := self.fault(FaultKind.HOST_UNREACHABLE, host=host):
             # pveproxy proxies the request to the host and reports AnyEvent's socket error.
             raise PveError(595, "No route to host", delay=min(dead.seconds, 30.0))
+
+    def online(self, host: str) -> bool:
+        return self.host_dead_since(host) is None
+
+    @property
+    def quorate(self) -> bool:
+        """corosync's votequorum: one vote per host, one more for a QDevice, which votes with
+        the side it can reach (the lab's QDevice is always reachable from the survivors)."""
+        votes = sum(1 for h in self.hosts if self.online(h))
+        expected = len(self.hosts)
+        if self.qdevice and len(self.hosts) > 1:
+            votes, expected = votes + (1 if votes else 0), expected + 1
+        return votes * 2 > expected
+
+    def check_quorum(self) -> None:
+        """pmxcfs is read-only without quorum: qemu-server refuses every power action
+        (PVE::Cluster::check_cfs_quorum)."""
+        if not self.quorate:
+            raise PveError(500, "cluster not ready - no quorum?")
 
     def host_dead_since(self, host: str) -> float | None:
         dead = self.fault(FaultKind.HOST_UNREACHABLE, host=host)
@@ -313,6 +344,7 @@ class Cluster:
         the worker: the request gets a UPID and the task ends with the error.
         """
         vm = self.vm_on(host, vmid)
+        self.check_quorum()
         if vm.template and action == "start":
             raise PveError(500, "you can't start a vm if it's a template")
         now = time.time()
