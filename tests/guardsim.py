@@ -25,6 +25,7 @@ from fireproof.config import (
 )
 from fireproof.fencing import FencingError, Machine, MachineIdentity, PowerPoll, PowerState
 from fireproof.guard import Guard, GuardMetrics, NodeView, PolicySettings
+from fireproof.guard.topology import ZONE
 from fireproof.inventory import Inventory, build_inventory
 from fireproof.kube import KubeConflictError
 from fireproof.kube.cache import AttachmentFacts, CacheView, node_facts
@@ -81,8 +82,11 @@ class FakeApi:
 
             raise KubeUnreachableError("cannot reach the API server: connection refused")
 
-    def add_node(self, name: str, *, control_plane: bool = False, uuid: str = "") -> None:
-        labels = {"kubernetes.io/hostname": name}
+    def add_node(
+        self, name: str, *, control_plane: bool = False, uuid: str = "", zone: str | None = "pve-01"
+    ) -> None:
+        # The zone a CCM (or the lab's kubelets) would have set: guard leaves it alone.
+        labels = {"kubernetes.io/hostname": name, **({ZONE: zone} if zone else {})}
         if control_plane:
             labels["node-role.kubernetes.io/control-plane"] = ""
         self.nodes[name] = {
@@ -158,6 +162,15 @@ class FakeApi:
             meta["annotations"][key] = value
         meta["resourceVersion"] = self._bump()
         self.writes.append(f"annotate {node}")
+        return self.node(node)
+
+    def set_labels(self, node: str, labels: dict[str, str], annotations: dict[str, str]) -> Node:
+        self._up()
+        meta = self.nodes[node]["metadata"]
+        meta.setdefault("labels", {}).update(labels)
+        meta["annotations"].update(annotations)
+        meta["resourceVersion"] = self._bump()
+        self.writes.append(f"label {node}")
         return self.node(node)
 
     def cordon(self, node: str, mark: str) -> None:
@@ -360,13 +373,13 @@ class World:
     def __post_init__(self) -> None:
         self.api = FakeApi(self.clock)
 
-    def add(self, name: str, *, control_plane: bool = False) -> None:
+    def add(self, name: str, *, control_plane: bool = False, zone: str | None = "pve-01") -> None:
         vmid = 200 + len(self.vmids) + 1
         uuid = f"00000000-0000-4000-8000-{vmid:012d}"
         self.vmids[name] = vmid
         self.pve.power[vmid] = PowerState.ON
         self.pve.uuids[vmid] = uuid
-        self.api.add_node(name, control_plane=control_plane, uuid=uuid)
+        self.api.add_node(name, control_plane=control_plane, uuid=uuid, zone=zone)
 
     def config(self) -> Config:
         nodes = {

@@ -143,6 +143,11 @@ def test_a_host_power_cut_moves_traefik_and_postgres_with_no_human_step(
         assert f"host {HOST} verified off via bmc-{HOST}" in fence["message"]
     assert "storm" not in guard.log()
     assert _ipmitool_power(lab, HOST) == "Chassis Power is off"
+    # guard keeps the Proxmox CCM's topology labels: the lab set the zone (left alone), guard
+    # added the region, the Proxmox cluster's name.
+    labels = lab.kubectl_json("get", "node", "tazlab-worker-01")["metadata"]["labels"]
+    assert labels["topology.kubernetes.io/zone"] == "pve-01"
+    assert labels["topology.kubernetes.io/region"] == "tazlab"
     # The host comes back: its nodes boot, rejoin and guard clears its taints and cordons.
     assert lab.cli("lab", "host-on", HOST).returncode == 0
     with guards(config, tmp_path):

@@ -345,3 +345,21 @@ def test_an_internal_error_is_said_with_its_cause_counted_and_makes_guard_unread
     guard.observer.inventory = world.inventory
     world.run([guard], 1)
     assert guard.metrics.failing_looks == 0
+
+
+def test_the_leader_writes_a_missing_zone_label_once_and_the_dry_run_never() -> None:
+    world = _world()
+    world.add("w9", zone=None)
+    assert "topology.kubernetes.io/zone" not in world.api.nodes["w9"]["metadata"]["labels"]
+    world.guard("guard-dry", dry_run=True).safe_tick()
+    assert "label w9" not in world.api.writes
+    guard = world.guard()
+    guard.safe_tick()
+    guard.safe_tick()
+    labels = world.api.nodes["w9"]["metadata"]["labels"]
+    assert labels["topology.kubernetes.io/zone"] == "pve-01"  # the inventory's host
+    assert world.api.annotations("w9")["fireproof.io/topology-labels"] == (
+        "topology.kubernetes.io/zone"
+    )
+    assert world.api.writes.count("label w9") == 1  # the cache saw its own write
+    assert [w for w in world.api.writes if w.startswith("label")] == ["label w9"]

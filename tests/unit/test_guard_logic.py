@@ -358,3 +358,21 @@ def test_bad_metrics_addresses_are_one_clear_error(text: str) -> None:
 
     with pytest.raises(UsageError, match="--metrics-address"):
         parse_address(text)
+
+
+def test_topology_labels_are_set_when_absent_and_changed_only_when_guard_owns_them() -> None:
+    from fireproof.guard.topology import OWNED, REGION, ZONE, owned_after, topology_patch
+
+    assert topology_patch({}, {}, "pve-01", "tazlab") == {ZONE: "pve-01", REGION: "tazlab"}
+    # The same values already there (a CCM's): nothing to write.
+    ccm = {ZONE: "pve-01", REGION: "tazlab"}
+    assert topology_patch(ccm, {}, "pve-01", "tazlab") == {}
+    # A value someone else wrote is never overwritten, even when the inventory disagrees.
+    assert topology_patch({ZONE: "rack-a"}, {}, "pve-02", None) == {}
+    # Its own label follows the VM to another host.
+    mine = {OWNED: f"{REGION},{ZONE}"}
+    assert topology_patch({ZONE: "pve-01"}, mine, "pve-02", None) == {ZONE: "pve-02"}
+    assert owned_after({}, {REGION: "tazlab"}) == REGION
+    assert owned_after(mine, {ZONE: "pve-02"}) == f"{REGION},{ZONE}"
+    # No host known: nothing said about the zone.
+    assert topology_patch({}, {}, None, None) == {}

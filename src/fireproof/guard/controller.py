@@ -32,6 +32,7 @@ from fireproof.guard.observe import (
 from fireproof.guard.policy import Act, Forget, PolicySettings, Refuse, Wait, decide
 from fireproof.guard.record import ACTIVE_PHASES, PAUSE_ANNOTATION
 from fireproof.guard.report import DryRunReport
+from fireproof.guard.topology import OWNED
 from fireproof.heal import Journal
 from fireproof.heal.endpoints import apply_endpoints, plan_endpoints
 from fireproof.inventory import Inventory
@@ -163,8 +164,24 @@ class Guard:
                 return
             except FireproofError as exc:
                 log.error("%s: %s", name, exc.message)
+        self._relabel(observation)
         if g.repair_api_endpoints:
             self._repair_endpoints()
+
+    def _relabel(self, observation: Observation) -> None:
+        """Keep the topology labels (zone = Proxmox host, region = cluster) on every node."""
+        for name, view in sorted(observation.nodes.items()):
+            if not view.relabel:
+                continue
+            try:
+                annotations = {OWNED: view.relabel_owned}
+                node = self.cluster.set_labels(name, dict(view.relabel), annotations)
+            except FireproofError as exc:
+                self.notices.once(name, "labels", log.warning, f"labels: {exc.message}")
+                continue
+            if self.wrote_node is not None:
+                self.wrote_node(node)
+            log.info("%s: %s", name, ", ".join(f"{k}={v}" for k, v in view.relabel.items()))
 
     # -- leading and looking ------------------------------------------------------------------
 

@@ -10,7 +10,8 @@ Three signals, strongest first:
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from fireproof.config import GuardConfig
 from fireproof.fencing import Machine, PowerState
@@ -53,6 +54,10 @@ class NodeView:
     """The host's own fencing device (``hosts:`` in fireproof.yaml), for this node."""
     vm_uptime: int | None = None
     """Seconds since the running VM started, from the poll (None: not running or unknown)."""
+    relabel: Mapping[str, str] = field(default_factory=dict)
+    """Topology labels to write (zone = Proxmox host, region = Proxmox cluster)."""
+    relabel_owned: str = ""
+    """The ownership annotation's value once ``relabel`` is written."""
 
     @property
     def domain(self) -> str:

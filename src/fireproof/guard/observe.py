@@ -30,6 +30,7 @@ from fireproof.guard.detect import NodeView, suspicion
 from fireproof.guard.metrics import GuardMetrics
 from fireproof.guard.notices import Notices
 from fireproof.guard.record import ANNOTATION, EXCLUDE_LABEL, PAUSE_ANNOTATION, Reason, Remediation
+from fireproof.guard.topology import owned_after, topology_patch
 from fireproof.inventory import Inventory, InventoryError
 from fireproof.kube.cache import CacheView
 
@@ -140,6 +141,8 @@ class Observer:
     """Proxmox host -> the device that fences the host itself (its BMC)."""
     _inventory: Inventory | None = field(default=None, init=False)
     _inventory_at: float = field(default=0.0, init=False)
+    _regions: dict[str, str | None] = field(default_factory=dict, init=False)
+    """Device -> its Proxmox cluster's name, read with each inventory refresh."""
 
     def look(self, suspected_since: Mapping[str, float] | None = None) -> list[NodeView]:
         """The node views of one look. ``suspected_since`` (from the last look) spares the
@@ -161,6 +164,12 @@ class Observer:
         for name in names:
             facts = cache.nodes[name]
             machine, problem, source = _mapping(inventory, name)
+            relabel = topology_patch(
+                facts.labels,
+                facts.annotations,
+                machine.host if machine else None,
+                self._regions.get(machine.device) if machine else None,
+            )
             poll = power.get(name, _UNPOLLED)
             state = poll.state
             record = Remediation.from_annotation(facts.annotations.get(ANNOTATION))
@@ -194,6 +203,8 @@ class Observer:
                     host_down=poll.host_down,
                     host_machine=self._host_machine(name, machine),
                     vm_uptime=poll.uptime,
+                    relabel=relabel,
+                    relabel_owned=owned_after(facts.annotations, relabel),
                 )
             )
         return views
@@ -219,11 +230,22 @@ class Observer:
         try:
             self._inventory = self.inventory(names)
             self._inventory_at = now
+            self._read_regions(self._inventory)
         except FireproofError as exc:
             if self._inventory is None:
                 raise
             log.warning("inventory not refreshed, using the last one: %s", exc.message)
         return self._inventory
+
+    def _read_regions(self, inventory: Inventory) -> None:
+        """Each device's Proxmox cluster name (the region label), when the device tells it."""
+        devices = {e.machine.device for e in inventory.entries.values() if e.machine}
+        for device in devices:
+            try:
+                reader = getattr(self.fencer(device), "cluster_facts", None)
+                self._regions[device] = reader().name if callable(reader) else None
+            except FireproofError as exc:
+                self.notices.once(device, "region", log.info, f"no region label: {exc.message}")
 
     def _poll(self, inventory: Inventory, names: list[str]) -> dict[str, NodePoll]:
         """node -> what the poll says of it: one poll per device that can read all its machines."""

@@ -313,6 +313,13 @@ class Cluster:
             result: Node = self.client.patch(Node, node, patch)
         return result
 
+    def set_labels(self, node: str, labels: dict[str, str], annotations: dict[str, str]) -> Node:
+        """Merge ``labels`` and ``annotations`` into the Node's (one patch)."""
+        patch = {"metadata": {"labels": labels, "annotations": annotations}}
+        with self._guard():
+            result: Node = self.client.patch(Node, node, patch)
+        return result
+
     def add_taint(self, node: str, key: str, value: str, effect: str) -> bool:
         """Add the taint unless present; returns whether it was added."""
         current = self.node(node)
