@@ -15,14 +15,17 @@ from fireproof.cli import exitcodes
 from fireproof.cli.context import load_target, target_options
 from fireproof.cli.fence import confirm_or_abort
 from fireproof.cli.render import emit_json, progress, table, terminal_safe
-from fireproof.errors import UsageError
+from fireproof.errors import NotFoundError, UsageError
 from fireproof.files import RUN_DOCUMENT_LIMIT, read_text
 from fireproof.jsontext import dumps
 
 if TYPE_CHECKING:  # the drill engine and its clients load when a drill runs, not for --help
     from fireproof.drill import LabHooks, SpecError
-    from fireproof.drill.spec import ProxmoxFaultSpec
+    from fireproof.drill.spec import DrillSpec, ProxmoxFaultSpec
     from fireproof.fencing import Machine
+    from fireproof.wiring import Target
+
+GAME_DAY_SCHEMA = "https://fireproof.dev/schemas/drill-game-day-1.json"
 
 
 @click.group()
@@ -84,7 +87,8 @@ def _write(path: Path, text: str) -> None:
     progress(f"wrote {path}")
 
 
-def _read_run(path: Path) -> dict[str, Any]:
+def _read_runs(path: Path) -> list[dict[str, Any]]:
+    """The runs of a saved document: one drill's run, or a game day's ``runs``."""
     text = read_text(path, limit=RUN_DOCUMENT_LIMIT, what="drill run document")
     try:
         doc = json.loads(text)
@@ -92,12 +96,16 @@ def _read_run(path: Path) -> dict[str, Any]:
         raise UsageError(f"{path}: not a drill run (JSON): {exc}") from None
     except RecursionError:
         raise UsageError(f"{path}: nested too deeply to be a drill run") from None
-    if not isinstance(doc, dict) or not {"spec", "timeline", "slos", "verdict"} <= set(doc):
-        raise UsageError(
-            f"{path}: not a drill run: expected the keys spec, timeline, slos, verdict"
-        )
-    _check_run_schema(path, doc)
-    return doc
+    runs: list[Any] = [doc]
+    if isinstance(doc, dict) and isinstance(doc.get("runs"), list) and doc["runs"]:
+        runs = doc["runs"]
+    for run in runs:
+        if not isinstance(run, dict) or not {"spec", "timeline", "slos", "verdict"} <= set(run):
+            raise UsageError(
+                f"{path}: not a drill run: expected the keys spec, timeline, slos, verdict"
+            )
+        _check_run_schema(path, run)
+    return runs
 
 
 def _check_run_schema(path: Path, doc: dict[str, Any]) -> None:
@@ -174,7 +182,9 @@ def _outputs(fn: Any) -> Any:
 
 @drill.command("run")
 @target_options
-@click.argument("spec_path", metavar="SPEC.yaml", type=click.Path(path_type=Path))
+@click.argument(
+    "spec_paths", metavar="SPEC.yaml...", nargs=-1, required=True, type=click.Path(path_type=Path)
+)
 @click.option(
     "--lab-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -196,7 +206,7 @@ def drill_run(
     lab: bool,
     kubeconfig: Path | None,
     context: str | None,
-    spec_path: Path,
+    spec_paths: tuple[Path, ...],
     lab_dir: Path | None,
     yes: bool,
     dry_run: bool,
@@ -207,39 +217,147 @@ def drill_run(
 ) -> None:
     """Run the drill in SPEC.yaml: fault, recovery, timeline, SLO verdicts; restore at the end.
 
-    Exit code 0 when every SLO passes, 3 when any fails (like `doctor --fail-on`), 2 for a
-    spec that cannot run as written (nothing is touched). Ctrl-C still restores.
+    Several specs make a game day: they run in order, each starting from the steady state the
+    one before restored (nodes Ready and untainted, the workloads with all replicas Ready),
+    with one combined verdict and report.
+
+    Exit code 0 when every SLO passes, 3 when any fails (like `doctor --fail-on`), 4 when a
+    drill could not start (no steady state within 180 s), 2 for a spec that cannot run as
+    written (nothing is touched). Ctrl-C still restores.
     """
     from fireproof.drill.spec import SpecError, load_spec
+    from fireproof.drill.steady import DrillNotStarted
 
     _check_writable(save=save, html=html, junit=junit)  # before the fault, not after it
     try:
-        spec = load_spec(spec_path)  # a bad spec is said before the engine loads
-        from fireproof.drill import DrillRunner, plan_drill
-
+        specs = [load_spec(path) for path in spec_paths]  # every spec is checked before any runs
         target = load_target(config_path, lab, kubeconfig, context)
         hooks: LabHooks | None = _LabHooks(lab_dir) if lab or lab_dir else None
-        plan = plan_drill(target, spec, hooks)
     except SpecError as exc:
         _spec_error(exc)
     quiet = output == "json"
+    runs: list[dict[str, Any]] = []
+    stopped: int | None = None
+    for spec in specs:
+        try:
+            run = _one_drill(target, spec, hooks, yes=yes, dry_run=dry_run, quiet=quiet)
+        except SpecError as exc:
+            if not runs:
+                _spec_error(exc)
+            click.echo(f"error: {exc.message}", err=True)
+            stopped = exitcodes.USAGE
+            break
+        except DrillNotStarted as exc:
+            click.echo(f"error: {exc.message}", err=True)
+            if exc.hint:
+                click.echo(f"hint: {exc.hint}", err=True)
+            stopped = exitcodes.NOT_STARTED
+            break
+        if run is None:  # a dry run
+            continue
+        runs.append(run)
+        if run["interrupted"]:
+            break
+    if not runs:
+        if stopped is not None:
+            sys.exit(stopped)
+        return
+    _finish(runs, save=save, html=html, junit=junit, quiet=quiet, stopped=stopped)
+
+
+def _one_drill(
+    target: Target,
+    spec: DrillSpec,
+    hooks: LabHooks | None,
+    *,
+    yes: bool,
+    dry_run: bool,
+    quiet: bool,
+) -> dict[str, Any] | None:
+    """Wait for the steady state, plan, confirm, run one drill (None for a dry run)."""
+    from fireproof.drill import DrillRunner, plan_drill
+
+    if not dry_run:
+        _wait_steady_before(target, spec)
+    plan = plan_drill(target, spec, hooks)
     confirm_or_abort(plan.steps, yes or dry_run, f"run drill {spec.name}", err=quiet)
     if dry_run:
-        return
+        return None
     progress(f"drill {spec.name}: fault at T+0")
     # SIGTERM (a CI job cancelled) restores like Ctrl-C does.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    run = DrillRunner(target, plan, hooks, lambda line: progress(terminal_safe(line))).run()
+    return DrillRunner(target, plan, hooks, lambda line: progress(terminal_safe(line))).run()
+
+
+def _wait_steady_before(target: Target, spec: DrillSpec) -> None:
+    from fireproof.drill.steady import STEADY_TIMEOUT, DrillNotStarted, wait_steady
+
+    nodes = [t.node for t in spec.targets if t.node is not None]
+    try:
+        _waited, left = wait_steady(
+            target.cluster, spec.workloads, nodes, progress=lambda line: progress(line)
+        )
+    except NotFoundError:
+        return  # an unknown workload or node: the plan says which, with its line
+    if left:
+        raise DrillNotStarted(
+            f"drill {spec.name} did not start: no steady state within {STEADY_TIMEOUT:g} s "
+            f"({'; '.join(left)})",
+            hint="a drill starts from a healthy cluster: see `fireproof doctor`",
+        )
+
+
+def _finish(
+    runs: list[dict[str, Any]],
+    *,
+    save: Path | None,
+    html: Path | None,
+    junit: Path | None,
+    quiet: bool,
+    stopped: int | None,
+) -> None:
+    document: dict[str, Any] = runs[0] if len(runs) == 1 else _game_day(runs)
     if save is not None:
-        _write(save, dumps(run, indent=2) + "\n")
-    _write_outputs([run], html, junit)
+        _write(save, dumps(document, indent=2) + "\n")
+    _write_outputs(runs, html, junit)
     if quiet:
-        emit_json(run)
+        emit_json(document)
     else:
-        _print_run(run)
-    if run["interrupted"]:
+        for run in runs:
+            _print_run(run)
+        if len(runs) > 1:
+            _print_game_day(document)
+    if any(r["interrupted"] for r in runs):
         sys.exit(exitcodes.INTERRUPTED)
-    sys.exit(exitcodes.OK if run["verdict"] == "pass" else exitcodes.FINDINGS)
+    if stopped is not None:
+        sys.exit(stopped)
+    sys.exit(exitcodes.OK if all(r["verdict"] == "pass" for r in runs) else exitcodes.FINDINGS)
+
+
+def _game_day(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "$schema": GAME_DAY_SCHEMA,
+        "runs": runs,
+        "seconds": round(sum(float(r["seconds"]) for r in runs), 1),
+        "verdict": "pass" if all(r["verdict"] == "pass" for r in runs) else "fail",
+    }
+
+
+def _print_game_day(document: dict[str, Any]) -> None:
+    click.echo("\ngame day:")
+    rows = [
+        (
+            terminal_safe(r["spec"]["name"]),
+            r["spec"]["fault"],
+            r["spec"]["recovery"],
+            f"{sum(1 for s in r['slos'] if s['passed'])}/{len(r['slos'])}",
+            f"{r['seconds']:g}",
+            r["verdict"],
+        )
+        for r in document["runs"]
+    ]
+    click.echo(table(["DRILL", "FAULT", "RECOVERY", "SLOS PASSED", "SECONDS", "VERDICT"], rows))
+    click.echo(f"verdict: {document['verdict']} ({document['seconds']:g} s)")
 
 
 def _check_writable(**paths: Path | None) -> None:
@@ -262,13 +380,18 @@ def _check_writable(**paths: Path | None) -> None:
 @click.argument("run_path", metavar="RUN.json", type=click.Path(path_type=Path))
 @_outputs
 def drill_report(run_path: Path, output: str, html: Path | None, junit: Path | None) -> None:
-    """Render a saved run (`drill run --save` or `-o json`) again: text, JSON, HTML, JUnit."""
-    run = _read_run(run_path)
-    _write_outputs([run], html, junit)
+    """Render a saved run (`drill run --save` or `-o json`) again: text, JSON, HTML, JUnit.
+    A game day's document renders every drill and the summary."""
+    runs = _read_runs(run_path)
+    _write_outputs(runs, html, junit)
+    document = runs[0] if len(runs) == 1 else _game_day(runs)
     if output == "json":
-        emit_json(run)
-    else:
+        emit_json(document)
+        return
+    for run in runs:
         _print_run(run)
+    if len(runs) > 1:
+        _print_game_day(document)
 
 
 def _ratio(ratio: float | None, at_least: float | None) -> str:
@@ -291,7 +414,7 @@ def drill_compare(
         raise click.UsageError("give at least two runs to compare")
     from fireproof.report import compare_runs
 
-    runs = [_read_run(p) for p in run_paths]
+    runs = [run for p in run_paths for run in _read_runs(p)]
     _write_outputs(runs, html, junit)
     comparison = compare_runs(runs)
     if output == "json":

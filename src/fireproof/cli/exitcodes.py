@@ -7,4 +7,6 @@ USAGE = 2
 """Bad flags or arguments (click's own convention)."""
 FINDINGS = 3
 """`doctor --fail-on`: findings at or above the threshold exist."""
+NOT_STARTED = 4
+"""`drill run`: a drill could not start (the cluster never reached its steady state)."""
 INTERRUPTED = 130

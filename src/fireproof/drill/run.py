@@ -21,6 +21,7 @@ from fireproof.drill.plan import (
     describe_error,
 )
 from fireproof.drill.spec import Fault, Recovery, SloKind
+from fireproof.drill.steady import STEADY_TIMEOUT, wait_steady
 from fireproof.drill.timeline import Entry, Observer
 from fireproof.drill.verdict import SloResult, evaluate
 from fireproof.errors import TransientError
@@ -87,6 +88,7 @@ class DrillRunner:
         self._restorer: threading.Thread | None = None
         self._restore_lock = threading.Lock()
         self._restored = False
+        self.steady_seconds: float | None = None
 
     def _show(self, entry: Entry) -> None:
         self.progress(f"  T+{entry.t:7.1f}s  {entry.phase:<26} {entry.object}  {entry.evidence}")
@@ -115,6 +117,7 @@ class DrillRunner:
             try:
                 if spec.restore:
                     self._restore()
+                    self._back_to_steady()
                 self._clear_lab_faults()
             finally:
                 watcher.stop()
@@ -305,6 +308,25 @@ class DrillRunner:
                 self.restore_notes.append(note)
                 self.progress(f"  {note}")
 
+    def _back_to_steady(self) -> None:
+        """The restore ends when the cluster is as the drill found it: nodes Ready and
+        untainted, every workload it named with all its replicas Ready (a game day's next drill
+        starts from there)."""
+        waited, left = wait_steady(
+            self.target.cluster,
+            [ref for ref, _selector in self.plan.workloads.values()],
+            [n.node for n in self.plan.nodes],
+            progress=self.progress,
+            clock=self.clock,
+        )
+        self.steady_seconds = round(waited, 1)
+        if left:
+            note = f"not back to the steady state within {STEADY_TIMEOUT:g} s: {'; '.join(left)}"
+            self.restore_notes.append(note)
+            self.progress(f"  {note}")
+        else:
+            self.progress(f"  steady state again after {waited:.1f} s")
+
     def _restore_host(self, host: HostTarget) -> None:
         """Power the host back: its VMs start as after any power loss (``onboot``)."""
         if self.plan.spec.fault is Fault.HOST_HANG:
@@ -357,7 +379,11 @@ class DrillRunner:
             "timeline": [e.as_dict() for e in timeline],
             "slos": [r.as_dict() for r in results],
             "recovery": {"mode": self.plan.spec.recovery.value, "errors": self.recovery.errors},
-            "restore": {"done": self.plan.spec.restore, "problems": self.restore_notes},
+            "restore": {
+                "done": self.plan.spec.restore,
+                "problems": self.restore_notes,
+                "steady_seconds": self.steady_seconds,
+            },
             "interrupted": self.interrupted,
             "seconds": round(elapsed, 1),
             "verdict": "pass" if passed else "fail",

@@ -217,6 +217,32 @@ class Cluster:
         selector = workload.spec.selector if workload.spec else None
         return dict(selector.matchLabels or {}) if selector is not None else {}
 
+    def workload_readiness(self, namespace: str, kind: str, name: str) -> tuple[int, int]:
+        """(ready, wanted) replicas of a Deployment or StatefulSet, or a DaemonSet's ready and
+        desired pods (NotFoundError if it does not exist)."""
+        resources: dict[str, Any] = {
+            "deployment": Deployment,
+            "statefulset": StatefulSet,
+            "daemonset": DaemonSet,
+        }
+        resource = resources.get(kind.lower())
+        if resource is None:
+            raise UsageError(f"unknown workload kind {kind!r} (known: {', '.join(resources)})")
+        try:
+            with self._guard():
+                workload: Any = self.client.get(resource, name, namespace=namespace)
+        except KubeNotFoundError:
+            raise NotFoundError(f"{kind.lower()} {namespace}/{name} not found") from None
+        status = workload.status
+        if resource is DaemonSet:
+            return (
+                (status.numberReady or 0, status.desiredNumberScheduled or 0) if status else (0, 0)
+            )
+        wanted = (
+            workload.spec.replicas if workload.spec and workload.spec.replicas is not None else 1
+        )
+        return (status.readyReplicas or 0) if status else 0, wanted
+
     def replicaset_replicas(self, namespace: str, name: str) -> int | None:
         try:
             with self._guard():
