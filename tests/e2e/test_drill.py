@@ -417,3 +417,68 @@ def test_a_reboot_quicker_than_notready_still_counts_as_ready_again(
     assert _first(run, "vm-off") < _first(run, "node-ready")
     assert run["slos"][0]["passed"] is True
     assert _restored(dlab, run["targets"][0]["node"])
+
+
+def test_a_game_day_runs_two_drills_back_to_back_from_steady_state(
+    dlab: LabHandle, tmp_path: Path
+) -> None:
+    """Two power-offs of Traefik's node in one `drill run`, guard recovering: the second starts
+    from the steady state the first restored (the pod the first moved is Running and Ready),
+    not refused for a replacement still starting."""
+    config = guard_config(dlab, tmp_path, restart_stopped=True)
+    specs = []
+    for i in (1, 2):
+        spec = tmp_path / f"day-{i}.yaml"
+        spec.write_text(
+            f"name: traefik-power-off-{i}\n"
+            "target: {running: traefik/deployment/traefik}\n"
+            "fault: power-off\n"
+            "recovery: guard\n"
+            "timeout: 120s\n"
+            "slo:\n"
+            "  - {workload: traefik/deployment/traefik, running_elsewhere_within: 60s}\n"
+            "  - {no_double_attach: true}\n"
+        )
+        specs.append(str(spec))
+    saved, junit = tmp_path / "day.json", tmp_path / "day.xml"
+    with guards(config, tmp_path):
+        done = run_cli(
+            "drill", "run", *specs, "--config", str(config), "--lab-dir", str(dlab.state_dir),
+            "--yes", "--save", str(saved), "--junit", str(junit),
+            env={"XDG_STATE_HOME": str(tmp_path / "state")}, timeout=600,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    day = json.loads(saved.read_text())
+    assert day["verdict"] == "pass"
+    assert [r["spec"]["name"] for r in day["runs"]] == [
+        "traefik-power-off-1",
+        "traefik-power-off-2",
+    ]
+    for run in day["runs"]:
+        _validate(run)
+        assert run["restore"]["problems"] == []
+        assert run["restore"]["steady_seconds"] is not None
+    # The second drill hit the node the first moved Traefik to.
+    first, second = (r["targets"][0]["node"] for r in day["runs"])
+    assert first != second
+    assert "game day:" in done.stdout
+    suites = JUnitXml.fromfile(str(junit))
+    assert len(list(suites)) == 2
+    shown = run_cli("drill", "report", str(saved))
+    assert shown.returncode == 0, shown.stderr
+    assert "verdict: pass" in shown.stdout
+
+
+def test_a_drill_that_finds_no_steady_state_does_not_start(dlab: LabHandle, tmp_path: Path) -> None:
+    node = running_pod(dlab, TRAEFIK)["spec"]["nodeName"]
+    assert dlab.kubectl("cordon", node).returncode == 0
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        f"name: cordoned\ntarget: {{node: {node}}}\nfault: power-off\nsteady_timeout: 3s\n"
+    )
+    done = run_cli("drill", "run", str(spec), "--lab", "--yes", env=_env(dlab, tmp_path))
+    assert done.returncode == 4, done.stderr
+    assert f"no steady state within 3 s (node {node} cordoned)" in done.stderr
+    assert "Traceback" not in done.stderr
+    power = json.loads(dlab.cli("lab", "status", "-o", "json").stdout)["nodes"]
+    assert all(n["power"] == "running" for n in power)  # nothing was touched

@@ -222,8 +222,8 @@ def drill_run(
     with one combined verdict and report.
 
     Exit code 0 when every SLO passes, 3 when any fails (like `doctor --fail-on`), 4 when a
-    drill could not start (no steady state within 180 s), 2 for a spec that cannot run as
-    written (nothing is touched). Ctrl-C still restores.
+    drill could not start (no steady state within its steady_timeout, 180 s by default), 2
+    for a spec that cannot run as written (nothing is touched). Ctrl-C still restores.
     """
     from fireproof.drill.spec import SpecError, load_spec
     from fireproof.drill.steady import DrillNotStarted
@@ -290,18 +290,22 @@ def _one_drill(
 
 
 def _wait_steady_before(target: Target, spec: DrillSpec) -> None:
-    from fireproof.drill.steady import STEADY_TIMEOUT, DrillNotStarted, wait_steady
+    from fireproof.drill.steady import DrillNotStarted, wait_steady
 
     nodes = [t.node for t in spec.targets if t.node is not None]
     try:
         _waited, left = wait_steady(
-            target.cluster, spec.workloads, nodes, progress=lambda line: progress(line)
+            target.cluster,
+            spec.workloads,
+            nodes,
+            timeout=spec.steady_timeout,
+            progress=lambda line: progress(line),
         )
     except NotFoundError:
         return  # an unknown workload or node: the plan says which, with its line
     if left:
         raise DrillNotStarted(
-            f"drill {spec.name} did not start: no steady state within {STEADY_TIMEOUT:g} s "
+            f"drill {spec.name} did not start: no steady state within {spec.steady_timeout:g} s "
             f"({'; '.join(left)})",
             hint="a drill starts from a healthy cluster: see `fireproof doctor`",
         )

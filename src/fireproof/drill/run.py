@@ -21,7 +21,7 @@ from fireproof.drill.plan import (
     describe_error,
 )
 from fireproof.drill.spec import Fault, Recovery, SloKind
-from fireproof.drill.steady import STEADY_TIMEOUT, wait_steady
+from fireproof.drill.steady import wait_steady
 from fireproof.drill.timeline import Entry, Observer
 from fireproof.drill.verdict import SloResult, evaluate
 from fireproof.errors import TransientError
@@ -316,12 +316,14 @@ class DrillRunner:
             self.target.cluster,
             [ref for ref, _selector in self.plan.workloads.values()],
             [n.node for n in self.plan.nodes],
+            timeout=self.plan.spec.steady_timeout,
             progress=self.progress,
             clock=self.clock,
         )
         self.steady_seconds = round(waited, 1)
         if left:
-            note = f"not back to the steady state within {STEADY_TIMEOUT:g} s: {'; '.join(left)}"
+            limit = self.plan.spec.steady_timeout
+            note = f"not back to the steady state within {limit:g} s: {'; '.join(left)}"
             self.restore_notes.append(note)
             self.progress(f"  {note}")
         else:

@@ -161,6 +161,8 @@ class DrillSpec:
     restore: bool = True
     proxmox_fault: ProxmoxFaultSpec | None = None
     path: Path | None = None
+    steady_timeout: float = 180.0
+    """How long the drill waits for its steady state, before the fault and after the restore."""
 
     @property
     def workloads(self) -> tuple[WorkloadRef, ...]:
@@ -201,7 +203,7 @@ def _slo_dict(slo: Slo) -> dict[str, Any]:
 
 
 TOP_LEVEL = {"name", "target", "targets", "fault", "recovery", "timeout", "restore", "slo"}
-TOP_LEVEL |= {"proxmox_fault"}
+TOP_LEVEL |= {"proxmox_fault", "steady_timeout"}
 
 
 def load_spec(path: Path) -> DrillSpec:
@@ -330,6 +332,7 @@ def _parse(doc: Section) -> DrillSpec:
         doc.choice("recovery", tuple(r.value for r in Recovery), Recovery.NONE.value)
     )
     timeout = _duration(doc, "timeout") or 300.0
+    steady_timeout = _duration(doc, "steady_timeout") or 180.0
     slos = [_slo(s) for s in doc.list_of_sections("slo")]
     proxmox_fault = None
     if (pf := doc.section("proxmox_fault")) is not None:
@@ -345,6 +348,7 @@ def _parse(doc: Section) -> DrillSpec:
         fault=fault,
         recovery=recovery,
         timeout=timeout,
+        steady_timeout=steady_timeout,
         slos=tuple(slos),
         restore=doc.boolean("restore", True),
         proxmox_fault=proxmox_fault,

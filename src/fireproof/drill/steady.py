@@ -15,7 +15,7 @@ from fireproof.errors import FireproofError, PermanentError
 from fireproof.kube import Cluster, node_ready
 
 STEADY_TIMEOUT = 180.0
-"""Seconds a drill waits for the steady state, before its fault and after its restore."""
+"""Seconds a drill waits for the steady state by default (``steady_timeout:`` in a spec)."""
 OUT_OF_SERVICE = "node.kubernetes.io/out-of-service"
 
 
