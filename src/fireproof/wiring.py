@@ -86,7 +86,16 @@ class Target:
             # hidden behind an unreachable cluster.
             build_inventory(self.config, [])
         names = nodes if nodes is not None else self.node_names()
-        return build_inventory(self.config, names, self._list_vms)
+        provider_ids = self._provider_ids() if self.config.inventory.discover else None
+        return build_inventory(self.config, names, self._list_vms, provider_ids)
+
+    def _provider_ids(self) -> dict[str, str]:
+        """Each node's ``spec.providerID`` (a Proxmox CCM's ``proxmox://REGION/VMID``)."""
+        return {
+            n.metadata.name: n.spec.providerID
+            for n in self.cluster.nodes()
+            if n.metadata and n.metadata.name and n.spec and n.spec.providerID
+        }
 
     def node_names(self) -> list[str]:
         return sorted(

@@ -246,6 +246,19 @@ def test_a_name_shared_by_several_vms_fails_closed_and_names_them() -> None:
     assert machine.vmid == 202
 
 
+def test_a_ccm_provider_id_names_the_vm_by_its_vmid_before_its_name() -> None:
+    config = Config(path=None, inventory=InventoryConfig(discover=("pve",)))
+    # The VM kept an old name; the Proxmox CCM's providerID names it by VMID.
+    vms = [VmInfo("old-name", "pve-02", 204), VmInfo("w2", "pve-01", 202)]
+    ids = {"w1": "proxmox://tazlab/204", "w2": "proxmox://tazlab/999", "w3": "aws:///i-1"}
+    inv = build_inventory(config, ["w1", "w2", "w3"], lambda _d: vms, ids)
+    w1, w2 = inv.entries["w1"], inv.entries["w2"]
+    assert (w1.source, w1.machine) == ("provider-id:pve", Machine("w1", "pve", "pve-02", 204))
+    # A providerID naming no VM of the device falls back to the name.
+    assert (w2.source, w2.machine.vmid if w2.machine else None) == ("discovery:pve", 202)
+    assert inv.entries["w3"].machine is None  # another cloud's providerID is not ours
+
+
 def test_one_vm_mapped_to_several_nodes_is_an_error_for_each(tmp_path: Path) -> None:
     state = tmp_path / "terraform.tfstate"
     state.write_text(

@@ -7,8 +7,9 @@ wrong machine "verifies off" a node that still runs and writes to its volumes.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from fireproof.config import Config
@@ -39,7 +40,8 @@ class InventoryEntry:
     node: str
     machine: Machine | None
     source: str
-    """Where the mapping came from: ``config``, ``terraform:PATH``, ``discovery:DEVICE``."""
+    """Where the mapping came from: ``config``, ``terraform:PATH``, ``provider-id:DEVICE`` (the
+    node's ``proxmox://REGION/VMID``), ``discovery:DEVICE`` (the VM's name)."""
     problem: str | None = None
     """Why the mapping must not be used (ambiguous name, one VM for several nodes)."""
 
@@ -73,8 +75,15 @@ class Inventory:
         return [e for e in self.entries.values() if e.problem]
 
 
+PROVIDER_ID = re.compile(r"proxmox://(?P<region>[^/]+)/(?P<vmid>[0-9]+)")
+"""The Proxmox cloud-controller-manager's ``spec.providerID``: ``proxmox://REGION/VMID``."""
+
+
 def build_inventory(
-    config: Config, nodes: Iterable[str], list_vms: VmLister | None = None
+    config: Config,
+    nodes: Iterable[str],
+    list_vms: VmLister | None = None,
+    provider_ids: Mapping[str, str] | None = None,
 ) -> Inventory:
     wanted = list(nodes)
     found: dict[str, InventoryEntry] = {}
@@ -99,8 +108,18 @@ def build_inventory(
     if missing and list_vms is not None:
         for device in config.inventory.discover:
             listed_vms: dict[str, list[VmInfo]] = defaultdict(list)
+            by_vmid: dict[int, VmInfo] = {}
             for info in list_vms(device):
                 listed_vms[info.name].append(info)
+                by_vmid[info.vmid] = info
+            # A CCM's providerID names the VM by its VMID: stronger than its name.
+            for node in missing:
+                match = PROVIDER_ID.fullmatch((provider_ids or {}).get(node, ""))
+                named = by_vmid.get(int(match["vmid"])) if match else None
+                if named is None or node in found:
+                    continue
+                machine = Machine(node, device, named.host, named.vmid)
+                found[node] = InventoryEntry(node, machine, f"provider-id:{device}")
             for node in missing:
                 candidates = listed_vms.get(node, [])
                 if not candidates or node in found:
