@@ -482,3 +482,31 @@ def test_a_drill_that_finds_no_steady_state_does_not_start(dlab: LabHandle, tmp_
     assert "Traceback" not in done.stderr
     power = json.loads(dlab.cli("lab", "status", "-o", "json").stdout)["nodes"]
     assert all(n["power"] == "running" for n in power)  # nothing was touched
+
+
+def test_scaling_traefik_on_rwo_fails_as_doctor_predicts_and_is_scaled_back(
+    dlab: LabHandle, tmp_path: Path
+) -> None:
+    spec = tmp_path / "scale.yaml"
+    spec.write_text(
+        (REPO / "drills/traefik-scale-rwo.yaml")
+        .read_text()
+        .replace("timeout: 120s", "timeout: 45s")
+        .replace("ready_within: 60s", "ready_within: 25s")
+    )
+    done, run = _drill(dlab, tmp_path, spec)
+    assert done.returncode == 3, done.stderr
+    _validate(run)
+    assert "doctor predicts it fails (FP-R3/FP-R4)" in done.stderr + done.stdout
+    phases = _phases(run)
+    assert phases[:2] == ["fault", "scaled"]
+    assert "replica-created" in phases
+    assert "failed-attach-volume" in phases
+    assert "workload-ready" not in phases
+    (slo,) = run["slos"]
+    assert slo["kind"] == "ready_within"
+    assert slo["passed"] is False
+    assert run["restore"]["problems"] == []
+    deployment = dlab.kubectl_json("get", "deployment", "-n", "traefik", "traefik")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["status"].get("readyReplicas") == 1

@@ -12,7 +12,16 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from fireproof.clock import SYSTEM_CLOCK, Clock, utc_now
-from fireproof.drill.spec import DrillSpec, Fault, ProxmoxFaultSpec, Recovery, SpecError, TargetSpec
+from fireproof.drill.spec import (
+    DrillSpec,
+    Fault,
+    ProxmoxFaultSpec,
+    Recovery,
+    SloKind,
+    SpecError,
+    TargetSpec,
+    WorkloadRef,
+)
 from fireproof.errors import FireproofError, NotFoundError, PermanentError
 from fireproof.fencing import Fencer, Machine
 from fireproof.heal.node import prove_identity
@@ -71,6 +80,19 @@ class DrillPlan:
     steps: list[str]
     hosts: list[HostTarget] = field(default_factory=list)
     """For host faults: the hosts taken down (``nodes`` are every node on them)."""
+    scale: ScaleTarget | None = None
+    """For ``fault: scale``: the workload, its replicas before, the count it is scaled to."""
+    wanted: dict[str, int] = field(default_factory=dict)
+    """label -> the Ready replicas that make each workload whole (``ready_within``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScaleTarget:
+    ref: WorkloadRef
+    before: int
+    to: int
+    single_node_claims: tuple[str, ...]
+    """Its ReadWriteOnce claims: more than one replica cannot all mount them (FP-R3/R4)."""
 
 
 def _refuse(target: TargetSpec, why: str, hint: str | None = None) -> SpecError:
@@ -112,6 +134,15 @@ def plan_drill(
         if not selector:
             raise SpecError(f"{ref.where}: {ref.label} has no matchLabels selector to follow")
         workloads[ref.label] = (ref, selector)
+    wanted = {
+        slo.workload.label: cluster.workload_readiness(
+            slo.workload.namespace, slo.workload.kind, slo.workload.name
+        )[1]
+        for slo in spec.slos
+        if slo.kind is SloKind.READY and slo.workload is not None
+    }
+    if spec.fault is Fault.SCALE:
+        return _plan_scale(target, spec, workloads, wanted, lab, clock)
     names: dict[str, TargetSpec] = {}
     hosts: list[HostTarget] = []
     if spec.fault.on_host:
@@ -168,7 +199,55 @@ def plan_drill(
         "nodes": len(all_nodes),
         "started": utc_now(clock).isoformat(timespec="seconds"),
     }
-    return DrillPlan(spec, nodes, workloads, environment, _steps(spec, nodes, hosts), hosts)
+    plan = DrillPlan(spec, nodes, workloads, environment, _steps(spec, nodes, hosts), hosts)
+    plan.wanted = wanted
+    return plan
+
+
+def _plan_scale(
+    target: Target,
+    spec: DrillSpec,
+    workloads: dict[str, tuple[Any, dict[str, str]]],
+    wanted: dict[str, int],
+    lab: LabHooks | None,
+    clock: Clock,
+) -> DrillPlan:
+    """A workload scaled: no node, no machine; the plan says whether doctor predicts it fails."""
+    if spec.recovery is not Recovery.NONE:
+        raise SpecError(
+            f"{spec.path}: fault: scale has nothing to recover: use recovery: none",
+            hint="the restore sets the replica count back",
+        )
+    cluster = target.cluster
+    ref = spec.targets[0].workload
+    assert ref is not None  # noqa: S101 - the spec parser requires a workload target
+    if len(spec.targets) != 1:
+        raise SpecError(f"{spec.path}: fault: scale takes one target")
+    ready, before = cluster.workload_readiness(ref.namespace, ref.kind, ref.name)
+    assert spec.replicas is not None  # noqa: S101 - the spec parser requires it with scale
+    claims = tuple(cluster.single_node_claims(ref.kind, ref.namespace, ref.name))
+    wanted = {**wanted, ref.label: spec.replicas}
+    scale = ScaleTarget(ref, before, spec.replicas, claims)
+    steps = [f"scale {ref.label} from {before} to {spec.replicas} replicas ({ready} Ready now)"]
+    if claims and spec.replicas > 1:
+        steps.append(
+            f"doctor predicts it fails (FP-R3/FP-R4): it mounts ReadWriteOnce claim(s) "
+            f"{', '.join(claims)}, which only one node can mount; the other replicas wait in "
+            "ContainerCreating"
+        )
+    steps.append(f"watch until every SLO is decided, at most {spec.timeout:g} s")
+    if spec.restore:
+        steps.append(f"restore: scale it back to {before} replicas, wait until it is steady")
+    major, minor = cluster.server_version()
+    environment = {
+        "kubernetes": f"{major}.{minor}",
+        "server": cluster.server,
+        "lab": lab is not None,
+        "profile": lab.profile if lab is not None else None,
+        "nodes": len(cluster.nodes()),
+        "started": utc_now(clock).isoformat(timespec="seconds"),
+    }
+    return DrillPlan(spec, [], workloads, environment, steps, scale=scale, wanted=wanted)
 
 
 def _host_targets(

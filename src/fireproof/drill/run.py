@@ -37,6 +37,7 @@ from fireproof.report.phases import (
     PHASES,
     RELEASED,
     RESTORED,
+    SCALED,
     VM_OFF,
 )
 from fireproof.wiring import Target
@@ -79,6 +80,8 @@ class DrillRunner:
             nodes={n.node for n in plan.nodes},
             workloads=plan.workloads,
             on_entry=self._show,
+            scaling=plan.scale is not None,
+            want=dict(plan.wanted),
         )
         self.recovery = _Recovery()
         self.restore_notes: list[str] = []
@@ -128,7 +131,17 @@ class DrillRunner:
 
     def _inject(self) -> None:
         spec = self.plan.spec
-        if spec.fault.on_host:
+        if self.plan.scale is not None:
+            scale = self.plan.scale
+            ref = scale.ref
+            self.target.cluster.scale(ref.kind, ref.namespace, ref.name, scale.to)
+            self.observer.note(
+                self.clock.time(),
+                SCALED,
+                f"workload/{ref.label}",
+                f"replicas {scale.before} -> {scale.to}",
+            )
+        elif spec.fault.on_host:
             for host in self.plan.hosts:
                 self._host_fault(host)
         elif spec.fault is Fault.PARTITION:
@@ -213,6 +226,8 @@ class DrillRunner:
         no recovery, the nodes came back by themselves."""
         recovery = self.plan.spec.recovery
         nodes = [n.node for n in self.plan.nodes]
+        if self.plan.scale is not None:  # every replica Ready (or the timeout) ends it
+            return self.observer.whole(self.plan.scale.ref.label) is not None
         if recovery is Recovery.NONE:  # only the nodes themselves (a reboot) end it
             return all(self.observer.first(NODE_READY, f"node/{n}") is not None for n in nodes)
         if recovery is Recovery.HEAL:
@@ -293,6 +308,16 @@ class DrillRunner:
             if self._restored:
                 return
             self._restored = True
+        if self.plan.scale is not None:
+            scale = self.plan.scale
+            ref = scale.ref
+            try:
+                self.target.cluster.scale(ref.kind, ref.namespace, ref.name, scale.before)
+                self.progress(f"  {ref.label} scaled back to {scale.before}")
+            except Exception as exc:  # said loudly, and in the run document
+                note = f"{ref.label}: not scaled back to {scale.before}: {describe_error(exc)}"
+                self.restore_notes.append(note)
+                self.progress(f"  {note}")
         for host in self.plan.hosts:
             try:
                 self._restore_host(host)

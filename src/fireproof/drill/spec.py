@@ -25,6 +25,8 @@ class Fault(enum.StrEnum):
     """A whole Proxmox host powered off through its own device (its BMC, ``hosts:``)."""
     HOST_HANG = "host-hang"
     """A whole Proxmox host hung: no answer, its VMs dead, its power on (the lab only)."""
+    SCALE = "scale"
+    """A workload scaled to ``replicas:`` (the report's Traefik on RWO storage, scaled to 2)."""
 
     @property
     def on_host(self) -> bool:
@@ -86,6 +88,8 @@ class TargetSpec:
     """A Proxmox host (host faults)."""
     host_of: WorkloadRef | None = None
     """The Proxmox host of the node that runs this workload (host faults)."""
+    workload: WorkloadRef | None = None
+    """The workload itself (``fault: scale``)."""
     where: str = field(default="", compare=False)
 
     @property
@@ -96,6 +100,8 @@ class TargetSpec:
             return f"the node running {self.running.label}"
         if self.host:
             return f"host {self.host}"
+        if self.workload:
+            return self.workload.label
         return f"the host running {self.host_of.label}"  # type: ignore[union-attr]
 
     @property
@@ -109,6 +115,8 @@ class TargetSpec:
             return {"running": self.running.label}
         if self.host:
             return {"host": self.host}
+        if self.workload:
+            return {"workload": self.workload.label}
         return {"host-of": self.host_of.label}  # type: ignore[union-attr]
 
 
@@ -117,6 +125,7 @@ class SloKind(enum.StrEnum):
     MAX_UNAVAILABLE = "max_unavailable_seconds"
     NODE_READY = "node_ready_within"
     NO_DOUBLE_ATTACH = "no_double_attach"
+    READY = "ready_within"
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +146,7 @@ class Slo:
             SloKind.RUNNING_ELSEWHERE: "running elsewhere within",
             SloKind.MAX_UNAVAILABLE: "unavailable at most",
             SloKind.NODE_READY: "Ready again within",
+            SloKind.READY: "every replica Ready within",
         }[self.kind]
         return f"{subject} {words} {self.threshold:g} s"
 
@@ -163,12 +173,14 @@ class DrillSpec:
     path: Path | None = None
     steady_timeout: float = 180.0
     """How long the drill waits for its steady state, before the fault and after the restore."""
+    replicas: int | None = None
+    """``fault: scale``: the replica count the workload is scaled to."""
 
     @property
     def workloads(self) -> tuple[WorkloadRef, ...]:
         seen: dict[str, WorkloadRef] = {}
         for target in self.targets:
-            for ref in (target.running, target.host_of):
+            for ref in (target.running, target.host_of, target.workload):
                 if ref is not None:
                     seen.setdefault(ref.label, ref)
         for slo in self.slos:
@@ -203,7 +215,7 @@ def _slo_dict(slo: Slo) -> dict[str, Any]:
 
 
 TOP_LEVEL = {"name", "target", "targets", "fault", "recovery", "timeout", "restore", "slo"}
-TOP_LEVEL |= {"proxmox_fault", "steady_timeout"}
+TOP_LEVEL |= {"proxmox_fault", "steady_timeout", "replicas"}
 
 
 def load_spec(path: Path) -> DrillSpec:
@@ -258,7 +270,7 @@ def _node_name(section: Section, key: str) -> str:
     return name
 
 
-TARGET_KEYS = ("node", "running", "host", "host-of")
+TARGET_KEYS = ("node", "running", "host", "host-of", "workload")
 
 
 def _target(section: Section) -> TargetSpec:
@@ -266,7 +278,8 @@ def _target(section: Section) -> TargetSpec:
     if sum(section.has(k) for k in TARGET_KEYS) != 1:
         raise section.error(
             "needs exactly one of node: NAME, running: NAMESPACE/KIND/NAME (node faults), "
-            "host: NAME or host-of: NAMESPACE/KIND/NAME (host faults)"
+            "host: NAME or host-of: NAMESPACE/KIND/NAME (host faults), workload: "
+            "NAMESPACE/KIND/NAME (scale)"
         )
     where = _where(section)
     if section.has("node"):
@@ -275,6 +288,8 @@ def _target(section: Section) -> TargetSpec:
         return TargetSpec(running=_workload(section, "running"), where=where)
     if section.has("host"):
         return TargetSpec(host=_node_name(section, "host"), where=where)
+    if section.has("workload"):
+        return TargetSpec(workload=_workload(section, "workload"), where=where)
     return TargetSpec(host_of=_workload(section, "host-of"), where=where)
 
 
@@ -325,9 +340,28 @@ def _parse(doc: Section) -> DrillSpec:
         raise doc.error("missing required field 'target'")
     fault = Fault(doc.choice("fault", tuple(f.value for f in Fault), Fault.POWER_OFF.value))
     for target in targets:
-        if target.on_host != fault.on_host:
-            wanted = "host: or host-of:" if fault.on_host else "node: or running:"
+        kind = "scale" if fault is Fault.SCALE else "host" if fault.on_host else "node"
+        got = "scale" if target.workload is not None else "host" if target.on_host else "node"
+        if kind != got:
+            wanted = {
+                "scale": "workload:",
+                "host": "host: or host-of:",
+                "node": "node: or running:",
+            }[kind]
             raise SpecError(f"{target.where}: fault: {fault.value} needs a target {wanted}")
+        if target.workload is not None and target.workload.kind not in (
+            "deployment",
+            "statefulset",
+        ):
+            raise SpecError(f"{target.where}: fault: scale works on a deployment or statefulset")
+    replicas = doc.integer("replicas", None, minimum=0, maximum=1000)
+    if (fault is Fault.SCALE) != (replicas is not None):
+        why = (
+            "fault: scale needs replicas: N"
+            if replicas is None
+            else "replicas: is for fault: scale"
+        )
+        raise doc.error(why, "replicas")
     recovery = Recovery(
         doc.choice("recovery", tuple(r.value for r in Recovery), Recovery.NONE.value)
     )
@@ -349,6 +383,7 @@ def _parse(doc: Section) -> DrillSpec:
         recovery=recovery,
         timeout=timeout,
         steady_timeout=steady_timeout,
+        replicas=replicas,
         slos=tuple(slos),
         restore=doc.boolean("restore", True),
         proxmox_fault=proxmox_fault,

@@ -28,10 +28,13 @@ from fireproof.report.phases import (
     NOT_READY,
     RELEASED,
     REPLACEMENT,
+    REPLICA_CREATED,
+    REPLICA_RUNNING,
     RUNNING,
     TERMINATING,
     UNREACHABLE,
     VM_OFF,
+    WORKLOAD_READY,
 )
 
 UNREACHABLE_TAINT = "node.kubernetes.io/unreachable"
@@ -115,6 +118,10 @@ class Observer:
     _unavailable: dict[str, list[tuple[float, float | None]]] = field(
         default_factory=dict, repr=False
     )
+    scaling: bool = False
+    """A scale drill: new pods are added replicas, not replacements of lost ones."""
+    want: dict[str, int] = field(default_factory=dict)
+    """label -> the Ready replicas that make the workload whole (``ready_within``)."""
 
     # -- arming and reading --------------------------------------------------------------------
 
@@ -127,6 +134,8 @@ class Observer:
                 self._unavailable[label] = []
                 self._update_availability(label, t0)
             self._add(t0, FAULT, "drill", "fault injected")
+            for label in self.want:
+                self._check_whole(label, t0)
 
     def note(self, at: float, phase: str, obj: str, evidence: str) -> None:
         """An entry the drill itself witnessed (the device read the VM off, a partition)."""
@@ -140,6 +149,22 @@ class Observer:
             return next(
                 (e for e in self.entries if e.phase == phase and obj in (None, e.object)), None
             )
+
+    def whole(self, label: str) -> Entry | None:
+        """When the workload first had every wanted replica Ready after the fault."""
+        return self.first(WORKLOAD_READY, f"workload/{label}")
+
+    def _check_whole(self, label: str, at: float) -> None:
+        wanted = self.want.get(label)
+        if wanted is None:
+            return
+        ready = sum(
+            1
+            for p in self._pods.values()
+            if p.running and not p.deleting and self._workload_of(p) == label
+        )
+        if ready >= wanted:
+            self._add(at, WORKLOAD_READY, f"workload/{label}", f"{ready}/{wanted} replicas Ready")
 
     def node_ready(self, node: str) -> str:
         with self._lock:
@@ -285,12 +310,15 @@ class Observer:
                 f"deletionTimestamp set on {state.node}",
                 stamp=_time(meta.get("deletionTimestamp")),
             )
+        created, running = (
+            (REPLICA_CREATED, REPLICA_RUNNING) if self.scaling else (REPLACEMENT, RUNNING)
+        )
         if uid not in self._before and change.type != "DELETED":
             if ("replacement", uid) not in self._seen:
                 self._seen.add(("replacement", uid))
                 self._add(
                     change.at,
-                    REPLACEMENT,
+                    created,
                     f"{ref}#{uid[:8]}",
                     f"new pod of {label}",
                     stamp=_time(meta.get("creationTimestamp")),
@@ -298,14 +326,15 @@ class Observer:
             if state.running and not state.deleting and state.node not in self.nodes:
                 entry = self._add(
                     change.at,
-                    RUNNING,
+                    running,
                     f"{ref}#{uid[:8]}",
                     f"{label} Running and Ready on {state.node}",
                     stamp=_time(cond.get("lastTransitionTime") if cond else None),
                 )
-                if entry is not None:
+                if entry is not None and not self.scaling:
                     self._running.setdefault(label, entry)
         self._update_availability(label, change.at)
+        self._check_whole(label, change.at)
 
     def _update_availability(self, label: str, at: float) -> None:
         available = any(

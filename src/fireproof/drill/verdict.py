@@ -67,6 +67,14 @@ def evaluate(
         if observer.running_elsewhere(slo.workload.label) is not None or final:
             return _result(slo, True, seconds, f"unavailable for {seconds:g} s at most")
         return _result(slo, None, seconds, "waiting")
+    if slo.kind is SloKind.READY:
+        assert slo.workload is not None  # noqa: S101 - the spec parser requires it
+        whole = observer.whole(slo.workload.label)
+        if whole is not None:
+            return _result(slo, whole.t <= threshold, whole.t, whole.evidence)
+        if elapsed > threshold or final:
+            return _result(slo, False, None, _missed(elapsed, threshold, final))
+        return _result(slo, None, None, "waiting")
     # node_ready_within: every named node Ready again after the fault.
     targets = [slo.node] if slo.node else nodes
     times = [observer.first(NODE_READY, f"node/{n}") for n in targets]

@@ -19,7 +19,15 @@ from lightkube.models.core_v1 import (
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.apps_v1 import DaemonSet, Deployment, ReplicaSet, StatefulSet
 from lightkube.resources.coordination_v1 import Lease
-from lightkube.resources.core_v1 import Endpoints, Event, Namespace, Node, Pod, Secret
+from lightkube.resources.core_v1 import (
+    Endpoints,
+    Event,
+    Namespace,
+    Node,
+    PersistentVolumeClaim,
+    Pod,
+    Secret,
+)
 from lightkube.resources.storage_v1 import VolumeAttachment
 
 from fireproof.errors import NotFoundError, UsageError
@@ -424,6 +432,43 @@ class Cluster:
         )
         with self._guard():
             self.client.apply(endpoints, field_manager=COMPONENT, force=True)
+
+    def scale(self, kind: str, namespace: str, name: str, replicas: int) -> int:
+        """Set a Deployment's or StatefulSet's replicas; returns the count it had."""
+        resource: Any = StatefulSet if kind.lower() == "statefulset" else Deployment
+        try:
+            with self._guard():
+                current: Any = self.client.get(resource, name, namespace=namespace)
+                before = current.spec.replicas if current.spec and current.spec.replicas else 0
+                self.client.patch(
+                    resource, name, {"spec": {"replicas": replicas}}, namespace=namespace
+                )
+        except KubeNotFoundError:
+            raise NotFoundError(f"{kind.lower()} {namespace}/{name} not found") from None
+        return int(before)
+
+    def single_node_claims(self, kind: str, namespace: str, name: str) -> list[str]:
+        """The claims of a workload's pod template that only one node may mount (RWO)."""
+        resource: Any = StatefulSet if kind.lower() == "statefulset" else Deployment
+        with self._guard():
+            workload: Any = self.client.get(resource, name, namespace=namespace)
+        spec = workload.spec.template.spec if workload.spec and workload.spec.template else None
+        claims = [
+            v.persistentVolumeClaim.claimName
+            for v in ((spec.volumes if spec else None) or [])
+            if v.persistentVolumeClaim
+        ]
+        out = []
+        for claim in claims:
+            try:
+                with self._guard():
+                    pvc = self.client.get(PersistentVolumeClaim, claim, namespace=namespace)
+            except KubeNotFoundError:
+                continue
+            modes = (pvc.spec.accessModes if pvc.spec else None) or []
+            if "ReadWriteOnce" in modes or "ReadWriteOncePod" in modes:
+                out.append(claim)
+        return out
 
     def restart(self, kind: str, namespace: str, name: str) -> bool:
         """``kubectl rollout restart``: a new template annotation; False if absent."""

@@ -20,6 +20,10 @@ EVENT_PHASES = {"failed-attach-volume", "fenced", "host-fenced", "released"}
 COLORS = {
     "fault": "#b91c1c",
     "host-off": "#b91c1c",
+    "scaled": "#b91c1c",
+    "replica-created": "#2563eb",
+    "replica-running": "#16a34a",
+    "workload-ready": "#16a34a",
     "vm-off": "#b91c1c",
     "partitioned": "#b91c1c",
     "lease-stale": "#d97706",

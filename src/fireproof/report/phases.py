@@ -2,6 +2,7 @@
 (which observes them) and the renderers (which order and colour them)."""
 
 FAULT = "fault"
+SCALED = "scaled"
 HOST_OFF = "host-off"
 VM_OFF = "vm-off"
 PARTITIONED = "partitioned"
@@ -17,10 +18,14 @@ RELEASED = "released"
 DETACHED = "volume-detached"
 ATTACHED = "volume-attached-elsewhere"
 RUNNING = "replacement-running"
+REPLICA_CREATED = "replica-created"
+REPLICA_RUNNING = "replica-running"
+WORKLOAD_READY = "workload-ready"
 NODE_READY = "node-ready"
 RESTORED = "restored"
 PHASES = (
     FAULT,
+    SCALED,
     HOST_OFF,
     VM_OFF,
     PARTITIONED,
@@ -36,6 +41,9 @@ PHASES = (
     DETACHED,
     ATTACHED,
     RUNNING,
+    REPLICA_CREATED,
+    REPLICA_RUNNING,
+    WORKLOAD_READY,
     NODE_READY,
     RESTORED,
 )
