@@ -510,3 +510,39 @@ def test_scaling_traefik_on_rwo_fails_as_doctor_predicts_and_is_scaled_back(
     deployment = dlab.kubectl_json("get", "deployment", "-n", "traefik", "traefik")
     assert deployment["spec"]["replicas"] == 1
     assert deployment["status"].get("readyReplicas") == 1
+
+
+def _ip_change(recovery: str, timeout: str, ready_within: str) -> str:
+    return (
+        (REPO / "drills/control-plane-ip-change.yaml")
+        .read_text()
+        .replace("recovery: heal ", f"recovery: {recovery} ")
+        .replace("timeout: 240s", f"timeout: {timeout}")
+        .replace("ready_within: 180s", f"ready_within: {ready_within}")
+    )
+
+
+def test_a_control_plane_ip_change_crash_loops_the_api_clients_until_healed(
+    dlab: LabHandle, tmp_path: Path
+) -> None:
+    before = dlab.kubectl_json("get", "endpoints", "kubernetes")["subsets"]
+    # No recovery: the clients crash-loop and the SLO fails, as in the report.
+    done, run = _drill(dlab, tmp_path, _ip_change("none", "50s", "40s"))
+    assert done.returncode == 3, done.stderr
+    _validate(run)
+    phases = _phases(run)
+    assert phases.count("address-changed") == 3
+    assert "endpoints-stale" in phases
+    crashed = [e["object"] for e in run["timeline"] if e["phase"] == "api-client-crashloop"]
+    assert any(o.startswith("pod/kube-system/coredns-") for o in crashed)
+    assert "endpoints-repaired" not in phases
+    assert run["slos"][0]["passed"] is False
+    assert run["restore"]["problems"] == []
+    assert dlab.kubectl_json("get", "endpoints", "kubernetes")["subsets"] == before
+    # heal api-endpoints the moment they are stale: repaired, clients Ready, SLO met.
+    done, run = _drill(dlab, tmp_path, _ip_change("heal", "200s", "180s"))
+    assert done.returncode == 0, done.stderr
+    _validate(run)
+    assert _first(run, "endpoints-stale") <= _first(run, "endpoints-repaired")
+    assert run["slos"][0]["passed"] is True
+    assert dlab.kubectl_json("get", "endpoints", "kubernetes")["subsets"] == before

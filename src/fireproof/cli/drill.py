@@ -67,6 +67,9 @@ class _LabHooks:
     def host_hang(self, host: str) -> None:
         self._lab.agent().host_hang(host)
 
+    def change_ip(self, node: str, address: str) -> None:
+        self._lab.change_ip(node, address)
+
     def host_restore(self, host: str) -> None:
         self._lab.agent().host_power(host, on=True)  # a hung host: power-cycled
 

@@ -25,7 +25,7 @@ from fireproof.drill.spec import (
 from fireproof.errors import FireproofError, NotFoundError, PermanentError
 from fireproof.fencing import Fencer, Machine
 from fireproof.heal.node import prove_identity
-from fireproof.kube import is_control_plane, lease_fresh, node_ready
+from fireproof.kube import internal_ip, is_control_plane, lease_fresh, node_ready
 from fireproof.wiring import Target
 
 
@@ -45,6 +45,10 @@ class LabHooks(Protocol):
     def clear_proxmox_faults(self) -> None: ...
 
     def host_hang(self, host: str) -> None: ...
+
+    def change_ip(self, node: str, address: str) -> None:
+        """Give the node's VM a new address; the ``kubernetes`` Endpoints are left as they are."""
+        ...
 
     def host_restore(self, host: str) -> None:
         """Power the host back (a power cycle if it still hangs)."""
@@ -84,6 +88,20 @@ class DrillPlan:
     """For ``fault: scale``: the workload, its replicas before, the count it is scaled to."""
     wanted: dict[str, int] = field(default_factory=dict)
     """label -> the Ready replicas that make each workload whole (``ready_within``)."""
+    address: AddressChange | None = None
+    """For ``fault: change-ip``: the node, its address before and after."""
+
+
+@dataclass(frozen=True, slots=True)
+class AddressChange:
+    moves: tuple[tuple[str, str, str], ...]
+    """(node, old address, new address) of each control-plane node that changes."""
+    endpoints_before: tuple[str, ...] = ()
+    """The ``kubernetes`` Endpoints' addresses before the drill: what the restore puts back."""
+
+    @property
+    def retired(self) -> frozenset[str]:
+        return frozenset(old for _node, old, _new in self.moves)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +161,8 @@ def plan_drill(
     }
     if spec.fault is Fault.SCALE:
         return _plan_scale(target, spec, workloads, wanted, lab, clock)
+    if spec.fault is Fault.CHANGE_IP:
+        return _plan_change_ip(target, spec, workloads, wanted, lab, clock)
     names: dict[str, TargetSpec] = {}
     hosts: list[HostTarget] = []
     if spec.fault.on_host:
@@ -202,6 +222,87 @@ def plan_drill(
     plan = DrillPlan(spec, nodes, workloads, environment, _steps(spec, nodes, hosts), hosts)
     plan.wanted = wanted
     return plan
+
+
+FREE_ADDRESSES = [f"192.0.2.{i}" for i in range(100, 200)]
+"""Where the lab picks a new address from (documentation range, never contacted)."""
+
+
+def _plan_change_ip(
+    target: Target,
+    spec: DrillSpec,
+    workloads: dict[str, tuple[Any, dict[str, str]]],
+    wanted: dict[str, int],
+    lab: LabHooks | None,
+    clock: Clock,
+) -> DrillPlan:
+    """Control-plane addresses change (lab only): the API path's Endpoints go stale."""
+    if lab is None:
+        raise SpecError(
+            f"{spec.path}: fault: change-ip works in the lab only (`--lab`): on a real cluster "
+            "it needs your own automation (DHCP, a re-IP) to change a machine's address",
+        )
+    if spec.recovery is Recovery.GUARD and not target.config.guard.repair_api_endpoints:
+        raise SpecError(
+            f"{spec.path}: recovery: guard repairs the Endpoints only with "
+            "guard.repair_api_endpoints: true",
+        )
+    if len(spec.targets) != 1:
+        raise SpecError(f"{spec.path}: fault: change-ip takes one target")
+    item = spec.targets[0]
+    cluster = target.cluster
+    by_name = {n.metadata.name: n for n in cluster.nodes() if n.metadata and n.metadata.name}
+    planes = sorted(n for n, obj in by_name.items() if is_control_plane(obj))
+    ready = [n for n in planes if node_ready(by_name[n]) == "True"]
+    if item.node is not None:
+        if item.node not in by_name:
+            raise _refuse(item, "no such node in the cluster")
+        if item.node not in planes:
+            raise _refuse(item, "not a control-plane node: its address is not in the Endpoints")
+        chosen = [item.node]
+    else:
+        chosen = planes if item.control_planes == "all" else ready[:1]
+    if not chosen:
+        raise _refuse(item, "no Ready control-plane node")
+    if spec.new_address is not None and len(chosen) > 1:
+        raise SpecError(f"{spec.path}: new_address: names one address for one node")
+    used = {internal_ip(obj) for obj in by_name.values()} | {target.config.cluster.vip}
+    free = iter(a for a in FREE_ADDRESSES if a not in used)
+    moves = []
+    for node in chosen:
+        old = internal_ip(by_name[node])
+        if old is None:
+            raise _refuse(item, f"{node} reports no InternalIP")
+        new = spec.new_address or next(free, None)
+        if new is None or new in used:
+            raise _refuse(item, f"the new address {new} is in use")
+        moves.append((node, old, new))
+    change = AddressChange(tuple(moves), tuple(cluster.endpoints_addresses()))
+    listed = ", ".join(f"{n} {old} -> {new}" for n, old, new in moves)
+    steps = [
+        f"change the address of {listed} (the lab's change-ip): the `kubernetes` Endpoints "
+        "keep the old ones; with none of them live, in-cluster API clients lose the API",
+        {
+            Recovery.GUARD: "let the running guard repair the Endpoints (repair_api_endpoints)",
+            Recovery.HEAL: "run `heal api-endpoints` the moment the Endpoints are stale",
+            Recovery.NONE: "watch only (no recovery)",
+        }[spec.recovery],
+        f"watch until every SLO is decided, at most {spec.timeout:g} s",
+    ]
+    if spec.restore:
+        steps.append("restore: the old addresses back, the Endpoints repaired, steady again")
+    if spec.recovery is Recovery.GUARD:
+        _check_guard(target, clock)
+    major, minor = cluster.server_version()
+    environment = {
+        "kubernetes": f"{major}.{minor}",
+        "server": cluster.server,
+        "lab": True,
+        "profile": lab.profile,
+        "nodes": len(by_name),
+        "started": utc_now(clock).isoformat(timespec="seconds"),
+    }
+    return DrillPlan(spec, [], workloads, environment, steps, wanted=wanted, address=change)
 
 
 def _plan_scale(

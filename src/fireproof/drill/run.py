@@ -13,6 +13,7 @@ from typing import Any
 
 from fireproof.clock import SYSTEM_CLOCK, Clock
 from fireproof.drill.plan import (
+    AddressChange,
     DrillPlan,
     HostTarget,
     LabHooks,
@@ -27,10 +28,16 @@ from fireproof.drill.verdict import SloResult, evaluate
 from fireproof.errors import TransientError
 from fireproof.fencing import PowerState
 from fireproof.heal import steps
+from fireproof.heal.endpoints import API_PORT, apply_endpoints, plan_endpoints
 from fireproof.heal.journal import Journal
 from fireproof.heal.node import apply_heal, plan_heal
 from fireproof.kube.watch import Watcher
 from fireproof.report.phases import (
+    ADDRESS_CHANGED,
+    API_CLIENTS_READY,
+    API_CRASHLOOP,
+    ENDPOINTS_REPAIRED,
+    ENDPOINTS_STALE,
     HOST_OFF,
     NODE_READY,
     PARTITIONED,
@@ -82,6 +89,7 @@ class DrillRunner:
             on_entry=self._show,
             scaling=plan.scale is not None,
             want=dict(plan.wanted),
+            retired=set(plan.address.retired) if plan.address is not None else set(),
         )
         self.recovery = _Recovery()
         self.restore_notes: list[str] = []
@@ -131,7 +139,14 @@ class DrillRunner:
 
     def _inject(self) -> None:
         spec = self.plan.spec
-        if self.plan.scale is not None:
+        if self.plan.address is not None:
+            assert self.lab is not None  # noqa: S101 - the plan refused it otherwise
+            for node, old, new in self.plan.address.moves:
+                self.lab.change_ip(node, new)
+                evidence = f"InternalIP {old} -> {new}"
+                self.observer.note(self.clock.time(), ADDRESS_CHANGED, f"node/{node}", evidence)
+            self.observer.check_stale(self.clock.time())
+        elif self.plan.scale is not None:
             scale = self.plan.scale
             ref = scale.ref
             self.target.cluster.scale(ref.kind, ref.namespace, ref.name, scale.to)
@@ -188,8 +203,9 @@ class DrillRunner:
         self, elapsed: float, *, final: bool, workloads_only: bool = False
     ) -> list[SloResult]:
         nodes = [n.node for n in self.plan.nodes]
+        recovered = final or self._recovered()
         return [
-            evaluate(slo, self.observer, elapsed, nodes, final=final)
+            evaluate(slo, self.observer, elapsed, nodes, final=final, recovered=recovered)
             for slo in self.plan.spec.slos
             if not (workloads_only and slo.kind is SloKind.NODE_READY)
         ]
@@ -202,7 +218,10 @@ class DrillRunner:
             self.observer.tick(now)
             self._hold_fault(now)
             if spec.recovery is Recovery.HEAL:
-                self._maybe_heal()
+                if self.plan.address is not None:
+                    self._maybe_repair_endpoints()
+                else:
+                    self._maybe_heal()
             results = self._evaluate(elapsed, final=False, workloads_only=workloads_only)
             # no_double_attach is an invariant over the whole watch: it fails the moment it is
             # broken, and passes when everything else is decided without that happening.
@@ -228,6 +247,11 @@ class DrillRunner:
         nodes = [n.node for n in self.plan.nodes]
         if self.plan.scale is not None:  # every replica Ready (or the timeout) ends it
             return self.observer.whole(self.plan.scale.ref.label) is not None
+        if self.plan.address is not None:  # the API path whole again (or the timeout)
+            repaired = self.observer.first(ENDPOINTS_REPAIRED) is not None
+            crashed = self.observer.first(API_CRASHLOOP) is not None
+            clients = self.observer.first(API_CLIENTS_READY) is not None
+            return repaired and (clients or not crashed) and self._settled()
         if recovery is Recovery.NONE:  # only the nodes themselves (a reboot) end it
             return all(self.observer.first(NODE_READY, f"node/{n}") is not None for n in nodes)
         if recovery is Recovery.HEAL:
@@ -269,6 +293,29 @@ class DrillRunner:
                 self.recovery.threads.append(thread)
                 thread.start()
 
+    def _maybe_repair_endpoints(self) -> None:
+        """`heal api-endpoints` the moment the Endpoints are seen stale, like a quick human."""
+        if "api-endpoints" in self.recovery.started:
+            return
+        if self.observer.first(ENDPOINTS_STALE) is None:
+            return
+        self.recovery.started.add("api-endpoints")
+        thread = threading.Thread(target=self._repair_endpoints, name="heal-api", daemon=True)
+        self.recovery.threads.append(thread)
+        thread.start()
+
+    def _repair_endpoints(self) -> None:
+        cluster = self.target.cluster
+        journal = Journal(
+            "drill heal api-endpoints", "-", cluster=cluster, log_path=self.target.journal_path()
+        )
+        try:
+            plan = plan_endpoints(cluster, vip=self.target.config.cluster.vip)
+            apply_endpoints(cluster, plan, journal)
+        except Exception as exc:  # recorded in the run: a failed heal fails the drill's SLOs
+            self.recovery.errors.append(f"api-endpoints: {describe_error(exc)}")
+            self.progress(f"  heal api-endpoints failed: {describe_error(exc)}")
+
     def _heal(self, target: NodeTarget) -> None:
         cluster = self.target.cluster
         settings = self.target.config.remediation
@@ -308,6 +355,8 @@ class DrillRunner:
             if self._restored:
                 return
             self._restored = True
+        if self.plan.address is not None:
+            self._restore_address(self.plan.address)
         if self.plan.scale is not None:
             scale = self.plan.scale
             ref = scale.ref
@@ -332,6 +381,24 @@ class DrillRunner:
                 note = f"{target.node}: restore failed: {describe_error(exc)}"
                 self.restore_notes.append(note)
                 self.progress(f"  {note}")
+
+    def _restore_address(self, change: AddressChange) -> None:
+        """The node gets its address back and the Endpoints name live addresses again."""
+        assert self.lab is not None  # noqa: S101 - the plan refused it otherwise
+        for node, old, _new in change.moves:
+            try:
+                self.lab.change_ip(node, old)
+                self.progress(f"  {node} back to {old}")
+            except Exception as exc:  # said loudly, and in the run document
+                note = f"{node}: address not restored to {old}: {describe_error(exc)}"
+                self.restore_notes.append(note)
+                self.progress(f"  {note}")
+        try:  # the Endpoints as the drill found them (their addresses are live again)
+            self.target.cluster.set_endpoints(list(change.endpoints_before), API_PORT)
+        except Exception as exc:  # said loudly, and in the run document
+            note = f"the kubernetes Endpoints not restored: {describe_error(exc)}"
+            self.restore_notes.append(note)
+            self.progress(f"  {note}")
 
     def _back_to_steady(self) -> None:
         """The restore ends when the cluster is as the drill found it: nodes Ready and

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,9 @@ class Fault(enum.StrEnum):
     """A whole Proxmox host hung: no answer, its VMs dead, its power on (the lab only)."""
     SCALE = "scale"
     """A workload scaled to ``replicas:`` (the report's Traefik on RWO storage, scaled to 2)."""
+    CHANGE_IP = "change-ip"
+    """A control-plane node's address changes, the ``kubernetes`` Endpoints left stale (the
+    report's second scene; the lab only)."""
 
     @property
     def on_host(self) -> bool:
@@ -90,6 +94,8 @@ class TargetSpec:
     """The Proxmox host of the node that runs this workload (host faults)."""
     workload: WorkloadRef | None = None
     """The workload itself (``fault: scale``)."""
+    control_planes: str | None = None
+    """``{control-plane: any}`` (a Ready control-plane node the plan picks) or ``all``."""
     where: str = field(default="", compare=False)
 
     @property
@@ -102,6 +108,8 @@ class TargetSpec:
             return f"host {self.host}"
         if self.workload:
             return self.workload.label
+        if self.control_planes:
+            return f"{self.control_planes} control-plane node(s)"
         return f"the host running {self.host_of.label}"  # type: ignore[union-attr]
 
     @property
@@ -117,6 +125,8 @@ class TargetSpec:
             return {"host": self.host}
         if self.workload:
             return {"workload": self.workload.label}
+        if self.control_planes:
+            return {"control-plane": self.control_planes}
         return {"host-of": self.host_of.label}  # type: ignore[union-attr]
 
 
@@ -175,6 +185,8 @@ class DrillSpec:
     """How long the drill waits for its steady state, before the fault and after the restore."""
     replicas: int | None = None
     """``fault: scale``: the replica count the workload is scaled to."""
+    new_address: str | None = None
+    """``fault: change-ip``: the node's new address (default: a free one the lab picks)."""
 
     @property
     def workloads(self) -> tuple[WorkloadRef, ...]:
@@ -215,7 +227,7 @@ def _slo_dict(slo: Slo) -> dict[str, Any]:
 
 
 TOP_LEVEL = {"name", "target", "targets", "fault", "recovery", "timeout", "restore", "slo"}
-TOP_LEVEL |= {"proxmox_fault", "steady_timeout", "replicas"}
+TOP_LEVEL |= {"proxmox_fault", "steady_timeout", "replicas", "new_address"}
 
 
 def load_spec(path: Path) -> DrillSpec:
@@ -270,7 +282,7 @@ def _node_name(section: Section, key: str) -> str:
     return name
 
 
-TARGET_KEYS = ("node", "running", "host", "host-of", "workload")
+TARGET_KEYS = ("node", "running", "host", "host-of", "workload", "control-plane")
 
 
 def _target(section: Section) -> TargetSpec:
@@ -279,7 +291,7 @@ def _target(section: Section) -> TargetSpec:
         raise section.error(
             "needs exactly one of node: NAME, running: NAMESPACE/KIND/NAME (node faults), "
             "host: NAME or host-of: NAMESPACE/KIND/NAME (host faults), workload: "
-            "NAMESPACE/KIND/NAME (scale)"
+            "NAMESPACE/KIND/NAME (scale), control-plane: any|all (change-ip)"
         )
     where = _where(section)
     if section.has("node"):
@@ -290,6 +302,11 @@ def _target(section: Section) -> TargetSpec:
         return TargetSpec(host=_node_name(section, "host"), where=where)
     if section.has("workload"):
         return TargetSpec(workload=_workload(section, "workload"), where=where)
+    if section.has("control-plane"):
+        which = section.text("control-plane")
+        if which not in ("any", "all"):
+            raise section.error("must be `control-plane: any` or `all`", "control-plane")
+        return TargetSpec(control_planes=which, where=where)
     return TargetSpec(host_of=_workload(section, "host-of"), where=where)
 
 
@@ -323,6 +340,18 @@ def _slo(section: Section) -> Slo:
     return Slo(kind, threshold, workload=_workload(section, "workload"))
 
 
+def _address(doc: Section, fault: Fault) -> str | None:
+    text = doc.text("new_address")
+    if text is None:
+        return None
+    if fault is not Fault.CHANGE_IP:
+        raise doc.error("new_address: is for fault: change-ip", "new_address")
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise doc.error(f"{text!r} is not an IP address", "new_address") from None
+
+
 def _parse(doc: Section) -> DrillSpec:
     if not doc.fields():
         raise SpecError(
@@ -354,6 +383,7 @@ def _parse(doc: Section) -> DrillSpec:
             "statefulset",
         ):
             raise SpecError(f"{target.where}: fault: scale works on a deployment or statefulset")
+    new_address = _address(doc, fault)
     replicas = doc.integer("replicas", None, minimum=0, maximum=1000)
     if (fault is Fault.SCALE) != (replicas is not None):
         why = (
@@ -384,6 +414,7 @@ def _parse(doc: Section) -> DrillSpec:
         timeout=timeout,
         steady_timeout=steady_timeout,
         replicas=replicas,
+        new_address=new_address,
         slos=tuple(slos),
         restore=doc.boolean("restore", True),
         proxmox_fault=proxmox_fault,

@@ -14,11 +14,16 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from fireproof.doctor.checks_api import API_ERROR
 from fireproof.drill.spec import WorkloadRef
 from fireproof.kube.watch import Change
 from fireproof.report.phases import (
+    API_CLIENTS_READY,
+    API_CRASHLOOP,
     ATTACHED,
     DETACHED,
+    ENDPOINTS_REPAIRED,
+    ENDPOINTS_STALE,
     FAILED_ATTACH,
     FAULT,
     FENCED,
@@ -122,6 +127,13 @@ class Observer:
     """A scale drill: new pods are added replicas, not replacements of lost ones."""
     want: dict[str, int] = field(default_factory=dict)
     """label -> the Ready replicas that make the workload whole (``ready_within``)."""
+    _short: set[str] = field(default_factory=set, repr=False)
+    """Workloads seen short of Ready replicas since the fault (whole again: an entry)."""
+    retired: set[str] = field(default_factory=set)
+    """change-ip: the addresses the nodes no longer have (stale while the Endpoints name one)."""
+    _endpoints: set[str] = field(default_factory=set, repr=False)
+    _crashed: set[str] = field(default_factory=set, repr=False)
+    """Pods (uid) seen crash-looping on the API path since the fault."""
 
     # -- arming and reading --------------------------------------------------------------------
 
@@ -154,16 +166,24 @@ class Observer:
         """When the workload first had every wanted replica Ready after the fault."""
         return self.first(WORKLOAD_READY, f"workload/{label}")
 
+    def short_since_fault(self, label: str) -> bool:
+        """Whether the workload lacked a Ready replica at some point since the fault."""
+        with self._lock:
+            return label in self._short
+
     def _check_whole(self, label: str, at: float) -> None:
+        """Whole again after being short since the fault: the ``workload-ready`` entry."""
         wanted = self.want.get(label)
-        if wanted is None:
+        if wanted is None or self.t0 is None:
             return
         ready = sum(
             1
             for p in self._pods.values()
             if p.running and not p.deleting and self._workload_of(p) == label
         )
-        if ready >= wanted:
+        if ready < wanted:
+            self._short.add(label)
+        elif label in self._short:
             self._add(at, WORKLOAD_READY, f"workload/{label}", f"{ready}/{wanted} replicas Ready")
 
     def node_ready(self, node: str) -> str:
@@ -210,6 +230,7 @@ class Observer:
             "VolumeAttachment": self._va,
             "Event": self._event,
             "Lease": self._lease,
+            "Endpoints": self._endpoints_changed,
         }.get(change.kind)
         if handler is not None:
             with self._lock:
@@ -296,8 +317,11 @@ class Observer:
         )
         if change.type == "DELETED":
             self._pods.pop(uid, None)
+            self._crashed.discard(uid)
         else:
             self._pods[uid] = state
+            self._api_crash(change, uid)
+        self._check_clients(change.at)
         label = self._workload_of(state)
         if label is None or self.t0 is None:
             return
@@ -400,6 +424,63 @@ class Observer:
                 f"node/{involved['name']}",
                 message[:300],
                 stamp=stamp,
+            )
+
+    def check_stale(self, at: float) -> None:
+        """Right after the address changed: the Endpoints still name the retired address."""
+        with self._lock:
+            if self.retired & self._endpoints:
+                self._add(
+                    at,
+                    ENDPOINTS_STALE,
+                    "endpoints/default/kubernetes",
+                    f"still names {', '.join(sorted(self.retired & self._endpoints))}",
+                )
+
+    def _endpoints_changed(self, change: Change) -> None:
+        if change.obj.get("metadata", {}).get("name") != "kubernetes":
+            return
+        subsets = change.obj.get("subsets") or []
+        self._endpoints = {a.get("ip", "") for s in subsets for a in s.get("addresses") or []}
+        stale = (ENDPOINTS_STALE, "endpoints/default/kubernetes") in self._seen
+        if stale and not self.retired & self._endpoints:
+            self._add(
+                change.at,
+                ENDPOINTS_REPAIRED,
+                "endpoints/default/kubernetes",
+                f"now {', '.join(sorted(self._endpoints)) or '(empty)'}",
+            )
+            self._check_clients(change.at)
+
+    def _api_crash(self, change: Change, uid: str) -> None:
+        """A container crash-looping with an API connection error as its last words."""
+        if self.t0 is None or not self.retired:
+            return
+        for status in change.obj.get("status", {}).get("containerStatuses") or []:
+            waiting = (status.get("state") or {}).get("waiting") or {}
+            last = ((status.get("lastState") or {}).get("terminated") or {}).get("message") or ""
+            if waiting.get("reason") == "CrashLoopBackOff" and API_ERROR.search(last):
+                self._crashed.add(uid)
+                meta = change.obj.get("metadata", {})
+                self._add(
+                    change.at,
+                    API_CRASHLOOP,
+                    f"pod/{meta.get('namespace')}/{meta.get('name')}",
+                    f"{status.get('name')}: {last.strip()[:200]}",
+                )
+                return
+
+    def _check_clients(self, at: float) -> None:
+        """Every pod that crash-looped is Ready again, once the Endpoints were repaired."""
+        repaired = (ENDPOINTS_REPAIRED, "endpoints/default/kubernetes") in self._seen
+        if not repaired or not self._crashed:
+            return
+        if all(self._pods[u].running for u in self._crashed if u in self._pods):
+            self._add(
+                at,
+                API_CLIENTS_READY,
+                "drill",
+                f"{len(self._crashed)} API client pod(s) Ready again",
             )
 
     def _lease(self, change: Change) -> None:

@@ -37,9 +37,16 @@ def _result(slo: Slo, passed: bool | None, measured: float | None, detail: str) 
 
 
 def evaluate(
-    slo: Slo, observer: Observer, elapsed: float, nodes: list[str], *, final: bool
+    slo: Slo,
+    observer: Observer,
+    elapsed: float,
+    nodes: list[str],
+    *,
+    final: bool,
+    recovered: bool = False,
 ) -> SloResult:
-    """The SLO's state ``elapsed`` seconds after the fault; ``final`` decides what is open."""
+    """The SLO's state ``elapsed`` seconds after the fault; ``final`` decides what is open.
+    ``recovered``: the drill's recovery is over (a workload never short by then never was)."""
     threshold = slo.threshold or 0.0
     if slo.kind is SloKind.NO_DOUBLE_ATTACH:
         doubled = observer.double_attach_max
@@ -69,9 +76,14 @@ def evaluate(
         return _result(slo, None, seconds, "waiting")
     if slo.kind is SloKind.READY:
         assert slo.workload is not None  # noqa: S101 - the spec parser requires it
-        whole = observer.whole(slo.workload.label)
+        label = slo.workload.label
+        whole = observer.whole(label)
         if whole is not None:
             return _result(slo, whole.t <= threshold, whole.t, whole.evidence)
+        if not observer.short_since_fault(label):
+            if final or recovered:
+                return _result(slo, True, 0.0, "never short of a Ready replica")
+            return _result(slo, None, None, "waiting")
         if elapsed > threshold or final:
             return _result(slo, False, None, _missed(elapsed, threshold, final))
         return _result(slo, None, None, "waiting")

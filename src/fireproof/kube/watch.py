@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lightkube.resources.coordination_v1 import Lease
-from lightkube.resources.core_v1 import Event, Node, Pod
+from lightkube.resources.core_v1 import Endpoints, Event, Node, Pod
 from lightkube.resources.storage_v1 import VolumeAttachment
 
 from fireproof.kube.client import async_client, load_kubeconfig
@@ -29,6 +29,7 @@ KINDS: dict[str, tuple[Any, str | None]] = {
     "VolumeAttachment": (VolumeAttachment, None),
     "Event": (Event, "*"),
     "Lease": (Lease, "kube-node-lease"),
+    "Endpoints": (Endpoints, "default"),  # the `kubernetes` Endpoints: the in-cluster API path
 }
 """What the drill watches, and in which namespace ("*": all, None: cluster-scoped)."""
 

@@ -3,6 +3,11 @@
 
 FAULT = "fault"
 SCALED = "scaled"
+ADDRESS_CHANGED = "address-changed"
+ENDPOINTS_STALE = "endpoints-stale"
+API_CRASHLOOP = "api-client-crashloop"
+ENDPOINTS_REPAIRED = "endpoints-repaired"
+API_CLIENTS_READY = "api-clients-ready"
 HOST_OFF = "host-off"
 VM_OFF = "vm-off"
 PARTITIONED = "partitioned"
@@ -26,6 +31,11 @@ RESTORED = "restored"
 PHASES = (
     FAULT,
     SCALED,
+    ADDRESS_CHANGED,
+    ENDPOINTS_STALE,
+    API_CRASHLOOP,
+    ENDPOINTS_REPAIRED,
+    API_CLIENTS_READY,
     HOST_OFF,
     VM_OFF,
     PARTITIONED,
