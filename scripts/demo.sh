@@ -132,7 +132,31 @@ kill "$GUARD_PID" 2>/dev/null || true
 
 say "before and after guard, side by side"
 "$FIREPROOF" drill compare "$REPORTS/before.json" "$REPORTS/after.json" --html "$REPORTS/compare.html"
+
+say "the report's whole session as one game day (drills/baptism-of-fire): IP change, power-off"
+echo "without and with guard, Traefik scaled to 2, the 5-minute test. The drills without"
+echo "recovery fail where the report failed (guard is paused for them); guard's pass."
+"$FIREPROOF" guard run --lab --metrics-address 127.0.0.1:0 > "$STATE_DIR/guard-gameday.log" 2>&1 &
+GUARD_PID=$!
+trap 'kill $GUARD_PID 2>/dev/null || true; cleanup' EXIT
+wait_until 30 "guard holds its Lease" bash -c "$FIREPROOF guard status --lab | grep -q epoch"
+rc=0
+"$FIREPROOF" drill run drills/baptism-of-fire/*.yaml --lab --yes \
+  --save "$REPORTS/game-day.json" --html "$REPORTS/game-day.html" || rc=$?
+kill "$GUARD_PID" 2>/dev/null || true
+if (( rc != 3 )); then echo "expected the game day to fail where the report failed (exit 3), got $rc" >&2; exit 1; fi
+.venv/bin/python - "$REPORTS/game-day.json" <<'PY'
+import json, sys
+runs = json.load(open(sys.argv[1]))["runs"]
+verdicts = {r["spec"]["name"]: r["verdict"] for r in runs}
+want = {"1-ip-change-no-recovery": "fail", "2-power-off-no-recovery": "fail",
+        "3-power-off-with-guard": "pass", "4-traefik-scaled-to-2": "fail",
+        "5-five-minute-test": "pass"}
+if verdicts != want:
+    sys.exit(f"the game day did not end as the report did: {verdicts}")
+print("game day: every scene ended as in the report, and guard's runs passed")
+PY
 echo
 echo "HTML reports (self-contained, open them in a browser):"
-echo "  $REPORTS/before.html  $REPORTS/after.html  $REPORTS/compare.html"
+echo "  $REPORTS/before.html  $REPORTS/after.html  $REPORTS/compare.html  $REPORTS/game-day.html"
 echo "journal of every action: $XDG_STATE_HOME/fireproof/journal.jsonl"

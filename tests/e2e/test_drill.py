@@ -440,11 +440,11 @@ def test_a_game_day_runs_two_drills_back_to_back_from_steady_state(
             "  - {no_double_attach: true}\n"
         )
         specs.append(str(spec))
-    saved, junit = tmp_path / "day.json", tmp_path / "day.xml"
+    saved, junit, html = tmp_path / "day.json", tmp_path / "day.xml", tmp_path / "day.html"
     with guards(config, tmp_path):
         done = run_cli(
             "drill", "run", *specs, "--config", str(config), "--lab-dir", str(dlab.state_dir),
-            "--yes", "--save", str(saved), "--junit", str(junit),
+            "--yes", "--save", str(saved), "--junit", str(junit), "--html", str(html),
             env={"XDG_STATE_HOME": str(tmp_path / "state")}, timeout=600,
         )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -467,6 +467,12 @@ def test_a_game_day_runs_two_drills_back_to_back_from_steady_state(
     shown = run_cli("drill", "report", str(saved))
     assert shown.returncode == 0, shown.stderr
     assert "verdict: pass" in shown.stdout
+    # The game day's page, opened in a real browser: both drills, nothing fetched.
+    seen = chromium.render(html, tmp_path / "day.png")
+    assert seen.errors == []
+    assert seen.requests == [html.resolve().as_uri()]
+    assert "traefik-power-off-1" in seen.text
+    assert "traefik-power-off-2" in seen.text
 
 
 def test_a_drill_that_finds_no_steady_state_does_not_start(dlab: LabHandle, tmp_path: Path) -> None:

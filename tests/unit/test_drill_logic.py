@@ -190,3 +190,11 @@ def test_a_workload_never_on_the_drills_nodes_needs_no_recovery() -> None:
         Slo(SloKind.RUNNING_ELSEWHERE, 60.0, workload=ref), moved, 5.0, ["w1"], final=False
     )
     assert pending.passed is None
+
+
+def test_a_drill_pauses_guard_with_the_annotation_guard_reads() -> None:
+    # drill and guard are sibling layers (neither imports the other): one name, kept equal here.
+    from fireproof.drill.plan import GUARD_PAUSE
+    from fireproof.guard.record import PAUSE_ANNOTATION
+
+    assert GUARD_PAUSE == PAUSE_ANNOTATION

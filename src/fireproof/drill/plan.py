@@ -90,6 +90,8 @@ class DrillPlan:
     """label -> the Ready replicas that make each workload whole (``ready_within``)."""
     address: AddressChange | None = None
     """For ``fault: change-ip``: the node, its address before and after."""
+    pause_guard: bool = False
+    """A guard runs and the recovery is not guard: it is paused for the drill."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,9 +134,28 @@ def _node_of(target: TargetSpec, pods: list[Any]) -> str:
     raise _refuse(target, f"no Running pod of {ref.label}: nothing to take down")
 
 
+GUARD_PAUSE = "fireproof.io/pause"
+"""The annotation guard reads on its Lease (fireproof.guard.record.PAUSE_ANNOTATION)."""
+
+
 def plan_drill(
     target: Target, spec: DrillSpec, lab: LabHooks | None, clock: Clock = SYSTEM_CLOCK
 ) -> DrillPlan:
+    """Everything checked, nothing touched. A drill whose recovery is not guard pauses a
+    running guard for its duration: `recovery: none` means nothing recovers."""
+    plan = _plan(target, spec, lab, clock)
+    if spec.recovery is not Recovery.GUARD and guard_running(target, clock):
+        settings = target.config.guard
+        plan.pause_guard = True
+        plan.steps.insert(
+            -1 if spec.restore else len(plan.steps),
+            f"pause the running guard for the drill ({GUARD_PAUSE} on its Lease "
+            f"{settings.lease_namespace}/{settings.lease_name}), resume it after",
+        )
+    return plan
+
+
+def _plan(target: Target, spec: DrillSpec, lab: LabHooks | None, clock: Clock) -> DrillPlan:
     cluster = target.cluster
     if spec.fault is Fault.PARTITION and lab is None:
         raise SpecError(
@@ -420,11 +441,17 @@ def _check_quorum(by_name: dict[str, Any], names: set[str]) -> None:
         )
 
 
-def _check_guard(target: Target, clock: Clock) -> None:
+def guard_running(target: Target, clock: Clock) -> bool:
+    """A guard holds its Lease (the one fireproof.yaml names) and renews it."""
     settings = target.config.guard
     lease = target.cluster.lease(settings.lease_namespace, settings.lease_name)
     holder = lease.spec.holderIdentity if lease is not None and lease.spec else None
-    if not holder or not lease_fresh(lease, clock.time(), settings.lease_duration_seconds):
+    return bool(holder) and lease_fresh(lease, clock.time(), settings.lease_duration_seconds)
+
+
+def _check_guard(target: Target, clock: Clock) -> None:
+    settings = target.config.guard
+    if not guard_running(target, clock):
         raise DrillRefused(
             f"recovery: guard, but no guard holds the Lease "
             f"{settings.lease_namespace}/{settings.lease_name}",

@@ -13,6 +13,7 @@ from typing import Any
 
 from fireproof.clock import SYSTEM_CLOCK, Clock
 from fireproof.drill.plan import (
+    GUARD_PAUSE,
     AddressChange,
     DrillPlan,
     HostTarget,
@@ -113,6 +114,7 @@ class DrillRunner:
             watcher.stop()
             raise DrillFailed("the watches on the API server did not start within 30 s")
         results: list[SloResult] = []
+        self._pause_guard(True)
         t0 = self.clock.time()
         try:
             self.observer.arm(t0)
@@ -131,11 +133,28 @@ class DrillRunner:
                     self._back_to_steady()
                 self._clear_lab_faults()
             finally:
+                self._pause_guard(False)
                 watcher.stop()
         elapsed = self.clock.time() - t0
         if not results or self.interrupted:
             results = self._evaluate(elapsed, final=True)
         return self._document(results, elapsed, watcher.errors)
+
+    def _pause_guard(self, pause: bool) -> None:
+        """`recovery: none` or `heal` with a guard running: nothing else may recover it."""
+        if not self.plan.pause_guard:
+            return
+        settings = self.target.config.guard
+        value = f"drill {self.plan.spec.name}" if pause else None
+        try:
+            self.target.cluster.annotate_lease(
+                settings.lease_namespace, settings.lease_name, GUARD_PAUSE, value
+            )
+            self.progress(f"  guard {'paused' if pause else 'resumed'}")
+        except Exception as exc:  # said loudly, and in the run document
+            note = f"guard not {'paused' if pause else 'resumed'}: {describe_error(exc)}"
+            self.restore_notes.append(note)
+            self.progress(f"  {note}")
 
     def _inject(self) -> None:
         spec = self.plan.spec

@@ -281,6 +281,12 @@ class Cluster:
         with self._guard():
             return self.client.create(lease)
 
+    def annotate_lease(self, namespace: str, name: str, key: str, value: str | None) -> None:
+        """Set (or with None remove) one annotation of a Lease (a merge patch)."""
+        patch = {"metadata": {"annotations": {key: value}}}
+        with self._guard():
+            self.client.patch(Lease, name, patch, namespace=namespace)
+
     def replace_lease(self, lease: Lease) -> Lease:
         """Replace, only if unchanged since read (its resourceVersion): else KubeConflictError."""
         with self._guard():
