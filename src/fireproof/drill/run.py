@@ -130,7 +130,6 @@ class DrillRunner:
             try:
                 if spec.restore:
                     self._restore()
-                    self._back_to_steady()
                 self._clear_lab_faults()
             finally:
                 self._pause_guard(False)
@@ -138,6 +137,9 @@ class DrillRunner:
         elapsed = self.clock.time() - t0
         if not results or self.interrupted:
             results = self._evaluate(elapsed, final=True)
+        if spec.restore and not self.interrupted:
+            # After the drill's window (its timeline is closed): back to the steady state.
+            self._back_to_steady()
         return self._document(results, elapsed, watcher.errors)
 
     def _pause_guard(self, pause: bool) -> None:

@@ -32,7 +32,7 @@ from fireproof.guard.notices import Notices
 from fireproof.guard.record import ANNOTATION, EXCLUDE_LABEL, PAUSE_ANNOTATION, Reason, Remediation
 from fireproof.guard.topology import owned_after, topology_patch
 from fireproof.inventory import Inventory, InventoryError
-from fireproof.kube.cache import CacheView
+from fireproof.kube.cache import CacheView, NodeFacts
 
 log = logging.getLogger("fireproof.guard")
 INVENTORY_TTL = 30.0
@@ -149,8 +149,6 @@ class Observer:
         device's settle question for VMs off longer than the confirm window: it would change
         nothing for them, and a long storm would ask it of every VM on every poll."""
         cache = self.source.view()
-        now = self.clock.monotonic()
-        since = suspected_since or {}
         if not cache.synced:
             raise ClusterUnseen("the watches of Nodes, node Leases and VolumeAttachments are lost")
         names = sorted(cache.nodes)
@@ -160,54 +158,71 @@ class Observer:
         for va in cache.attachments:
             if va.attached:
                 attached[va.node] = attached.get(va.node, 0) + 1
-        views = []
-        for name in names:
-            facts = cache.nodes[name]
-            machine, problem, source = _mapping(inventory, name)
-            relabel = topology_patch(
-                facts.labels,
-                facts.annotations,
-                machine.host if machine else None,
-                self._regions.get(machine.device) if machine else None,
+        since = suspected_since or {}
+        return [
+            self._view(
+                cache.nodes[name],
+                _mapping(inventory, name),
+                power.get(name, _UNPOLLED),
+                cache.lease_renewals.get(name),
+                attached.get(name, 0),
+                since.get(name),
             )
-            poll = power.get(name, _UNPOLLED)
-            state = poll.state
-            record = Remediation.from_annotation(facts.annotations.get(ANNOTATION))
-            settled = (
-                state is PowerState.OFF
-                and record is None
-                and machine is not None
-                and now - since.get(name, now) < self.confirm_seconds
-                and EXCLUDE_LABEL not in facts.labels
-                and PAUSE_ANNOTATION not in facts.annotations
-                and self._settled_off(machine)
-            )
-            views.append(
-                NodeView(
-                    name=name,
-                    ready=facts.ready,
-                    ready_since=facts.ready_since,
-                    lease_renewed=cache.lease_renewals.get(name),
-                    power=state,
-                    polled=poll.polled,
-                    control_plane=CONTROL_PLANE_LABEL in facts.labels,
-                    excluded=EXCLUDE_LABEL in facts.labels,
-                    paused=PAUSE_ANNOTATION in facts.annotations,
-                    record=record,
-                    machine=machine,
-                    inventory_problem=problem,
-                    inventory_source=source,
-                    system_uuid=facts.system_uuid,
-                    attached_volumes=attached.get(name, 0),
-                    settled_off=settled,
-                    host_down=poll.host_down,
-                    host_machine=self._host_machine(name, machine),
-                    vm_uptime=poll.uptime,
-                    relabel=relabel,
-                    relabel_owned=owned_after(facts.annotations, relabel),
-                )
-            )
-        return views
+            for name in names
+        ]
+
+    def _view(
+        self,
+        facts: NodeFacts,
+        mapping: tuple[Machine | None, str | None, str],
+        poll: NodePoll,
+        lease_renewed: dt.datetime | None,
+        attached: int,
+        suspected_since: float | None,
+    ) -> NodeView:
+        name = facts.name
+        machine, problem, source = mapping
+        now = self.clock.monotonic()
+        record = Remediation.from_annotation(facts.annotations.get(ANNOTATION))
+        settled = (
+            poll.state is PowerState.OFF
+            and record is None
+            and machine is not None
+            and now - (suspected_since if suspected_since is not None else now)
+            < self.confirm_seconds
+            and EXCLUDE_LABEL not in facts.labels
+            and PAUSE_ANNOTATION not in facts.annotations
+            and self._settled_off(machine)
+        )
+        relabel = topology_patch(
+            facts.labels,
+            facts.annotations,
+            machine.host if machine else None,
+            self._regions.get(machine.device) if machine else None,
+        )
+        return NodeView(
+            name=name,
+            ready=facts.ready,
+            ready_since=facts.ready_since,
+            lease_renewed=lease_renewed,
+            power=poll.state,
+            polled=poll.polled,
+            control_plane=CONTROL_PLANE_LABEL in facts.labels,
+            excluded=EXCLUDE_LABEL in facts.labels,
+            paused=PAUSE_ANNOTATION in facts.annotations,
+            record=record,
+            machine=machine,
+            inventory_problem=problem,
+            inventory_source=source,
+            system_uuid=facts.system_uuid,
+            attached_volumes=attached,
+            settled_off=settled,
+            host_down=poll.host_down,
+            host_machine=self._host_machine(name, machine),
+            vm_uptime=poll.uptime,
+            relabel=relabel,
+            relabel_owned=owned_after(facts.annotations, relabel),
+        )
 
     def _host_machine(self, node: str, machine: Machine | None) -> Machine | None:
         host = machine.host if machine else None
