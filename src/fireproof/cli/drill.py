@@ -279,10 +279,20 @@ def _one_drill(
 ) -> dict[str, Any] | None:
     """Wait for the steady state, plan, confirm, run one drill (None for a dry run)."""
     from fireproof.drill import DrillRunner, plan_drill
+    from fireproof.drill.plan import Unsteady
+    from fireproof.drill.steady import DrillNotStarted
 
-    if not dry_run:
+    try:
+        plan = plan_drill(target, spec, hooks)
+    except Unsteady:
+        if dry_run:
+            raise
+        # A drill right after another: its replacement still starting, a node still booting.
         _wait_steady_before(target, spec)
-    plan = plan_drill(target, spec, hooks)
+        try:
+            plan = plan_drill(target, spec, hooks)
+        except Unsteady as exc:
+            raise DrillNotStarted(exc.message, hint=exc.hint) from None
     confirm_or_abort(plan.steps, yes or dry_run, f"run drill {spec.name}", err=quiet)
     if dry_run:
         return None

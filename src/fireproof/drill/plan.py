@@ -115,6 +115,11 @@ class ScaleTarget:
     """Its ReadWriteOnce claims: more than one replica cannot all mount them (FP-R3/R4)."""
 
 
+class Unsteady(DrillRefused):
+    """Refused only because the cluster is not in its steady state yet (a replacement still
+    starting, a node still booting): waiting may help, unlike any other refusal."""
+
+
 def _refuse(target: TargetSpec, why: str, hint: str | None = None) -> SpecError:
     return SpecError(f"{target.where}: {target.label}: {why}", hint=hint)
 
@@ -131,7 +136,7 @@ def _node_of(target: TargetSpec, pods: list[Any]) -> str:
             and pod.spec.nodeName
         ):
             return str(pod.spec.nodeName)
-    raise _refuse(target, f"no Running pod of {ref.label}: nothing to take down")
+    raise Unsteady(f"{target.where}: {target.label}: no Running pod of {ref.label}")
 
 
 GUARD_PAUSE = "fireproof.io/pause"
@@ -214,9 +219,12 @@ def _plan(target: Target, spec: DrillSpec, lab: LabHooks | None, clock: Clock) -
     all_nodes = cluster.nodes()
     by_name = {n.metadata.name: n for n in all_nodes if n.metadata and n.metadata.name}
     for name in names:
-        if node_ready(by_name[name]) != "True":
-            raise DrillRefused(
-                f"{name} is not Ready: a drill starts from a healthy node",
+        node = by_name[name]
+        cordoned = node.spec is not None and bool(node.spec.unschedulable)
+        if node_ready(node) != "True" or cordoned:
+            state = "cordoned" if cordoned else "not Ready"
+            raise Unsteady(
+                f"{name} is {state}: a drill starts from a healthy node",
                 hint="recover it first (`fireproof heal node NAME --recover`)",
             )
     _check_quorum(by_name, set(names))

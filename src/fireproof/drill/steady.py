@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 
 from fireproof.clock import SYSTEM_CLOCK, Clock, poll_until
 from fireproof.drill.spec import WorkloadRef
-from fireproof.errors import FireproofError, PermanentError
+from fireproof.errors import FireproofError, NotFoundError, PermanentError
 from fireproof.kube import Cluster, node_ready
 
 STEADY_TIMEOUT = 180.0
@@ -60,6 +60,8 @@ def wait_steady(
     def steady() -> bool | None:
         try:
             last[:] = unsteady(cluster, refs, names)
+        except NotFoundError:
+            raise  # no wait makes a missing workload or node appear
         except FireproofError as exc:  # an API hiccup is one more reason to wait
             last[:] = [exc.message]
         if last and last != said:
