@@ -8,139 +8,47 @@ control-plane quorum, a lab-only fault on a real cluster, `recovery: guard` with
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from fireproof.clock import SYSTEM_CLOCK, Clock, utc_now
-from fireproof.drill.spec import (
-    DrillSpec,
-    Fault,
-    ProxmoxFaultSpec,
-    Recovery,
-    SloKind,
-    SpecError,
-    TargetSpec,
-    WorkloadRef,
+from fireproof.clock import SYSTEM_CLOCK, Clock
+from fireproof.drill.plan_cluster import plan_change_ip, plan_scale
+from fireproof.drill.plan_hosts import host_targets
+from fireproof.drill.planmodel import (
+    GUARD_PAUSE,
+    AddressChange,
+    DrillPlan,
+    DrillRefused,
+    HostTarget,
+    LabHooks,
+    NodeTarget,
+    ScaleTarget,
+    Unsteady,
+    check_guard,
+    environment_of,
+    guard_running,
+    node_of,
+    refuse,
 )
-from fireproof.errors import FireproofError, NotFoundError, PermanentError
-from fireproof.fencing import Fencer, Machine
+from fireproof.drill.spec import DrillSpec, Fault, Recovery, SloKind, SpecError, TargetSpec
+from fireproof.errors import FireproofError, NotFoundError
+from fireproof.fencing import Machine
 from fireproof.heal.node import prove_identity
-from fireproof.kube import internal_ip, is_control_plane, lease_fresh, node_ready
+from fireproof.kube import is_control_plane, node_ready
 from fireproof.wiring import Target
 
-
-class DrillRefused(PermanentError):
-    """The drill will not start: the reason is the message. Nothing was touched."""
-
-
-class LabHooks(Protocol):
-    """What only the lab can do (a network partition, emulator faults): given by the CLI."""
-
-    profile: str
-
-    def partition(self, node: str, cut: bool) -> None: ...
-
-    def add_proxmox_fault(self, fault: ProxmoxFaultSpec, machine: Machine) -> None: ...
-
-    def clear_proxmox_faults(self) -> None: ...
-
-    def host_hang(self, host: str) -> None: ...
-
-    def change_ip(self, node: str, address: str) -> None:
-        """Give the node's VM a new address; the ``kubernetes`` Endpoints are left as they are."""
-        ...
-
-    def host_restore(self, host: str) -> None:
-        """Power the host back (a power cycle if it still hangs)."""
-        ...
-
-
-@dataclass(frozen=True, slots=True)
-class NodeTarget:
-    node: str
-    machine: Machine
-    fencer: Fencer = field(repr=False, compare=False)
-    why: str
-    """How the spec named it: ``node`` or the workload it runs."""
-    identity: str
-
-
-@dataclass(frozen=True, slots=True)
-class HostTarget:
-    host: str
-    machine: Machine | None
-    """The host's own device (``hosts:``); None for a hang, which only the lab can cause."""
-    fencer: Fencer | None = field(repr=False, compare=False)
-    why: str
-
-
-@dataclass
-class DrillPlan:
-    spec: DrillSpec
-    nodes: list[NodeTarget]
-    workloads: dict[str, tuple[Any, dict[str, str]]]
-    """label -> (WorkloadRef, pod selector)."""
-    environment: dict[str, Any]
-    steps: list[str]
-    hosts: list[HostTarget] = field(default_factory=list)
-    """For host faults: the hosts taken down (``nodes`` are every node on them)."""
-    scale: ScaleTarget | None = None
-    """For ``fault: scale``: the workload, its replicas before, the count it is scaled to."""
-    wanted: dict[str, int] = field(default_factory=dict)
-    """label -> the Ready replicas that make each workload whole (``ready_within``)."""
-    address: AddressChange | None = None
-    """For ``fault: change-ip``: the node, its address before and after."""
-    pause_guard: bool = False
-    """A guard runs and the recovery is not guard: it is paused for the drill."""
-
-
-@dataclass(frozen=True, slots=True)
-class AddressChange:
-    moves: tuple[tuple[str, str, str], ...]
-    """(node, old address, new address) of each control-plane node that changes."""
-    endpoints_before: tuple[str, ...] = ()
-    """The ``kubernetes`` Endpoints' addresses before the drill: what the restore puts back."""
-
-    @property
-    def retired(self) -> frozenset[str]:
-        return frozenset(old for _node, old, _new in self.moves)
-
-
-@dataclass(frozen=True, slots=True)
-class ScaleTarget:
-    ref: WorkloadRef
-    before: int
-    to: int
-    single_node_claims: tuple[str, ...]
-    """Its ReadWriteOnce claims: more than one replica cannot all mount them (FP-R3/R4)."""
-
-
-class Unsteady(DrillRefused):
-    """Refused only because the cluster is not in its steady state yet (a replacement still
-    starting, a node still booting): waiting may help, unlike any other refusal."""
-
-
-def _refuse(target: TargetSpec, why: str, hint: str | None = None) -> SpecError:
-    return SpecError(f"{target.where}: {target.label}: {why}", hint=hint)
-
-
-def _node_of(target: TargetSpec, pods: list[Any]) -> str:
-    ref = target.running
-    assert ref is not None  # noqa: S101 - a target has a node or a workload
-    for pod in pods:
-        if (
-            pod.status is not None
-            and pod.status.phase == "Running"
-            and not pod.metadata.deletionTimestamp
-            and pod.spec is not None
-            and pod.spec.nodeName
-        ):
-            return str(pod.spec.nodeName)
-    raise Unsteady(f"{target.where}: {target.label}: no Running pod of {ref.label}")
-
-
-GUARD_PAUSE = "fireproof.io/pause"
-"""The annotation guard reads on its Lease (fireproof.guard.record.PAUSE_ANNOTATION)."""
+__all__ = [
+    "GUARD_PAUSE",
+    "AddressChange",
+    "DrillPlan",
+    "DrillRefused",
+    "HostTarget",
+    "LabHooks",
+    "NodeTarget",
+    "ScaleTarget",
+    "Unsteady",
+    "describe_error",
+    "plan_drill",
+]
 
 
 def plan_drill(
@@ -186,25 +94,25 @@ def _plan(target: Target, spec: DrillSpec, lab: LabHooks | None, clock: Clock) -
         if slo.kind is SloKind.READY and slo.workload is not None
     }
     if spec.fault is Fault.SCALE:
-        return _plan_scale(target, spec, workloads, wanted, lab, clock)
+        return plan_scale(target, spec, workloads, wanted, lab, clock)
     if spec.fault is Fault.CHANGE_IP:
-        return _plan_change_ip(target, spec, workloads, wanted, lab, clock)
+        return plan_change_ip(target, spec, workloads, wanted, lab, clock)
     names: dict[str, TargetSpec] = {}
     hosts: list[HostTarget] = []
     if spec.fault.on_host:
-        names, hosts = _host_targets(target, spec, lab, workloads)
+        names, hosts = host_targets(target, spec, lab, workloads)
     for item in spec.targets if not spec.fault.on_host else ():
         if item.node is not None:
             try:
                 cluster.node(item.node)
             except NotFoundError:
-                raise _refuse(item, "no such node in the cluster") from None
+                raise refuse(item, "no such node in the cluster") from None
             names.setdefault(item.node, item)
         else:
             running = item.running
             assert running is not None  # noqa: S101 - a target has a node or a workload
             pods = cluster.workload_pods(running.namespace, workloads[running.label][1])
-            names.setdefault(_node_of(item, pods), item)
+            names.setdefault(node_of(item, pods), item)
     # The inventory first (a spec that cannot work anywhere), then the cluster's state.
     mapped: dict[str, tuple[Machine, str]] = {}
     for name, item in names.items():
@@ -238,202 +146,11 @@ def _plan(target: Target, spec: DrillSpec, lab: LabHooks | None, clock: Clock) -
             why = f"on host {machine.host}"
         nodes.append(NodeTarget(name, machine, fencer, why, identity.value))
     if spec.recovery is Recovery.GUARD:
-        _check_guard(target, clock)
-    major, minor = cluster.server_version()
-    environment = {
-        "kubernetes": f"{major}.{minor}",
-        "server": cluster.server,
-        "lab": lab is not None,
-        "profile": lab.profile if lab is not None else None,
-        "nodes": len(all_nodes),
-        "started": utc_now(clock).isoformat(timespec="seconds"),
-    }
+        check_guard(target, clock)
+    environment = environment_of(target, lab, clock, len(all_nodes))
     plan = DrillPlan(spec, nodes, workloads, environment, _steps(spec, nodes, hosts), hosts)
     plan.wanted = wanted
     return plan
-
-
-FREE_ADDRESSES = [f"192.0.2.{i}" for i in range(100, 200)]
-"""Where the lab picks a new address from (documentation range, never contacted)."""
-
-
-def _plan_change_ip(
-    target: Target,
-    spec: DrillSpec,
-    workloads: dict[str, tuple[Any, dict[str, str]]],
-    wanted: dict[str, int],
-    lab: LabHooks | None,
-    clock: Clock,
-) -> DrillPlan:
-    """Control-plane addresses change (lab only): the API path's Endpoints go stale."""
-    if lab is None:
-        raise SpecError(
-            f"{spec.path}: fault: change-ip works in the lab only (`--lab`): on a real cluster "
-            "it needs your own automation (DHCP, a re-IP) to change a machine's address",
-        )
-    if spec.recovery is Recovery.GUARD and not target.config.guard.repair_api_endpoints:
-        raise SpecError(
-            f"{spec.path}: recovery: guard repairs the Endpoints only with "
-            "guard.repair_api_endpoints: true",
-        )
-    if len(spec.targets) != 1:
-        raise SpecError(f"{spec.path}: fault: change-ip takes one target")
-    item = spec.targets[0]
-    cluster = target.cluster
-    by_name = {n.metadata.name: n for n in cluster.nodes() if n.metadata and n.metadata.name}
-    planes = sorted(n for n, obj in by_name.items() if is_control_plane(obj))
-    ready = [n for n in planes if node_ready(by_name[n]) == "True"]
-    if item.node is not None:
-        if item.node not in by_name:
-            raise _refuse(item, "no such node in the cluster")
-        if item.node not in planes:
-            raise _refuse(item, "not a control-plane node: its address is not in the Endpoints")
-        chosen = [item.node]
-    else:
-        chosen = planes if item.control_planes == "all" else ready[:1]
-    if not chosen:
-        raise _refuse(item, "no Ready control-plane node")
-    if spec.new_address is not None and len(chosen) > 1:
-        raise SpecError(f"{spec.path}: new_address: names one address for one node")
-    used = {internal_ip(obj) for obj in by_name.values()} | {target.config.cluster.vip}
-    free = iter(a for a in FREE_ADDRESSES if a not in used)
-    moves = []
-    for node in chosen:
-        old = internal_ip(by_name[node])
-        if old is None:
-            raise _refuse(item, f"{node} reports no InternalIP")
-        new = spec.new_address or next(free, None)
-        if new is None or new in used:
-            raise _refuse(item, f"the new address {new} is in use")
-        moves.append((node, old, new))
-    change = AddressChange(tuple(moves), tuple(cluster.endpoints_addresses()))
-    listed = ", ".join(f"{n} {old} -> {new}" for n, old, new in moves)
-    steps = [
-        f"change the address of {listed} (the lab's change-ip): the `kubernetes` Endpoints "
-        "keep the old ones; with none of them live, in-cluster API clients lose the API",
-        {
-            Recovery.GUARD: "let the running guard repair the Endpoints (repair_api_endpoints)",
-            Recovery.HEAL: "run `heal api-endpoints` the moment the Endpoints are stale",
-            Recovery.NONE: "watch only (no recovery)",
-        }[spec.recovery],
-        f"watch until every SLO is decided, at most {spec.timeout:g} s",
-    ]
-    if spec.restore:
-        steps.append("restore: the old addresses back, the Endpoints repaired, steady again")
-    if spec.recovery is Recovery.GUARD:
-        _check_guard(target, clock)
-    major, minor = cluster.server_version()
-    environment = {
-        "kubernetes": f"{major}.{minor}",
-        "server": cluster.server,
-        "lab": True,
-        "profile": lab.profile,
-        "nodes": len(by_name),
-        "started": utc_now(clock).isoformat(timespec="seconds"),
-    }
-    return DrillPlan(spec, [], workloads, environment, steps, wanted=wanted, address=change)
-
-
-def _plan_scale(
-    target: Target,
-    spec: DrillSpec,
-    workloads: dict[str, tuple[Any, dict[str, str]]],
-    wanted: dict[str, int],
-    lab: LabHooks | None,
-    clock: Clock,
-) -> DrillPlan:
-    """A workload scaled: no node, no machine; the plan says whether doctor predicts it fails."""
-    if spec.recovery is not Recovery.NONE:
-        raise SpecError(
-            f"{spec.path}: fault: scale has nothing to recover: use recovery: none",
-            hint="the restore sets the replica count back",
-        )
-    cluster = target.cluster
-    ref = spec.targets[0].workload
-    assert ref is not None  # noqa: S101 - the spec parser requires a workload target
-    if len(spec.targets) != 1:
-        raise SpecError(f"{spec.path}: fault: scale takes one target")
-    ready, before = cluster.workload_readiness(ref.namespace, ref.kind, ref.name)
-    assert spec.replicas is not None  # noqa: S101 - the spec parser requires it with scale
-    claims = tuple(cluster.single_node_claims(ref.kind, ref.namespace, ref.name))
-    wanted = {**wanted, ref.label: spec.replicas}
-    scale = ScaleTarget(ref, before, spec.replicas, claims)
-    steps = [f"scale {ref.label} from {before} to {spec.replicas} replicas ({ready} Ready now)"]
-    if claims and spec.replicas > 1:
-        steps.append(
-            f"doctor predicts it fails (FP-R3/FP-R4): it mounts ReadWriteOnce claim(s) "
-            f"{', '.join(claims)}, which only one node can mount; the other replicas wait in "
-            "ContainerCreating"
-        )
-    steps.append(f"watch until every SLO is decided, at most {spec.timeout:g} s")
-    if spec.restore:
-        steps.append(f"restore: scale it back to {before} replicas, wait until it is steady")
-    major, minor = cluster.server_version()
-    environment = {
-        "kubernetes": f"{major}.{minor}",
-        "server": cluster.server,
-        "lab": lab is not None,
-        "profile": lab.profile if lab is not None else None,
-        "nodes": len(cluster.nodes()),
-        "started": utc_now(clock).isoformat(timespec="seconds"),
-    }
-    return DrillPlan(spec, [], workloads, environment, steps, scale=scale, wanted=wanted)
-
-
-def _host_targets(
-    target: Target,
-    spec: DrillSpec,
-    lab: LabHooks | None,
-    workloads: dict[str, tuple[Any, dict[str, str]]],
-) -> tuple[dict[str, TargetSpec], list[HostTarget]]:
-    """Each host target's host, and every node whose VM it runs (they all go down with it)."""
-    cluster = target.cluster
-    if spec.fault is Fault.HOST_HANG and lab is None:
-        raise SpecError(f"{spec.path}: fault: host-hang works in the lab only (`--lab`)")
-    if spec.recovery is Recovery.HEAL:
-        raise SpecError(
-            f"{spec.path}: recovery: heal fences VMs through their hypervisor, which a dead "
-            "host's API cannot answer",
-            hint="use recovery: guard (it fences the host through its BMC) or none",
-        )
-    all_names = sorted(n.metadata.name for n in cluster.nodes() if n.metadata and n.metadata.name)
-    inventory = target.inventory(all_names)
-    host_of = {
-        name: entry.machine.host
-        for name, entry in inventory.entries.items()
-        if entry.machine is not None and entry.machine.host
-    }
-    names: dict[str, TargetSpec] = {}
-    hosts: list[HostTarget] = []
-    for item in spec.targets:
-        host = item.host
-        if item.host_of is not None:
-            pods = cluster.workload_pods(item.host_of.namespace, workloads[item.host_of.label][1])
-            node = _node_of(TargetSpec(running=item.host_of, where=item.where), pods)
-            host = host_of.get(node)
-            if host is None:
-                raise _refuse(item, f"the inventory names no Proxmox host for {node}")
-        assert host is not None  # noqa: S101 - a host target names one, or its workload's
-        members = sorted(n for n, h in host_of.items() if h == host)
-        if not members:
-            raise _refuse(item, f"no node of the inventory runs on Proxmox host {host}")
-        for name in members:
-            names.setdefault(name, item)
-        if any(h.host == host for h in hosts):
-            continue
-        entry = target.config.hosts.get(host)
-        if spec.fault is Fault.HOST_POWER_OFF and entry is None:
-            raise _refuse(
-                item,
-                f"host {host} has no fencing device of its own: nothing could power it off, "
-                "nor back on",
-                hint=f"name its BMC under hosts: in fireproof.yaml ({host}: {{device: …}})",
-            )
-        machine = Machine(node=host, device=entry.device, host=host) if entry else None
-        fencer = target.fencer(entry.device) if entry else None
-        why = f"runs {item.host_of.label}" if item.host_of else "named in the spec"
-        hosts.append(HostTarget(host, machine, fencer, why))
-    return names, hosts
 
 
 def _check_quorum(by_name: dict[str, Any], names: set[str]) -> None:
@@ -446,24 +163,6 @@ def _check_quorum(by_name: dict[str, Any], names: set[str]) -> None:
             f"taking down {', '.join(sorted(names & set(control)))} would leave {len(ready)} of "
             f"{len(control)} control-plane nodes Ready: below quorum (etcd would stop)",
             hint="drill one control-plane node at a time, with the others Ready",
-        )
-
-
-def guard_running(target: Target, clock: Clock) -> bool:
-    """A guard holds its Lease (the one fireproof.yaml names) and renews it."""
-    settings = target.config.guard
-    lease = target.cluster.lease(settings.lease_namespace, settings.lease_name)
-    holder = lease.spec.holderIdentity if lease is not None and lease.spec else None
-    return bool(holder) and lease_fresh(lease, clock.time(), settings.lease_duration_seconds)
-
-
-def _check_guard(target: Target, clock: Clock) -> None:
-    settings = target.config.guard
-    if not guard_running(target, clock):
-        raise DrillRefused(
-            f"recovery: guard, but no guard holds the Lease "
-            f"{settings.lease_namespace}/{settings.lease_name}",
-            hint="start one (`fireproof guard run`), or use recovery: heal or none",
         )
 
 
