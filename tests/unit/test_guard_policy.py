@@ -52,12 +52,15 @@ def _look(
     storm: bool = False,
     hold_until: float = 0.0,
     others: tuple[NodeView, ...] = (),
+    also_suspect: tuple[str, ...] = (),
 ) -> Observation:
+    suspects = {node.name: reason} if reason else {}
+    suspects.update(dict.fromkeys(also_suspect, Reason.SILENT))
     return Observation(
         at=110.0,
         wall=WALL,
         nodes={v.name: v for v in (node, *others)},
-        suspects={node.name: reason} if reason else {},
+        suspects=suspects,
         suspected_since={node.name: since} if reason else {},
         storm=storm,
         hold_until=hold_until,
@@ -105,6 +108,8 @@ CASES: list[tuple[str, NodeView, Reason | None, Remediation | None, dict[str, An
     ("host down, a node on it alive", _view(host_down=True, host_machine=BMC, **SILENT), Reason.HOST_DOWN, _record(Phase.CORDONED), {"others": (_view("w2", machine=replace(MACHINE, node="w2", vmid=202)),)}, Act(Action.FENCE, Phase.FENCED)),
     ("host fenced, hung (guard powered it off)", _view(host_machine=BMC, **SILENT), Reason.SILENT, _record(Phase.RELEASED, guard_powered_off=True, host_fenced="pve-01"), {}, Act(Action.POWER_ON, Phase.REBOOTING)),
     ("host fenced, another node of it not released", _view(host_machine=BMC, **SILENT), Reason.SILENT, _record(Phase.RELEASED, guard_powered_off=True, host_fenced="pve-01"), {"others": (_view("w2", machine=replace(MACHINE, node="w2", vmid=202), record=_record(Phase.FENCED)),)}, Wait),
+    ("host fenced, another node of it dead but not detected yet", _view(host_machine=BMC, **SILENT), Reason.SILENT, _record(Phase.RELEASED, guard_powered_off=True, host_fenced="pve-01"), {"others": (_view("w2", machine=replace(MACHINE, node="w2", vmid=202), **SILENT),), "also_suspect": ("w2",)}, Wait),
+    ("host down, detected, Ready and a recent Lease still", _view(host_down=True, host_machine=BMC, ready="True", lease_renewed=UTC - dt.timedelta(seconds=16)), Reason.HOST_DOWN, _record(Phase.DETECTED), {}, Act(Action.CORDON, Phase.CORDONED)),
     ("host fenced, power cut", _view(host_down=True, host_machine=BMC, **SILENT), Reason.HOST_DOWN, _record(Phase.RELEASED, host_fenced="pve-01"), {}, Act(Action.LEAVE_OFF, Phase.LEFT_OFF)),
 ]  # fmt: skip
 

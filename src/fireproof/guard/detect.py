@@ -106,7 +106,10 @@ def booting(view: NodeView, settings: GuardConfig, now: dt.datetime) -> bool:
 
 
 def healthy(view: NodeView, settings: GuardConfig, now: dt.datetime) -> bool:
-    """Back by itself: Ready, its Lease fresh, and its machine not read as off."""
+    """Back by itself: Ready, its Lease fresh, its machine not read as off, and its host not
+    lost (a node of a dead host keeps Ready=True and a recent Lease for a while)."""
+    if view.host_down:
+        return False
     renewed = view.lease_renewed
     fresh = renewed is not None and (now - renewed).total_seconds() <= settings.lease_stale_seconds
     return view.ready == "True" and fresh and view.power is not PowerState.OFF

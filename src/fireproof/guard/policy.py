@@ -208,7 +208,7 @@ def _after_release(
 ) -> Decision:
     if not restarts(record, settings.guard):
         return Act(Action.LEAVE_OFF, Phase.LEFT_OFF)
-    if record.host_fenced and (pending := _unreleased_on(observation, record.host_fenced)):
+    if record.host_fenced and (pending := _unreleased_on(observation, record.host_fenced, node)):
         # Powering the host on boots every VM on it: a node still before its release would
         # find its machine started again and fence the host once more.
         return Wait(f"host {record.host_fenced}: {', '.join(pending)} not released yet")
@@ -231,15 +231,20 @@ def _machine_gate(node: NodeView) -> Refuse | None:
     return None
 
 
-def _unreleased_on(observation: Observation, host: str) -> list[str]:
+def _unreleased_on(observation: Observation, host: str, node: NodeView) -> list[str]:
+    """The other nodes of ``host`` not released yet: a record before the release, or
+    dead-looking with no record yet (this very look may be the one that detects them)."""
     before = (Phase.DETECTED, Phase.CORDONED, Phase.FENCED)
     return sorted(
         v.name
         for v in observation.nodes.values()
-        if v.machine is not None
+        if v.name != node.name
+        and v.machine is not None
         and v.machine.host == host
-        and v.record is not None
-        and v.record.phase in before
+        and (
+            (v.record is not None and v.record.phase in before)
+            or (v.record is None and v.name in observation.suspects)
+        )
     )
 
 
