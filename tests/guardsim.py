@@ -25,6 +25,7 @@ from fireproof.config import (
 )
 from fireproof.fencing import FencingError, Machine, MachineIdentity, PowerPoll, PowerState
 from fireproof.guard import Guard, GuardMetrics, NodeView, PolicySettings
+from fireproof.guard.record import ANNOTATION as REMEDIATION_ANNOTATION
 from fireproof.guard.topology import ZONE
 from fireproof.inventory import Inventory, build_inventory
 from fireproof.kube import KubeConflictError
@@ -359,6 +360,40 @@ class Hypervisor:
         return MachineIdentity(name=machine.node, uuid=self.uuids[machine.vmid])
 
 
+class Bmc:
+    """A host's BMC as a fence agent sees it: one chassis, powered off and on, read back."""
+
+    name = "bmc"
+
+    def __init__(self, world: World, host: str) -> None:
+        self.world = world
+        self.host = host
+        self.offs = 0
+        self.ons = 0
+        self.records_at_on: dict[str, str | None] = {}
+
+    def status(self, machine: Machine) -> PowerState:
+        return PowerState.ON if self.world.host_on[self.host] else PowerState.OFF
+
+    def off(self, machine: Machine) -> PowerState:
+        if self.world.host_on[self.host]:
+            self.offs += 1
+        self.world.host_power(self.host, on=False)
+        return PowerState.OFF
+
+    def on(self, machine: Machine) -> PowerState:
+        if not self.world.host_on[self.host]:
+            self.ons += 1
+            # What each node of the host had recorded when its machines came back.
+            self.records_at_on = {
+                n: self.world.api.annotations(n).get(REMEDIATION_ANNOTATION)
+                for n in self.world.vmids
+                if self.world.host_of(n) == self.host
+            }
+        self.world.host_power(self.host, on=True)
+        return PowerState.ON
+
+
 @dataclass
 class World:
     """Nodes on VMs, their kubelets and the controllers guard relies on, on one clock."""
@@ -369,6 +404,11 @@ class World:
     vmids: dict[str, int] = field(default_factory=dict)
     partitioned: set[str] = field(default_factory=set)
     excluded_from_inventory: set[str] = field(default_factory=set)
+    hosts: dict[str, str] = field(default_factory=dict)
+    """node -> its Proxmox host (default pve-01)."""
+    host_on: dict[str, bool] = field(default_factory=lambda: {"pve-01": True, "pve-02": True})
+    hung: set[str] = field(default_factory=set)
+    bmcs: dict[str, Bmc] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.api = FakeApi(self.clock)
@@ -381,15 +421,34 @@ class World:
         self.pve.uuids[vmid] = uuid
         self.api.add_node(name, control_plane=control_plane, uuid=uuid, zone=zone)
 
+    def host_of(self, name: str) -> str:
+        return self.hosts.get(name, "pve-01")
+
+    def hang(self, host: str) -> None:
+        """The host stops: its Proxmox API is lost, its guests silent, its power on."""
+        self.hung.add(host)
+        self.pve.offline_hosts.add(host)
+
+    def host_power(self, host: str, *, on: bool) -> None:
+        self.host_on[host] = on
+        if not on:
+            self.hung.discard(host)
+            self.pve.offline_hosts.add(host)
+        else:
+            self.pve.offline_hosts.discard(host)
+        for name, vmid in self.vmids.items():
+            if self.host_of(name) == host:
+                self.pve.power[vmid] = PowerState.ON if on else PowerState.OFF
+
     def config(self) -> Config:
         nodes = {
-            name: NodeEntry(device="pve", host="pve-01", vmid=vmid)
+            name: NodeEntry(device="pve", host=self.host_of(name), vmid=vmid)
             for name, vmid in self.vmids.items()
             if name not in self.excluded_from_inventory
         }
-        return Config(
-            path=None, devices={"pve": FakeDevice("pve")}, inventory=InventoryConfig(nodes=nodes)
-        )
+        devices: dict[str, Any] = {"pve": FakeDevice("pve")}
+        devices.update({f"bmc-{h}": FakeDevice(f"bmc-{h}") for h in self.bmcs})
+        return Config(path=None, devices=devices, inventory=InventoryConfig(nodes=nodes))
 
     def inventory(self, names: list[str]) -> Inventory:
         return build_inventory(self.config(), names)
@@ -403,12 +462,13 @@ class World:
         }
         guard = GuardConfig(**{**defaults, **settings})
         remediation = RemediationConfig(workload_timeout_seconds=30, recover_timeout_seconds=30)
+        bmcs = {f"bmc-{h}": b for h, b in self.bmcs.items()}
         return Guard(
             self.api,  # type: ignore[arg-type]  # the in-memory API server answers as Cluster does
             self.api,
             self.inventory,
-            lambda _device: self.pve,
-            PolicySettings(guard, remediation),
+            lambda device: bmcs.get(device, self.pve),  # type: ignore[arg-type,return-value]
+            PolicySettings(guard, remediation, {h: f"bmc-{h}" for h in self.bmcs}),
             identity,
             GuardMetrics(),
             clock=self.clock,
@@ -416,7 +476,8 @@ class World:
         )
 
     def running(self, name: str) -> bool:
-        return self.pve.power[self.vmids[name]] is PowerState.ON and name not in self.partitioned
+        alive = name not in self.partitioned and self.host_of(name) not in self.hung
+        return self.pve.power[self.vmids[name]] is PowerState.ON and alive
 
     def step(self, seconds: float = 1.0) -> None:
         """Time passes: kubelets of running VMs renew and report Ready, the node lifecycle

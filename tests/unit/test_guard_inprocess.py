@@ -8,7 +8,7 @@ import pytest
 from fireproof.fencing import PowerState
 from fireproof.guard import ANNOTATION, Phase, Remediation
 
-from guardsim import OUT_OF_SERVICE, World
+from guardsim import OUT_OF_SERVICE, Bmc, World
 
 
 def _world(workers: int = 4, control_planes: int = 3) -> World:
@@ -363,3 +363,59 @@ def test_the_leader_writes_a_missing_zone_label_once_and_the_dry_run_never() -> 
     )
     assert world.api.writes.count("label w9") == 1  # the cache saw its own write
     assert [w for w in world.api.writes if w.startswith("label")] == ["label w9"]
+
+
+def _host_world() -> tuple[World, Bmc]:
+    world = World()
+    for i in (1, 2, 3):
+        world.add(f"cp-{i}", control_plane=True)
+    for name, host in (("w1", "pve-02"), ("w2", "pve-02"), ("w3", "pve-01"), ("w4", "pve-01")):
+        world.hosts[name] = host
+        world.add(name, zone=host)
+    bmc = Bmc(world, "pve-02")
+    world.bmcs["pve-02"] = bmc
+    world.api.add_pod("web", "traefik-0", "w1", volume="pvc-traefik")
+    return world, bmc
+
+
+def test_a_hung_host_is_fenced_once_through_its_bmc_and_powered_on_after_all_its_releases() -> None:
+    world, bmc = _host_world()
+    guard = world.guard(max_unhealthy="1")  # two dead nodes, one failure domain: no storm
+    _settled(world)
+    guard.safe_tick()
+    world.hang("pve-02")
+    for _ in range(90):
+        world.step(1)
+        guard.safe_tick()
+        if bmc.ons and _record(world, "w1") is None and _record(world, "w2") is None:
+            break
+    assert bmc.offs == 1  # one power-off for the host, the other node read it off
+    assert bmc.ons == 1  # guard powered it off (it was on): strategy reboot powers it on
+    phases = {n: Remediation.from_annotation(v) for n, v in bmc.records_at_on.items()}
+    # w1's fence powered the host off (it read on): w1 powers it on, once w2 is released too.
+    # w2 read it off already and is left off until the host is back, then restored.
+    assert {n: r.phase if r else None for n, r in phases.items()} == {
+        "w1": Phase.RELEASED,
+        "w2": Phase.LEFT_OFF,
+    }
+    assert all(r is not None and r.host_fenced == "pve-02" for r in phases.values())
+    assert "FireproofHostFenced" in _reasons(world, "w1")
+    assert "FireproofHostFenced" in _reasons(world, "w2")
+    assert _record(world, "w1") is None  # back, untainted, the record dropped
+    assert _record(world, "w2") is None
+    assert world.pve.stops == []  # no VM was stopped through the hypervisor: its host was lost
+
+
+def test_a_lost_host_without_a_bmc_is_refused_and_nothing_is_released() -> None:
+    world, _bmc = _host_world()
+    del world.bmcs["pve-02"]
+    guard = world.guard(max_unhealthy="1")
+    _settled(world)
+    world.hang("pve-02")
+    for _ in range(40):
+        world.step(1)
+        guard.safe_tick()
+    assert _record(world, "w1") is None
+    assert OUT_OF_SERVICE not in world.api.taints("w1")
+    assert not [w for w in world.api.writes if w.startswith(("delete pod", "taint"))]
+    assert guard.metrics.refused.labels("host-unfenceable")._value.get() >= 1

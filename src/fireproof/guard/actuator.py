@@ -183,6 +183,9 @@ class Actuator:
         why = (
             "strategy off"
             if record.guard_powered_off
+            else f"its host {record.host_fenced} read off already (a power cut, or another of its "
+            "nodes' fence, which powers it on again if guard stopped it)"
+            if record.host_fenced
             else "it was already off and guard starts only what it stopped (restart_stopped: false)"
         )
         self.journal(view.name).record(
