@@ -342,6 +342,11 @@ def test_a_two_host_cluster_that_loses_a_host_loses_quorum(pve: LabHandle) -> No
     machine = _machine(pve, VICTIM)
     assert pve.cli("lab", "host-off", "pve-02").returncode == 0
     try:
+        # A power cut's VMs still read as pmxcfs last saw them: running, not stopped.
+        lost = _machine(pve, HA_VICTIM)
+        assert lost.host == "pve-02"
+        vms = {v["vmid"]: v for v in api.cluster.resources.get(type="vm")}
+        assert vms[lost.vmid]["status"] == "running"
         status = {r["id"]: r for r in api.cluster.status.get()}
         assert status["cluster"]["quorate"] == 0
         assert status["node/pve-02"]["online"] == 0

@@ -282,7 +282,10 @@ async def cluster_resources(request: web.Request) -> web.Response:
     out: list[dict[str, Any]] = []
     now = time.monotonic()
     if kind in (None, "vm") and identity.may("VM.Audit"):
-        for vm in cluster.vms.values():
+        for current in cluster.vms.values():
+            # A lost host's VMs read as the cluster last saw them (pmxcfs), not as they are.
+            lost = cluster.host_dead_since(current.host) is not None
+            vm = cluster.last_seen.get(current.vmid, current) if lost else current
             entry = {
                 **_vm_summary(vm),
                 "id": f"qemu/{vm.vmid}",

@@ -10,7 +10,7 @@ import itertools
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from fireproof.lab.proxmox.upid import Upid
@@ -173,6 +173,9 @@ class Cluster:
         """Each host's chassis power, as its BMC reads it."""
         self.hung: set[str] = set()
         """Hosts that stopped answering with their power on (a kernel panic, a hung board)."""
+        self.last_seen: dict[int, Vm] = {}
+        """VMs of a lost host as the cluster last saw them: pmxcfs keeps a dead member's last
+        state (a power cut's VMs still read ``running``), until it drops it."""
 
     # -- faults -----------------------------------------------------------------------------
 
@@ -316,11 +319,17 @@ class Cluster:
         self.hung.add(host)
         if self.fault(FaultKind.HOST_UNREACHABLE, host=host) is None:
             self.faults.append(Fault(FaultKind.HOST_UNREACHABLE, host=host))
+            self._remember(host)
         frozen = [vm for vm in self.vms.values() if vm.host == host and vm.running]
         for vm in frozen:
             for hook in self.on_freeze:
                 hook(vm)
         return frozen
+
+    def _remember(self, host: str) -> None:
+        for vm in self.vms.values():
+            if vm.host == host:
+                self.last_seen[vm.vmid] = replace(vm)
 
     def _known(self, host: str) -> None:
         if host not in self.hosts:
@@ -329,6 +338,7 @@ class Cluster:
     def _host_down(self, host: str, cause: str) -> list[Vm]:
         if self.fault(FaultKind.HOST_UNREACHABLE, host=host) is None:
             self.faults.append(Fault(FaultKind.HOST_UNREACHABLE, host=host))
+            self._remember(host)
         changed = []
         for vm in self.vms.values():
             if vm.host == host and vm.running:
