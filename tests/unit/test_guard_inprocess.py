@@ -419,3 +419,26 @@ def test_a_lost_host_without_a_bmc_is_refused_and_nothing_is_released() -> None:
     assert OUT_OF_SERVICE not in world.api.taints("w1")
     assert not [w for w in world.api.writes if w.startswith(("delete pod", "taint"))]
     assert guard.metrics.refused.labels("host-unfenceable")._value.get() >= 1
+
+
+def test_a_node_that_does_not_come_back_after_its_host_is_fenced_alone() -> None:
+    # The host is back and its other node runs again: powering the host off once more would
+    # kill that neighbour. The node that stays silent is fenced through its own VM.
+    world, bmc = _host_world()
+    guard = world.guard(max_unhealthy="1")
+    _settled(world)
+    world.hang("pve-02")
+    for _ in range(60):
+        world.step(1)
+        guard.safe_tick()
+        if bmc.ons:
+            break
+    assert bmc.ons == 1
+    world.partitioned.add("w1")  # w1, which powered the host on, never comes back
+    for _ in range(90):
+        world.step(1)
+        guard.safe_tick()
+    assert bmc.offs == 1
+    assert world.pve.stops == [world.vmids["w1"]]
+    assert world.host_on["pve-02"]
+    assert _record(world, "w2") is None  # its neighbour came back and was restored

@@ -322,8 +322,10 @@ class Actuator:
         return view.machine
 
     def _power_target(self, view: NodeView, record: Remediation) -> Machine:
-        """What was fenced: the host (through its BMC) when the host was, else the VM."""
-        if record.host_fenced:
+        """What was fenced: the host (through its BMC) while that host is down, else the VM.
+        Once the host is back (its other nodes may run again), a node that does not come back
+        is fenced on its own: powering the host off again would kill its healthy neighbours."""
+        if record.host_fenced and view.host_down:
             if view.host_machine is None or view.host_machine.host != record.host_fenced:
                 raise Stop(
                     f"{view.name} was fenced through host {record.host_fenced}'s device, which "
