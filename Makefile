@@ -81,6 +81,7 @@ bench: k8s
 	$(VENV)/bin/python benchmarks/heal_vs_waiting.py real
 	$(VENV)/bin/python benchmarks/guard_vs_peers.py --runs 10
 	$(VENV)/bin/python benchmarks/doctor_scale.py 500 10000
+	$(VENV)/bin/python benchmarks/host_failure.py --runs 10
 	$(VENV)/bin/python benchmarks/startup.py
 	$(VENV)/bin/python benchmarks/guard_failover.py --runs 3 --profile real
 	$(VENV)/bin/python benchmarks/fault_campaign.py --runs 330 --seed 1001 --profile fast
