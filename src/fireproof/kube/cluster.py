@@ -207,8 +207,9 @@ class Cluster:
             raise
         return True
 
-    def workload_selector(self, namespace: str, kind: str, name: str) -> dict[str, str]:
-        """The matchLabels of a Deployment, StatefulSet or DaemonSet (NotFoundError if none)."""
+    def _workload(self, namespace: str, kind: str, name: str) -> tuple[Any, Any]:
+        """The resource class and the object of a Deployment, StatefulSet or DaemonSet
+        (UsageError for another kind, NotFoundError if it does not exist)."""
         resources: dict[str, Any] = {
             "deployment": Deployment,
             "statefulset": StatefulSet,
@@ -219,28 +220,20 @@ class Cluster:
             raise UsageError(f"unknown workload kind {kind!r} (known: {', '.join(resources)})")
         try:
             with self._guard():
-                workload: Any = self.client.get(resource, name, namespace=namespace)
+                return resource, self.client.get(resource, name, namespace=namespace)
         except KubeNotFoundError:
             raise NotFoundError(f"{kind.lower()} {namespace}/{name} not found") from None
+
+    def workload_selector(self, namespace: str, kind: str, name: str) -> dict[str, str]:
+        """The matchLabels of a Deployment, StatefulSet or DaemonSet (NotFoundError if none)."""
+        _resource, workload = self._workload(namespace, kind, name)
         selector = workload.spec.selector if workload.spec else None
         return dict(selector.matchLabels or {}) if selector is not None else {}
 
     def workload_readiness(self, namespace: str, kind: str, name: str) -> tuple[int, int]:
         """(ready, wanted) replicas of a Deployment or StatefulSet, or a DaemonSet's ready and
         desired pods (NotFoundError if it does not exist)."""
-        resources: dict[str, Any] = {
-            "deployment": Deployment,
-            "statefulset": StatefulSet,
-            "daemonset": DaemonSet,
-        }
-        resource = resources.get(kind.lower())
-        if resource is None:
-            raise UsageError(f"unknown workload kind {kind!r} (known: {', '.join(resources)})")
-        try:
-            with self._guard():
-                workload: Any = self.client.get(resource, name, namespace=namespace)
-        except KubeNotFoundError:
-            raise NotFoundError(f"{kind.lower()} {namespace}/{name} not found") from None
+        resource, workload = self._workload(namespace, kind, name)
         status = workload.status
         if resource is DaemonSet:
             return (
@@ -441,23 +434,15 @@ class Cluster:
 
     def scale(self, kind: str, namespace: str, name: str, replicas: int) -> int:
         """Set a Deployment's or StatefulSet's replicas; returns the count it had."""
-        resource: Any = StatefulSet if kind.lower() == "statefulset" else Deployment
-        try:
-            with self._guard():
-                current: Any = self.client.get(resource, name, namespace=namespace)
-                before = current.spec.replicas if current.spec and current.spec.replicas else 0
-                self.client.patch(
-                    resource, name, {"spec": {"replicas": replicas}}, namespace=namespace
-                )
-        except KubeNotFoundError:
-            raise NotFoundError(f"{kind.lower()} {namespace}/{name} not found") from None
+        resource, current = self._workload(namespace, kind, name)
+        before = current.spec.replicas if current.spec and current.spec.replicas else 0
+        with self._guard():
+            self.client.patch(resource, name, {"spec": {"replicas": replicas}}, namespace=namespace)
         return int(before)
 
     def single_node_claims(self, kind: str, namespace: str, name: str) -> list[str]:
         """The claims of a workload's pod template that only one node may mount (RWO)."""
-        resource: Any = StatefulSet if kind.lower() == "statefulset" else Deployment
-        with self._guard():
-            workload: Any = self.client.get(resource, name, namespace=namespace)
+        _resource, workload = self._workload(namespace, kind, name)
         spec = workload.spec.template.spec if workload.spec and workload.spec.template else None
         claims = [
             v.persistentVolumeClaim.claimName
