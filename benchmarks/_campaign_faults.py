@@ -102,11 +102,15 @@ class LabShape:
     """Proxmox host -> the nodes whose VMs it runs."""
     vmids: dict[str, int]
     max_unhealthy: int
+    survivable: tuple[str, ...] = ()
+    """Hosts whose loss keeps etcd's quorum (a majority of the control planes elsewhere): losing
+    the others is a total API outage no remediator can act in, so the campaign does not draw
+    them."""
 
 
 def draw(rng: random.Random, shape: LabShape, timing: Timing) -> list[Fault]:
     """One fault, or two that make sense together, for one run."""
-    primary = rng.choice(PRIMARY)
+    primary = rng.choice([p for p in PRIMARY if shape.survivable or p not in HOST_FAULTS])
     workers = list(shape.workers)
     rng.shuffle(workers)
     if primary == "storm":
@@ -115,7 +119,7 @@ def draw(rng: random.Random, shape: LabShape, timing: Timing) -> list[Fault]:
     if primary == "comes-back":
         return [Fault("comes-back", workers[0], hold=rng.uniform(*timing.come_back))]
     if primary in HOST_FAULTS:
-        host = Fault(primary, rng.choice(sorted(shape.hosts)))
+        host = Fault(primary, rng.choice(sorted(shape.survivable)))
         if rng.random() < 0.5:
             # The BMC fails while guard needs it, then recovers: nothing may move meanwhile.
             bmc = Fault(

@@ -193,11 +193,16 @@ def lab_shape(state_dir: Path) -> LabShape:
     for node in nodes:
         hosts.setdefault(node["hypervisor_host"], []).append(node["name"])
     vmids = {n["name"]: int(n["vmid"]) for n in nodes}
+    planes = [n for n in nodes if "control-plane" in n["roles"]]
+    survivable = tuple(
+        sorted(h for h in hosts if 2 * sum(n["hypervisor_host"] != h for n in planes) > len(planes))
+    )
     return LabShape(
         workers=tuple(n["name"] for n in nodes if "control-plane" not in n["roles"]),
         hosts={h: tuple(sorted(ns)) for h, ns in hosts.items()},
         vmids=vmids,
         max_unhealthy=MAX_UNHEALTHY,
+        survivable=survivable,
     )
 
 

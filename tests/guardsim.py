@@ -369,6 +369,7 @@ class Bmc:
         self.world = world
         self.host = host
         self.offs = 0
+        self.off_calls = 0
         self.ons = 0
         self.records_at_on: dict[str, str | None] = {}
 
@@ -376,6 +377,7 @@ class Bmc:
         return PowerState.ON if self.world.host_on[self.host] else PowerState.OFF
 
     def off(self, machine: Machine) -> PowerState:
+        self.off_calls += 1
         if self.world.host_on[self.host]:
             self.offs += 1
         self.world.host_power(self.host, on=False)
@@ -429,13 +431,17 @@ class World:
         self.hung.add(host)
         self.pve.offline_hosts.add(host)
 
-    def host_power(self, host: str, *, on: bool) -> None:
+    def host_power(self, host: str, *, on: bool, last_status: bool = False) -> None:
+        """Cut or restore a host's power. ``last_status``: its VMs keep reading their last
+        status after the cut (pmxcfs keeps a lost member's state, as the lab's emulator does)."""
         self.host_on[host] = on
         if not on:
             self.hung.discard(host)
             self.pve.offline_hosts.add(host)
         else:
             self.pve.offline_hosts.discard(host)
+        if not on and last_status:
+            return
         for name, vmid in self.vmids.items():
             if self.host_of(name) == host:
                 self.pve.power[vmid] = PowerState.ON if on else PowerState.OFF
@@ -476,7 +482,8 @@ class World:
         )
 
     def running(self, name: str) -> bool:
-        alive = name not in self.partitioned and self.host_of(name) not in self.hung
+        host = self.host_of(name)
+        alive = name not in self.partitioned and host not in self.hung and self.host_on[host]
         return self.pve.power[self.vmids[name]] is PowerState.ON and alive
 
     def step(self, seconds: float = 1.0) -> None:

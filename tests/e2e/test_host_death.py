@@ -15,7 +15,7 @@ import yaml
 
 from guardtools import guard_config, guards, record, restore_lab
 from incident import POSTGRES, TRAEFIK, attachments, pods, running_pod, volume_of
-from labtools import LabHandle, run_cli, wait_for
+from labtools import LabHandle, node_ready, run_cli, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -252,3 +252,43 @@ def test_a_host_power_off_drill_is_recovered_by_guard_and_restored(
     assert all(r["passed"] for r in run["slos"])
     assert run["restore"]["problems"] == []
     assert _hosts(lab)[HOST]["power"] == "on"
+
+
+def test_losing_the_host_of_two_control_planes_is_a_total_outage_until_it_is_back(
+    hlab: LabHandle,
+) -> None:
+    # tazlab runs 2 of its 3 control planes on pve-01: with it, etcd loses its quorum and the
+    # API answers nobody, whatever any remediator does. The lab shows it, then recovers.
+    lab = hlab
+    try:
+        done = lab.cli("lab", "host-off", "pve-01")
+        assert done.returncode == 0, done.stderr
+        assert "etcd has no quorum: 1 of 3 control-plane nodes up" in done.stderr
+        wait_for(
+            "the API server gone",
+            lambda: lab.kubectl("get", "nodes", "--request-timeout=3s").returncode != 0,
+            timeout=60,
+        )
+        status = lab.cli("lab", "status", "-o", "json")
+        assert status.returncode == 1  # not healthy, and says why
+        etcd = json.loads(status.stdout)["etcd"]
+        assert etcd["quorate"] is False
+        assert etcd["up"] == ["tazlab-cp-02"]
+        done = lab.cli("lab", "host-on", "pve-01")
+        assert done.returncode == 0, done.stderr
+        assert "a majority of the control plane is back" in done.stdout
+    finally:
+        lab.cli("lab", "host-on", "pve-01")
+    wait_for(
+        "the API server back with every node Ready",
+        lambda: _all_ready(lab),
+        timeout=180,
+    )
+    assert json.loads(lab.cli("lab", "status", "-o", "json").stdout)["etcd"]["quorate"] is True
+
+
+def _all_ready(lab: LabHandle) -> bool:
+    done = lab.kubectl("get", "nodes", "-o", "json", "--request-timeout=5s")
+    if done.returncode != 0:
+        return False
+    return all(node_ready(n) == "True" for n in json.loads(done.stdout)["items"])

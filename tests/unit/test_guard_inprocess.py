@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from fireproof.fencing import PowerState
+from fireproof.fencing import Machine, PowerState, TransientFencingError
 from fireproof.guard import ANNOTATION, Phase, Remediation
 
 from guardsim import OUT_OF_SERVICE, Bmc, World
@@ -390,6 +390,7 @@ def test_a_hung_host_is_fenced_once_through_its_bmc_and_powered_on_after_all_its
         if bmc.ons and _record(world, "w1") is None and _record(world, "w2") is None:
             break
     assert bmc.offs == 1  # one power-off for the host, the other node read it off
+    assert bmc.off_calls == 1  # and one fence: w2, in the same look, took w1's reading
     assert bmc.ons == 1  # guard powered it off (it was on): strategy reboot powers it on
     phases = {n: Remediation.from_annotation(v) for n, v in bmc.records_at_on.items()}
     # w1's fence powered the host off (it read on): w1 powers it on, once w2 is released too.
@@ -404,6 +405,62 @@ def test_a_hung_host_is_fenced_once_through_its_bmc_and_powered_on_after_all_its
     assert _record(world, "w1") is None  # back, untainted, the record dropped
     assert _record(world, "w2") is None
     assert world.pve.stops == []  # no VM was stopped through the hypervisor: its host was lost
+
+
+def test_a_power_cut_host_its_bmc_reads_off_is_released_before_any_lease_ages() -> None:
+    world, bmc = _host_world()
+    guard = world.guard(max_unhealthy="1")
+    _settled(world)
+    guard.safe_tick()
+    world.host_power("pve-02", on=False, last_status=True)  # its VMs still read running
+    world.step(1)
+    guard.safe_tick()
+    # One look after the cut, a second after the last renewals: the BMC's "off" is the proof.
+    for node in ("w1", "w2"):
+        assert OUT_OF_SERVICE in world.api.taints(node), node
+        assert _record(world, node) is not None
+    assert bmc.off_calls == 1  # one fence for the host (already off: nothing powered off)
+    assert bmc.offs == 0
+    assert world.pve.stops == []
+    assert OUT_OF_SERVICE not in world.api.taints("w3")
+
+
+def test_a_host_lost_to_its_cluster_but_on_waits_for_its_leases() -> None:
+    # Offline in Proxmox but the BMC reads on and the kubelets renew: a corosync split, not a
+    # death. Nothing is fenced.
+    world, bmc = _host_world()
+    guard = world.guard(max_unhealthy="1")
+    _settled(world)
+    world.pve.offline_hosts.add("pve-02")
+    for _ in range(30):
+        world.step(1)
+        guard.safe_tick()
+    assert bmc.off_calls == 0
+    assert _record(world, "w1") is None
+    assert OUT_OF_SERVICE not in world.api.taints("w1")
+
+
+class _SilentBmc(Bmc):
+    """A BMC that does not answer: each read costs its timeout, then fails."""
+
+    def status(self, machine: Machine) -> PowerState:
+        self.world.clock.advance(20)
+        raise TransientFencingError("Connection timed out")
+
+
+def test_a_bmc_that_times_out_does_not_age_every_lease_of_the_look() -> None:
+    world, _bmc = _host_world()
+    world.bmcs["pve-02"] = _SilentBmc(world, "pve-02")
+    guard = world.guard(max_unhealthy="1")
+    _settled(world)
+    guard.safe_tick()
+    world.pve.offline_hosts.add("pve-02")  # lost to its cluster; its BMC will time out
+    for _ in range(5):
+        world.step(1)
+        guard.safe_tick()
+    # The look read the cache before the BMC's 20 s: the healthy nodes' Leases were fresh.
+    assert guard.metrics.refused.labels("storm")._value.get() == 0
+    assert all(_record(world, n) is None for n in ("cp-1", "w3", "w4"))
 
 
 def test_a_lost_host_without_a_bmc_is_refused_and_nothing_is_released() -> None:

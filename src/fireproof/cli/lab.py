@@ -204,6 +204,7 @@ def status(state_dir: Path, output: str) -> None:
                 "components": [dataclasses.asdict(c) for c in st.components],
                 "nodes": [dataclasses.asdict(n) for n in st.nodes],
                 "hosts": list(st.hosts),
+                "etcd": st.etcd,
             }
         )
     else:
@@ -278,8 +279,10 @@ def power_off(state_dir: Path, node: str) -> None:
 
     The node falls silent at once: no Lease, no status, no pod updates.
     """
-    spec, upid = _lab(state_dir).power(node, on=False)
+    lab = _lab(state_dir)
+    spec, upid = lab.power(node, on=False)
     click.echo(f"{node}: VM {spec.vmid} on {spec.hypervisor_host} stopped ({upid})")
+    _quorum_note(lab, was=True)
 
 
 @lab.command("power-on")
@@ -287,8 +290,11 @@ def power_off(state_dir: Path, node: str) -> None:
 @click.argument("node", type=NODE)
 def power_on(state_dir: Path, node: str) -> None:
     """Start NODE's VM through the Proxmox API: its kubelet boots and re-registers."""
-    spec, upid = _lab(state_dir).power(node, on=True)
+    lab = _lab(state_dir)
+    was = _quorate(lab)
+    spec, upid = lab.power(node, on=True)
     click.echo(f"{node}: VM {spec.vmid} on {spec.hypervisor_host} running ({upid})")
+    _quorum_note(lab, was=was)
 
 
 @lab.command()
@@ -319,8 +325,10 @@ def unpartition(state_dir: Path, node: str) -> None:
 def host_off(state_dir: Path, host: str) -> None:
     """Cut a whole Proxmox HOST's power: all its VMs stop at once, and the host drops out of its
     Proxmox cluster ("No route to host"), so nothing can verify its VMs off until `host-on`."""
-    done = _lab(state_dir).agent().host_power(host, on=False)
+    lab = _lab(state_dir)
+    done = lab.agent().host_power(host, on=False)
     click.echo(f"{host}: power cut; stopped {', '.join(done['vms']) or 'no running VM'}")
+    _quorum_note(lab, was=True)
 
 
 @lab.command("host-hang")
@@ -330,8 +338,10 @@ def host_hang(state_dir: Path, host: str) -> None:
     """Hang a whole Proxmox HOST: it stops answering (595) and its VMs die, but its power stays
     on and its BMC reads on. Only a power off through the BMC makes its VMs provably dead;
     `host-off` (or the BMC's power off) ends it."""
-    done = _lab(state_dir).agent().host_hang(host)
+    lab = _lab(state_dir)
+    done = lab.agent().host_hang(host)
     click.echo(f"{host}: hung; {', '.join(done['vms']) or 'no running VM'} stopped answering")
+    _quorum_note(lab, was=True)
 
 
 @lab.command("bmc-fault")
@@ -351,8 +361,27 @@ def bmc_fault(state_dir: Path, host: str, fault: str) -> None:
 def host_on(state_dir: Path, host: str) -> None:
     """Restore HOST after `host-off` or `host-hang` (a power cycle): it rejoins and starts the
     VMs its failure stopped."""
-    done = _lab(state_dir).agent().host_power(host, on=True)
+    lab = _lab(state_dir)
+    was = _quorate(lab)
+    done = lab.agent().host_power(host, on=True)
     click.echo(f"{host}: back; started {', '.join(done['vms']) or 'no VM'}")
+    _quorum_note(lab, was=was)
+
+
+def _quorate(lab: Lab) -> bool:
+    return bool(lab.agent().etcd()["quorate"])
+
+
+def _quorum_note(lab: Lab, *, was: bool) -> None:
+    """Say when a power change took etcd's quorum away, or gave it back: on the cluster the lab
+    replays, that is the API itself going away or coming back."""
+    from fireproof.lab.lab import quorum_lost
+
+    etcd = lab.agent().etcd()
+    if not etcd["quorate"]:
+        click.echo(f"warning: {quorum_lost(etcd)}", err=True)
+    elif not was:
+        click.echo("etcd: a majority of the control plane is back; the API server starts again")
 
 
 @lab.command()

@@ -52,6 +52,12 @@ class Actuator:
     """Told of every Node our own writes returned (the watch cache sees them at once)."""
     _journals: dict[str, Journal] = field(default_factory=dict, init=False)
     _version: tuple[int, int] | None = field(default=None, init=False)
+    _hosts_off: dict[str, str] = field(default_factory=dict, init=False)
+    """Hosts verified off in this look -> the node whose host fence did it."""
+
+    def new_look(self) -> None:
+        """Forget this look's host fences: a later look fences (and reads) a host afresh."""
+        self._hosts_off.clear()
 
     def run(self, act: Act, view: NodeView, record: Remediation | None) -> Remediation | None:
         """The record after ``act``; raises :class:`Stop` when it did not move on."""
@@ -115,11 +121,30 @@ class Actuator:
         """The node's host is lost: its VMs' last status is stale and its API answers nothing.
         The host's own device powers the whole host off and reads it back off; only then are
         its VMs (this node's among them) known dead. Every node of the host goes through
-        this step: the first powers the host off, the others read it off."""
+        this step: the first powers the host off and reads it back; the others of the same look
+        take that reading (their release re-reads the host before every write anyway), so a
+        host of three nodes costs one fence, not three."""
         name, machine = view.name, view.host_machine
         if machine is None:  # the policy refuses these before
             raise Stop(f"{name}'s host has no fencing device")
         epoch = self.elector.assert_leading()
+        host = machine.host or ""
+        if (by := self._hosts_off.get(host)) is not None:
+            self.journal(name).record(
+                "fence",
+                f"{machine.label} verified off via {machine.device} moments ago (with {by})",
+                event="FireproofHostFenced",
+            )
+            self.metrics.fence_levels.labels("host").inc()
+            return self._to(
+                name,
+                record,
+                Phase.FENCED,
+                epoch,
+                failures=0,
+                host_fenced=host,
+                guard_powered_off=record.guard_powered_off,
+            )
         fencer = self.fencer(machine.device)
         try:
             was_on = fencer.status(machine) is PowerState.ON
@@ -132,6 +157,7 @@ class Actuator:
         self.metrics.actions.labels("fence").inc()
         self.metrics.fence_levels.labels("host").inc()
         log.info("%s: %s verified off via %s", name, machine.label, machine.device)
+        self._hosts_off[host] = name
         return self._to(
             name,
             record,

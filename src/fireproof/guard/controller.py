@@ -133,6 +133,9 @@ class Guard:
         leading = self._lead()
         if leading is None:
             return
+        # The look's time is when the cache was read: a slow device poll after it must not age
+        # every Lease it holds (a BMC timing out once made a whole cluster look dead).
+        at, wall = self.clock.monotonic(), self.clock.time()
         try:
             views = self.observer.look(self.windows.suspected_since)
         except FireproofError as exc:
@@ -140,9 +143,7 @@ class Guard:
             return
         was_blind = self.windows.blind
         g = self.settings.guard
-        observation, self.windows = observe(
-            views, self.windows, g, self.clock.monotonic(), self.clock.time()
-        )
+        observation, self.windows = observe(views, self.windows, g, at, wall)
         self._seen(observation, was_blind)
         if self.dry_run:
             DryRunReport(self.settings, self.notices, self.say).show(observation)
@@ -156,6 +157,7 @@ class Guard:
             return
         self.notices.clear("*", "paused")
         records = {n for n, v in observation.nodes.items() if v.record is not None}
+        self.actuator.new_look()
         for name in sorted(set(observation.suspects) | records):
             try:
                 self._advance(observation, name)

@@ -50,6 +50,8 @@ class NodeView:
     the poll's "off" needs no confirm window."""
     host_down: bool = False
     """The VM's host reads offline in its hypervisor's cluster (595 to every request)."""
+    host_off: bool = False
+    """The lost host's own device (its BMC) reads it off: every VM on it is dead, now."""
     host_machine: Machine | None = None
     """The host's own fencing device (``hosts:`` in fireproof.yaml), for this node."""
     vm_uptime: int | None = None
@@ -72,7 +74,9 @@ def suspicion(view: NodeView, settings: GuardConfig, now: dt.datetime) -> Reason
     renewed = view.lease_renewed
     age = None if renewed is None else (now - renewed).total_seconds()
     missed = min(settings.host_down_lease_seconds, settings.lease_stale_seconds)
-    if view.host_down and (age is None or age > missed):
+    # A host read off by its BMC needs no Lease to age: nothing on it runs. A host only lost to
+    # its cluster (595, offline) may be a corosync split: its kubelets must have missed a renewal.
+    if view.host_down and (view.host_off or age is None or age > missed):
         return Reason.HOST_DOWN
     if view.power is PowerState.OFF:
         return Reason.VM_OFF

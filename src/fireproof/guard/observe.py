@@ -36,6 +36,8 @@ from fireproof.kube.cache import CacheView, NodeFacts
 
 log = logging.getLogger("fireproof.guard")
 INVENTORY_TTL = 30.0
+HOST_READ_BACKOFF = 30.0
+"""Seconds before a lost host's device that failed a read is asked again by the look."""
 CONTROL_PLANE_LABEL = "node-role.kubernetes.io/control-plane"
 
 
@@ -141,6 +143,8 @@ class Observer:
     """Proxmox host -> the device that fences the host itself (its BMC)."""
     _inventory: Inventory | None = field(default=None, init=False)
     _inventory_at: float = field(default=0.0, init=False)
+    _host_read_failed: dict[str, float] = field(default_factory=dict, init=False)
+    """Lost host -> when reading its own device last failed (monotonic)."""
     _regions: dict[str, str | None] = field(default_factory=dict, init=False)
     """Device -> its Proxmox cluster's name, read with each inventory refresh."""
 
@@ -153,7 +157,8 @@ class Observer:
             raise ClusterUnseen("the watches of Nodes, node Leases and VolumeAttachments are lost")
         names = sorted(cache.nodes)
         inventory = self._inventory_for(names)
-        power = self._poll(inventory, names)
+        unrecorded = {n for n in names if ANNOTATION not in cache.nodes[n].annotations}
+        power = self._poll(inventory, names, unrecorded)
         attached: dict[str, int] = {}
         for va in cache.attachments:
             if va.attached:
@@ -218,6 +223,7 @@ class Observer:
             attached_volumes=attached,
             settled_off=settled,
             host_down=poll.host_down,
+            host_off=poll.host_down and poll.host_off,
             host_machine=self._host_machine(name, machine),
             vm_uptime=poll.uptime,
             relabel=relabel,
@@ -262,7 +268,9 @@ class Observer:
             except FireproofError as exc:
                 self.notices.once(device, "region", log.info, f"no region label: {exc.message}")
 
-    def _poll(self, inventory: Inventory, names: list[str]) -> dict[str, NodePoll]:
+    def _poll(
+        self, inventory: Inventory, names: list[str], unrecorded: set[str]
+    ) -> dict[str, NodePoll]:
         """node -> what the poll says of it: one poll per device that can read all its machines."""
         out: dict[str, NodePoll] = {}
         by_device: dict[str, list[tuple[str, Machine]]] = {}
@@ -275,6 +283,8 @@ class Observer:
             polled = self._poll_device(device)
             if polled is None:
                 continue  # cannot poll: the conditions signal covers these nodes
+            undetected = [(n, m) for n, m in members if n in unrecorded]
+            hosts_off = self._hosts_read_off(polled.offline_hosts, undetected)
             for name, machine in members:
                 vmid = machine.vmid if machine.vmid is not None else -1
                 out[name] = NodePoll(
@@ -282,8 +292,39 @@ class Observer:
                     True,
                     machine.host in polled.offline_hosts,
                     polled.uptimes.get(vmid),
+                    host_off=machine.host in hosts_off,
                 )
         return out
+
+    def _hosts_read_off(
+        self, offline: frozenset[str], members: list[tuple[str, Machine]]
+    ) -> set[str]:
+        """The lost hosts whose own device (their BMC) reads them off: a power cut, proven at
+        once, so their nodes need not wait for a missed Lease renewal.
+
+        Asked only of a host the cluster reads offline with a node not yet detected (once
+        detected, the remediation reads the host itself), once per look. A device that failed
+        is left alone for a while: a BMC that does not answer would hold every look for its
+        timeout. Any error is "not known off": the Lease signal still applies."""
+        off: set[str] = set()
+        now = self.clock.monotonic()
+        for host in sorted({m.host for _n, m in members if m.host in offline and m.host}):
+            device = self.host_devices.get(host)
+            if device is None or now - self._host_read_failed.get(host, -HOST_READ_BACKOFF) < (
+                HOST_READ_BACKOFF
+            ):
+                continue
+            try:
+                state = self.fencer(device).status(Machine(node=host, device=device, host=host))
+            except FireproofError as exc:
+                self._host_read_failed[host] = self.clock.monotonic()
+                self.notices.once(host, "host-read", log.warning, f"host {host}: {exc.message}")
+                continue
+            self._host_read_failed.pop(host, None)
+            self.notices.clear(host, "host-read")
+            if state is PowerState.OFF:
+                off.add(host)
+        return off
 
     def _poll_device(self, device: str) -> PowerPoll | None:
         try:
@@ -313,6 +354,8 @@ class NodePoll:
     polled: bool
     host_down: bool = False
     uptime: int | None = None
+    host_off: bool = False
+    """The lost host's own device reads it off."""
 
 
 _UNPOLLED = NodePoll(PowerState.UNKNOWN, False)

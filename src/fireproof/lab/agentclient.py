@@ -60,6 +60,11 @@ class AgentClient:
         result: list[dict[str, Any]] = self._request("GET", "/v1/hosts")
         return result
 
+    def etcd(self) -> dict[str, Any]:
+        """etcd's quorum as the control-plane VMs give it: quorate, members, up."""
+        result: dict[str, Any] = self._request("GET", "/v1/etcd")
+        return result
+
     def host_hang(self, host: str) -> dict[str, Any]:
         result: dict[str, Any] = self._request("POST", f"/v1/hosts/{host}/hang", {})
         return result

@@ -109,6 +109,8 @@ class LabStatus:
     problems: tuple[str, ...]
     hosts: tuple[dict[str, Any], ...] = ()
     """Each Proxmox host: name, power, hung, reachable, and its BMC (no secret, a file)."""
+    etcd: dict[str, Any] | None = None
+    """etcd's quorum: quorate, members (the control-plane nodes), up."""
 
     @property
     def healthy(self) -> bool:
@@ -165,12 +167,16 @@ class Lab:
         problems = [f"{c.name} is not running" for c in components if not c.running]
         power: dict[str, dict[str, Any]] = {}
         hosts: list[dict[str, Any]] = []
+        etcd: dict[str, Any] | None = None
         try:
             agent = AgentClient(self.paths, state)
             power = {n["name"]: n for n in agent.nodes()}
             hosts = self._hosts(agent.hosts())
+            etcd = agent.etcd()
         except FireproofError as exc:
             problems.append(str(exc))
+        if etcd is not None and not etcd["quorate"]:
+            problems.append(quorum_lost(etcd))
         nodes: list[NodeStatus] = []
         try:
             client = sync_client(load_kubeconfig(self.paths.kubeconfig), timeout=10)
@@ -180,7 +186,7 @@ class Lab:
         except (KubeApiError, KubeUnreachableError) as exc:
             problems.append(str(exc))
         return LabStatus(
-            self.paths.root, state, components, tuple(nodes), tuple(problems), tuple(hosts)
+            self.paths.root, state, components, tuple(nodes), tuple(problems), tuple(hosts), etcd
         )
 
     def _hosts(self, reported: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -564,6 +570,15 @@ class Lab:
                 progress(f"stopped {record.name} (pid {record.pid})")
                 stopped.append(record.name)
         return stopped
+
+
+def quorum_lost(etcd: dict[str, Any]) -> str:
+    members, up = etcd["members"], etcd["up"]
+    down = ", ".join(n for n in members if n not in up)
+    return (
+        f"etcd has no quorum: {len(up)} of {len(members)} control-plane nodes up ({down} down); "
+        "the API server does not answer until a majority is back"
+    )
 
 
 def state_or_none(paths: LabPaths) -> LabState | None:

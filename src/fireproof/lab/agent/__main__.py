@@ -26,8 +26,10 @@ from fireproof.lab.agent.hypervisor import build_authenticator, build_cluster, s
 from fireproof.lab.agent.ledger import Ledger
 from fireproof.lab.agent.pods import PodRunner
 from fireproof.lab.agent.powerlog import record_power
+from fireproof.lab.agent.quorum import EtcdQuorum
 from fireproof.lab.agent.storage import Storage
 from fireproof.lab.exports import ProxmoxAccess, load_bmcs
+from fireproof.lab.lab import Lab
 from fireproof.lab.profiles import PROFILES
 from fireproof.lab.state import LabPaths
 from fireproof.lab.topology import build_topology
@@ -78,7 +80,10 @@ async def run(args: argparse.Namespace) -> None:
     }
     if bmcs:
         serve_forever(list(bmcs.values()))
-    admin = web.AppRunner(make_app(fleet, cluster, auth, token, bmcs), access_log=None)
+    quorum = EtcdQuorum(
+        tuple(n.name for n in topology.control_plane), fleet, Lab(paths.root).apiserver
+    )
+    admin = web.AppRunner(make_app(fleet, cluster, auth, token, bmcs, quorum), access_log=None)
     await admin.setup()
     await web.TCPSite(admin, "127.0.0.1", args.port).start()
     log.info("admin API on 127.0.0.1:%d", args.port)
@@ -100,6 +105,7 @@ async def run(args: argparse.Namespace) -> None:
         asyncio.create_task(api_path.watch_endpoints()),
         asyncio.create_task(api_path.run()),
         asyncio.create_task(ledger.run()),
+        asyncio.create_task(quorum.run()),
     ]
     log.info("ready: %d nodes on %d Proxmox hosts", len(fleet.nodes), len(cluster.hosts))
     await stop.wait()

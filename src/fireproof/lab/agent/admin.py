@@ -17,6 +17,7 @@ from aiohttp import web
 from fireproof.lab.addresses import is_documentation_address
 from fireproof.lab.agent.bmc import BmcFault, HostBmc
 from fireproof.lab.agent.fleet import Fleet
+from fireproof.lab.agent.quorum import EtcdQuorum
 from fireproof.lab.proxmox.auth import Authenticator
 from fireproof.lab.proxmox.model import Cluster, Fault, FaultKind, PveError, Vm
 
@@ -26,6 +27,7 @@ KNOWN_PRIVILEGES = frozenset({"VM.Audit", "VM.PowerMgmt", "Sys.Audit", "VM.Confi
 CLUSTER_KEY = web.AppKey("cluster", Cluster)
 TOKEN_KEY = web.AppKey("token", str)
 BMCS_KEY = web.AppKey("bmcs", dict[str, HostBmc])
+QUORUM_KEY = web.AppKey("quorum", EtcdQuorum)
 
 
 @web.middleware
@@ -162,6 +164,11 @@ async def _hosts(request: web.Request) -> web.Response:
             for host in cluster.hosts
         ]
     )
+
+
+async def _etcd(request: web.Request) -> web.Response:
+    """Whether etcd has quorum: a majority of the control-plane VMs up."""
+    return web.json_response(request.app[QUORUM_KEY].view().as_dict())
 
 
 async def _address(request: web.Request) -> web.Response:
@@ -304,8 +311,12 @@ def make_app(
     auth: Authenticator,
     token: str,
     bmcs: dict[str, HostBmc] | None = None,
+    quorum: EtcdQuorum | None = None,
 ) -> web.Application:
     app = web.Application(middlewares=[_auth])
+    if quorum is not None:
+        app[QUORUM_KEY] = quorum
+        app.router.add_get("/v1/etcd", _etcd)
     app[BMCS_KEY] = bmcs or {}
     app[FLEET_KEY] = fleet
     app[CLUSTER_KEY] = cluster
