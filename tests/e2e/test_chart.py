@@ -104,6 +104,29 @@ def test_the_alert_rules_pass_promtool(tmp_path: Path) -> None:
     assert "SUCCESS: 4 rules found" in done.stdout
 
 
+def test_each_alert_fires_and_stays_silent_as_its_promtool_unit_tests_say(tmp_path: Path) -> None:
+    # tests/promtool/alerts_test.yaml: one group per alert, firing and not firing, against the
+    # rules as helm renders them with the chart's defaults (stuckAfterMinutes 15).
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool comes with Debian's prometheus package (make test installs it)"
+    rule = one(render("--set", "prometheusRule.stuckAfterMinutes=15"), "PrometheusRule")
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rule["spec"]))
+    cases = tmp_path / "alerts_test.yaml"
+    cases.write_text((REPO / "tests" / "promtool" / "alerts_test.yaml").read_text())
+    done = subprocess.run(
+        [promtool, "test", "rules", cases.name],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SUCCESS" in done.stdout
+    alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]}
+    tested = set(re.findall(r"alertname: (\w+)", cases.read_text()))
+    assert tested == alerts  # a new alert comes with its cases
+
+
 def _exported() -> set[str]:
     names: set[str] = set()
     for family in GuardMetrics().registry.collect():

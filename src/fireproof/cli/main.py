@@ -49,6 +49,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "drill",
         "Fire drills: power a node off (or partition it), watch the recovery, judge the SLOs.",
     ),
+    "completion": (
+        "fireproof.cli.completion",
+        "completion",
+        "Print the shell completion script for SHELL.",
+    ),
 }
 """name -> (module, attribute, short help). A command's module (and the client libraries it
 needs) loads only when that command runs: `fireproof --help` and `--version` load none. A

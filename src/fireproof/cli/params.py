@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import click
+from click.shell_completion import CompletionItem
 
 from fireproof.names import is_namespace_name, is_node_name
 
@@ -48,6 +49,13 @@ class _Rfc1123(click.ParamType[str, Any]):
 
 class NodeName(_Rfc1123):
     name = "node"
+
+    def shell_complete(
+        self, ctx: click.Context, param: click.Parameter, incomplete: str
+    ) -> list[CompletionItem]:
+        from fireproof.cli.completion import node_names
+
+        return [CompletionItem(n) for n in node_names(ctx) if n.startswith(incomplete)]
 
 
 class NamespaceName(_Rfc1123):
