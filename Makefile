@@ -24,7 +24,9 @@ $(UV):
 	$(PYTHON) -m venv .tools
 	.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
-$(VENV)/.synced: $(UV) uv.lock pyproject.toml
+# chaosfireproof is installed, not editable (chaoslib finds it through its file list): a change
+# to its sources syncs again, and uv rebuilds it (its cache-keys name them).
+$(VENV)/.synced: $(UV) uv.lock pyproject.toml chaosfireproof/pyproject.toml $(wildcard chaosfireproof/src/chaosfireproof/*.py)
 	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --quiet
 	touch $@
 
@@ -49,8 +51,8 @@ system-deps:
 	    fence-agents ipmitool chromium prometheus >/dev/null; }
 
 lint: venv
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src chaosfireproof/src tests benchmarks
+	$(VENV)/bin/ruff format --check src chaosfireproof/src tests benchmarks
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 

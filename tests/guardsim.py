@@ -315,6 +315,8 @@ class Hypervisor:
         self.tasks_readable = True
         self.settle_questions = 0
         self.offline_hosts: set[str] = set()
+        self.vm_hosts: dict[int, str] = {}
+        """VMID -> the host the cluster lists it on, when it moved (HA recovery, migration)."""
 
     def _check(self) -> None:
         if self.failing:
@@ -322,7 +324,9 @@ class Hypervisor:
 
     def power_states(self) -> PowerPoll:
         self._check()
-        return PowerPoll(dict(self.power), frozenset(self.offline_hosts))
+        return PowerPoll(
+            dict(self.power), frozenset(self.offline_hosts), hosts=dict(self.vm_hosts)
+        )
 
     def status(self, machine: Machine) -> PowerState:
         self._check()

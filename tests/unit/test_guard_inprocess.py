@@ -425,6 +425,25 @@ def test_a_power_cut_host_its_bmc_reads_off_is_released_before_any_lease_ages() 
     assert OUT_OF_SERVICE not in world.api.taints("w3")
 
 
+def test_a_vm_recovered_onto_another_host_is_not_released_with_its_dead_host() -> None:
+    # pve-02 loses power and its BMC reads off, but w1's VM was restarted on pve-01 (an HA
+    # recovery): the cluster lists it there, running. The inventory still says pve-02; the
+    # host's death is no longer w1's, and releasing it would put a second writer on its volume.
+    world, bmc = _host_world()
+    guard = world.guard(max_unhealthy="1")
+    _settled(world)
+    guard.safe_tick()
+    world.host_power("pve-02", on=False, last_status=True)
+    world.hosts["w1"] = "pve-01"
+    world.pve.vm_hosts[world.vmids["w1"]] = "pve-01"
+    world.step(1)
+    guard.safe_tick()
+    assert OUT_OF_SERVICE in world.api.taints("w2")  # still on the dead host: released
+    assert OUT_OF_SERVICE not in world.api.taints("w1")
+    assert _record(world, "w1") is None
+    assert bmc.off_calls == 1
+
+
 def test_a_host_lost_to_its_cluster_but_on_waits_for_its_leases() -> None:
     # Offline in Proxmox but the BMC reads on and the kubelets renew: a corosync split, not a
     # death. Nothing is fenced.

@@ -128,6 +128,9 @@ class PowerPoll:
     """Hosts the hypervisor's cluster reads offline: their VMs' last status is stale."""
     uptimes: dict[int, int] = field(default_factory=dict)
     """VMID -> seconds since the running VM started (a VM still booting is young)."""
+    hosts: dict[int, str] = field(default_factory=dict)
+    """VMID -> the host the cluster lists it on now: it moves with a migration or an HA
+    recovery, whatever the inventory (a Terraform state) still says."""
 
 
 @runtime_checkable

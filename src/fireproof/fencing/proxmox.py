@@ -272,6 +272,11 @@ class ProxmoxFencer:
                 for r in rows
                 if r.get("type") == "qemu" and r.get("status") == "running"
             },
+            hosts={
+                int(r["vmid"]): str(r["node"])
+                for r in rows
+                if r.get("type") == "qemu" and r.get("node")
+            },
         )
 
     def cluster_facts(self) -> ProxmoxCluster:

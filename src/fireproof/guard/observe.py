@@ -187,6 +187,9 @@ class Observer:
     ) -> NodeView:
         name = facts.name
         machine, problem, source = mapping
+        if machine is not None and poll.host and poll.host != machine.host:
+            # The VM moved (HA recovery, migration): fence, labels and failure domain follow it.
+            machine = replace(machine, host=poll.host)
         now = self.clock.monotonic()
         record = Remediation.from_annotation(facts.annotations.get(ANNOTATION))
         settled = (
@@ -224,14 +227,13 @@ class Observer:
             settled_off=settled,
             host_down=poll.host_down,
             host_off=poll.host_down and poll.host_off,
-            host_machine=self._host_machine(name, machine),
+            host_machine=self._host_machine(name, machine.host if machine else None),
             vm_uptime=poll.uptime,
             relabel=relabel,
             relabel_owned=owned_after(facts.annotations, relabel),
         )
 
-    def _host_machine(self, node: str, machine: Machine | None) -> Machine | None:
-        host = machine.host if machine else None
+    def _host_machine(self, node: str, host: str | None) -> Machine | None:
         device = self.host_devices.get(host) if host else None
         return Machine(node=node, device=device, host=host) if device else None
 
@@ -283,6 +285,9 @@ class Observer:
             polled = self._poll_device(device)
             if polled is None:
                 continue  # cannot poll: the conditions signal covers these nodes
+            # Where each VM runs now, as its cluster lists it: an HA recovery or a migration
+            # moves it off the host the inventory names, and a host's death is then not its.
+            members = [(n, _on_host(m, polled)) for n, m in members]
             undetected = [(n, m) for n, m in members if n in unrecorded]
             hosts_off = self._hosts_read_off(polled.offline_hosts, undetected)
             for name, machine in members:
@@ -293,6 +298,7 @@ class Observer:
                     machine.host in polled.offline_hosts,
                     polled.uptimes.get(vmid),
                     host_off=machine.host in hosts_off,
+                    host=machine.host,
                 )
         return out
 
@@ -356,9 +362,16 @@ class NodePoll:
     uptime: int | None = None
     host_off: bool = False
     """The lost host's own device reads it off."""
+    host: str | None = None
+    """The host the VM runs on now (the poll's), else the inventory's."""
 
 
 _UNPOLLED = NodePoll(PowerState.UNKNOWN, False)
+
+
+def _on_host(machine: Machine, polled: PowerPoll) -> Machine:
+    now = polled.hosts.get(machine.vmid) if machine.vmid is not None else None
+    return replace(machine, host=now) if now and now != machine.host else machine
 
 
 def _mapping(inventory: Inventory, name: str) -> tuple[Machine | None, str | None, str]:

@@ -1,7 +1,9 @@
 """Chaos Toolkit extension: fireproof's actions and probes for `chaos run` experiments.
 
-Install with ``pip install 'fireproof[chaostoolkit]'`` and point an experiment's activities at
-``chaosfireproof.actions`` / ``chaosfireproof.probes``. Configuration keys:
+Its own distribution (``chaosfireproof/`` in fireproof's repository, ``pip install
+./chaosfireproof``); point an experiment's activities at ``chaosfireproof.actions``,
+``chaosfireproof.scenes`` (hosts, IP change, scale, Endpoints) and ``chaosfireproof.probes``.
+Configuration keys:
 
 - ``fireproof_lab_dir``: the running lab (its own fireproof.yaml), or
 - ``fireproof_config`` (a fireproof.yaml) with the optional ``fireproof_context``.
@@ -48,5 +50,6 @@ def discover(discover_system: bool = True) -> dict[str, Any]:
         "chaosfireproof", __version__, "fireproof"
     )
     discovery["activities"].extend(discover_actions("chaosfireproof.actions"))
+    discovery["activities"].extend(discover_actions("chaosfireproof.scenes"))
     discovery["activities"].extend(discover_probes("chaosfireproof.probes"))
     return discovery

@@ -6,11 +6,19 @@ from typing import Any
 from chaosfireproof import target_from
 from fireproof.doctor import Context, Severity, run_checks, select
 from fireproof.errors import UsageError
+from fireproof.heal import plan_endpoints
 from fireproof.kube import node_ready as _node_ready
 from fireproof.kube import pod_running_ready
 from fireproof.kube.snapshot import take_snapshot
 
-__all__ = ["doctor_findings", "double_attachments", "node_ready", "workload_running"]
+__all__ = [
+    "api_endpoints_live",
+    "doctor_findings",
+    "double_attachments",
+    "node_ready",
+    "ready_replicas",
+    "workload_running",
+]
 
 
 def node_ready(
@@ -37,6 +45,31 @@ def workload_running(
         pod_running_ready(pod) and pod.spec is not None and pod.spec.nodeName in ready_nodes
         for pod in cluster.workload_pods(namespace, selector)
     )
+
+
+def ready_replicas(
+    namespace: str,
+    kind: str,
+    name: str,
+    configuration: dict[str, Any] | None = None,
+    secrets: dict[str, Any] | None = None,
+) -> int:
+    """How many replicas of the Deployment or StatefulSet are Ready (one, on an RWO volume,
+    however many are asked for)."""
+    ready, _wanted = target_from(configuration).cluster.workload_readiness(namespace, kind, name)
+    return ready
+
+
+def api_endpoints_live(
+    configuration: dict[str, Any] | None = None, secrets: dict[str, Any] | None = None
+) -> bool:
+    """True when the `kubernetes` Endpoints name only live addresses: Ready control-plane nodes'
+    or the VIP of fireproof.yaml. False after an address change left them stale."""
+    target = target_from(configuration)
+    vip = target.config.cluster.vip
+    plan = plan_endpoints(target.cluster, vip=vip, to="nodes")
+    live = set(plan.live) | ({vip} if vip else set())
+    return bool(plan.current) and set(plan.current) <= live
 
 
 def double_attachments(
