@@ -23,7 +23,14 @@ from fireproof.config import (
     NodeEntry,
     RemediationConfig,
 )
-from fireproof.fencing import FencingError, Machine, MachineIdentity, PowerPoll, PowerState
+from fireproof.fencing import (
+    FencingError,
+    HaStatus,
+    Machine,
+    MachineIdentity,
+    PowerPoll,
+    PowerState,
+)
 from fireproof.guard import Guard, GuardMetrics, NodeView, PolicySettings
 from fireproof.guard.record import ANNOTATION as REMEDIATION_ANNOTATION
 from fireproof.guard.topology import ZONE
@@ -315,6 +322,8 @@ class Hypervisor:
         self.tasks_readable = True
         self.settle_questions = 0
         self.offline_hosts: set[str] = set()
+        self.ha: HaStatus | None = None
+        """What Proxmox HA's manager records (None: no HA)."""
         self.vm_hosts: dict[int, str] = {}
         """VMID -> the host the cluster lists it on, when it moved (HA recovery, migration)."""
 
@@ -322,11 +331,13 @@ class Hypervisor:
         if self.failing:
             raise FencingError(self.failing)
 
+    def ha_status(self) -> HaStatus | None:
+        self._check()
+        return self.ha
+
     def power_states(self) -> PowerPoll:
         self._check()
-        return PowerPoll(
-            dict(self.power), frozenset(self.offline_hosts), hosts=dict(self.vm_hosts)
-        )
+        return PowerPoll(dict(self.power), frozenset(self.offline_hosts), hosts=dict(self.vm_hosts))
 
     def status(self, machine: Machine) -> PowerState:
         self._check()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from fireproof.fencing import Machine, PowerState, TransientFencingError
+from fireproof.fencing import HaStatus, Machine, PowerState, TransientFencingError
 from fireproof.guard import ANNOTATION, Phase, Remediation
 
 from guardsim import OUT_OF_SERVICE, Bmc, World
@@ -480,6 +480,66 @@ def test_a_bmc_that_times_out_does_not_age_every_lease_of_the_look() -> None:
     # The look read the cache before the BMC's 20 s: the healthy nodes' Leases were fresh.
     assert guard.metrics.refused.labels("storm")._value.get() == 0
     assert all(_record(world, n) is None for n in ("cp-1", "w3", "w4"))
+
+
+def _ha(node_state: str, services: dict[int, tuple[str, str]]) -> HaStatus:
+    return HaStatus(True, {"pve-01": "online", "pve-02": node_state}, services)
+
+
+def test_a_host_proxmox_ha_fenced_is_released_after_its_acknowledgement_only() -> None:
+    # No BMC: Proxmox HA is the only level. w1 (HA-managed) and w2 (not) die with pve-02.
+    world, _bmc = _host_world()
+    del world.bmcs["pve-02"]
+    guard = world.guard(max_unhealthy="1")
+    _settled(world)
+    w1 = world.vmids["w1"]
+    world.hang("pve-02")
+    world.pve.ha = _ha("unknown", {w1: ("started", "pve-02")})
+    for _ in range(20):
+        world.step(1)
+        guard.safe_tick()
+    # HA will fence it: guard waits for it (no refusal), and releases nothing yet.
+    assert _record(world, "w2") is not None
+    assert OUT_OF_SERVICE not in world.api.taints("w2")
+    assert guard.metrics.refused.labels("host-unfenceable")._value.get() == 0
+    world.pve.ha = _ha("fence", {w1: ("fence", "pve-02")})
+    world.step(1)
+    guard.safe_tick()
+    assert OUT_OF_SERVICE not in world.api.taints("w2")  # fencing is not fenced
+    # Acknowledged: the host's watchdog reset it (its VMs die); HA restarts w1 on pve-01.
+    world.host_power("pve-02", on=False)
+    world.hosts["w1"] = "pve-01"
+    world.pve.vm_hosts[w1] = "pve-01"
+    world.pve.power[w1] = PowerState.ON
+    world.pve.ha = _ha("unknown", {w1: ("started", "pve-01")})
+    world.step(1)
+    guard.safe_tick()
+    assert OUT_OF_SERVICE in world.api.taints("w2")
+    record = _record(world, "w2")
+    assert record is not None
+    assert record.ha_fenced
+    assert record.host_fenced == "pve-02"
+    assert "FireproofHostFenced" in _reasons(world, "w2")
+    # w1 was restarted by HA: guard leaves it to boot, fences nothing through its VM.
+    assert OUT_OF_SERVICE not in world.api.taints("w1")
+    assert world.pve.stops == []
+    assert guard.metrics.fence_levels.labels("ha")._value.get() == 1
+
+
+def test_a_guard_that_did_not_see_ha_fencing_does_not_take_its_word() -> None:
+    # HA reads the lost host "unknown" with its services already elsewhere (fenced before this
+    # guard looked): nothing proves to this guard that the host was fenced, not just lost.
+    world, _bmc = _host_world()
+    del world.bmcs["pve-02"]
+    guard = world.guard(max_unhealthy="1")
+    _settled(world)
+    world.hang("pve-02")
+    world.pve.ha = _ha("unknown", {world.vmids["w1"]: ("started", "pve-01")})
+    for _ in range(30):
+        world.step(1)
+        guard.safe_tick()
+    assert OUT_OF_SERVICE not in world.api.taints("w2")
+    assert guard.metrics.refused.labels("host-unfenceable")._value.get() >= 1
 
 
 def test_a_lost_host_without_a_bmc_is_refused_and_nothing_is_released() -> None:

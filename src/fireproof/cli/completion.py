@@ -70,7 +70,7 @@ def _lab_nodes(state_dir: Path) -> list[str]:
     from fireproof.lab.topology import build_topology
 
     state = LabState.load(LabPaths(state_dir.expanduser().resolve()))
-    return [n.name for n in build_topology(state.topology, state.workers).nodes]
+    return [n.name for n in build_topology(state.topology, state.workers, state.hosts).nodes]
 
 
 def _cluster_nodes(params: dict[str, Any]) -> list[str]:

@@ -21,7 +21,7 @@ from fireproof.lab.images import OWN_IMAGE_REPOSITORY
 from fireproof.lab.profiles import PROFILES
 from fireproof.lab.proxmox.model import FaultKind
 from fireproof.lab.state import LabPaths, default_state_dir
-from fireproof.lab.topology import MAX_WORKERS, TOPOLOGIES
+from fireproof.lab.topology import MAX_HOSTS, MAX_WORKERS, TOPOLOGIES
 
 if TYPE_CHECKING:
     from fireproof.lab.lab import Lab
@@ -113,6 +113,13 @@ def build(rebuild: bool, release: str | None) -> None:
     help="Override the topology's number of worker nodes.",
 )
 @click.option(
+    "--hosts",
+    type=click.IntRange(1, MAX_HOSTS),
+    default=None,
+    help="Proxmox hosts to spread the nodes over, round-robin (tazlab: 2, minimal: 1). With 3, "
+    "the Proxmox cluster keeps quorum when a host dies, and Proxmox HA can fence it.",
+)
+@click.option(
     "--api-port",
     type=click.IntRange(1, 65535),
     default=None,
@@ -146,6 +153,7 @@ def up(
     profile: str,
     topology: str,
     workers: int | None,
+    hosts: int | None,
     api_port: int | None,
     bin_dir: Path | None,
     release: str | None,
@@ -161,6 +169,7 @@ def up(
         profile=profile,
         topology=topology,
         workers=workers,
+        hosts=hosts,
         api_port=api_port,
         bin_dir=bin_dir,
         release=release,

@@ -143,6 +143,35 @@ class PowerPoller(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class HaStatus:
+    """Proxmox HA's manager, as it records itself (``/cluster/ha/status/manager_status``)."""
+
+    quorate: bool
+    node_status: dict[str, str]
+    """Host -> ``online``, ``unknown``, ``fence``, ``gone`` (pve-ha-manager's NodeStatus.pm)."""
+    services: dict[int, tuple[str, str]]
+    """VMID -> (state, host) of each HA-managed VM (``started``, ``fence``, ``recovery``...)."""
+
+    def fencing(self, host: str) -> bool:
+        """HA will fence ``host``: quorate, the host lost, and an HA service of its to fence
+        (a host whose LRM runs no HA service arms no watchdog and is never fenced)."""
+        return (
+            self.quorate
+            and self.node_status.get(host) in ("unknown", "fence")
+            and any(node == host for _state, node in self.services.values())
+        )
+
+
+@runtime_checkable
+class HaReader(Protocol):
+    """A device whose cluster fences lost hosts itself (Proxmox HA)."""
+
+    def ha_status(self) -> HaStatus | None:
+        """The HA manager's record; None when the cluster runs no HA."""
+        ...
+
+
 @runtime_checkable
 class SettledReader(Protocol):
     """A device that can tell a machine that is off for good from one off for a moment (a

@@ -30,6 +30,7 @@ from fireproof.clock import SYSTEM_CLOCK, Clock
 from fireproof.config import ProxmoxDevice, SecretReader
 from fireproof.fencing.base import (
     FencingError,
+    HaStatus,
     Machine,
     MachineIdentity,
     PermanentFencingError,
@@ -296,6 +297,28 @@ class ProxmoxFencer:
             members=members,
             quorate=bool(int(cluster.get("quorate") or 0)) if cluster else True,
             qdevice=bool(qdevice),
+        )
+
+    def ha_status(self) -> HaStatus | None:
+        """Proxmox HA's record (pve-manager ``/cluster/ha/status/manager_status``, Sys.Audit on
+        ``/``): each host's HA state and each HA-managed VM's; None without HA."""
+        api = self._connect()
+        data = self._call("HA status", api.cluster.ha.status.manager_status.get)
+        if not isinstance(data, dict):
+            return None
+        manager = data.get("manager_status") or {}
+        if not manager.get("node_status"):
+            return None
+        quorum = data.get("quorum") or {}
+        services: dict[int, tuple[str, str]] = {}
+        for sid, entry in (manager.get("service_status") or {}).items():
+            kind, _, vmid = str(sid).partition(":")
+            if kind == "vm" and vmid.isdigit() and isinstance(entry, dict):
+                services[int(vmid)] = (str(entry.get("state")), str(entry.get("node")))
+        return HaStatus(
+            quorate=str(quorum.get("quorate", "0")) == "1",
+            node_status={str(k): str(v) for k, v in manager["node_status"].items()},
+            services=services,
         )
 
     def identify(self, machine: Machine) -> MachineIdentity:

@@ -17,7 +17,7 @@ import stamina
 
 from fireproof.clock import Clock
 from fireproof.errors import FireproofError
-from fireproof.fencing import Fencer, Machine, PowerState
+from fireproof.fencing import Fencer, HaReader, Machine, PowerState
 from fireproof.guard.detect import NodeView
 from fireproof.guard.leader import LeaderElector, NotLeading
 from fireproof.guard.metrics import GuardMetrics
@@ -67,6 +67,7 @@ class Actuator:
             Action.CORDON: self._cordon,
             Action.FENCE: self._fence,
             Action.FENCE_HOST: self._fence_host,
+            Action.ACCEPT_HA_FENCE: self._accept_ha_fence,
             Action.RELEASE: self._release,
             Action.LEAVE_OFF: self._leave_off,
             Action.POWER_ON: self._power_on,
@@ -168,6 +169,26 @@ class Actuator:
             host_fenced=machine.host or "",
         )
 
+    def _accept_ha_fence(self, _act: Act, view: NodeView, record: Remediation) -> Remediation:
+        """Proxmox HA acknowledged the fence of the node's lost host: it took the host's agent
+        lock, which expires only once the host's watchdog reset it. No device was used; the
+        release asks HA again before every write."""
+        name, machine = view.name, self._machine(view)
+        host = machine.host or ""
+        epoch = self.elector.assert_leading()
+        self.journal(name).record(
+            "fence",
+            f"host {host} fenced by Proxmox HA (acknowledged: it got the host's agent lock, "
+            "so its watchdog reset it): every VM that ran there is dead",
+            event="FireproofHostFenced",
+        )
+        self.metrics.actions.labels("fence").inc()
+        self.metrics.fence_levels.labels("ha").inc()
+        log.info("%s: host %s fenced by Proxmox HA", name, host)
+        return self._to(
+            name, record, Phase.FENCED, epoch, failures=0, host_fenced=host, ha_fenced=True
+        )
+
     def _release(self, _act: Act, view: NodeView, record: Remediation) -> Remediation:
         # Verified off: the pods may go now, without waiting for NotReady or pod GC.
         name, machine = view.name, self._power_target(view, record)
@@ -186,6 +207,11 @@ class Actuator:
             ]
         epoch = self.elector.assert_leading()
         fencer = self.fencer(machine.device)
+        still_off = (
+            self._ha_still_fenced(record.host_fenced, fencer, machine)
+            if record.ha_fenced
+            else lambda: fencer.status(machine)
+        )
         try:
             steps.release(
                 self.cluster,
@@ -194,7 +220,7 @@ class Actuator:
                 taint=version >= steps.TAINT_SINCE,
                 pods=pods,
                 attachments=attachments,
-                still_off=lambda: fencer.status(machine),
+                still_off=still_off,
             )
         except steps.StartedAgain as exc:
             # Back to the fence: it powers the machine off again (and verifies it) first.
@@ -347,11 +373,24 @@ class Actuator:
             raise Stop(f"{view.name} has no fencing device")
         return view.machine
 
+    @staticmethod
+    def _ha_still_fenced(host: str, fencer: Fencer, machine: Machine) -> Callable[[], PowerState]:
+        """The release's check after HA's fence: off while HA still has the host out of the
+        cluster; once the host is back, the VM's own power decides (it may have started)."""
+
+        def read() -> PowerState:
+            status = fencer.ha_status() if isinstance(fencer, HaReader) else None
+            if status is not None and status.node_status.get(host) not in (None, "online"):
+                return PowerState.OFF
+            return fencer.status(machine)
+
+        return read
+
     def _power_target(self, view: NodeView, record: Remediation) -> Machine:
         """What was fenced: the host (through its BMC) while that host is down, else the VM.
         Once the host is back (its other nodes may run again), a node that does not come back
         is fenced on its own: powering the host off again would kill its healthy neighbours."""
-        if record.host_fenced and view.host_down:
+        if record.host_fenced and view.host_down and not record.ha_fenced:
             if view.host_machine is None or view.host_machine.host != record.host_fenced:
                 raise Stop(
                     f"{view.name} was fenced through host {record.host_fenced}'s device, which "

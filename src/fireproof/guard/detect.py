@@ -17,6 +17,9 @@ from fireproof.config import GuardConfig
 from fireproof.fencing import Machine, PowerState
 from fireproof.guard.record import Reason, Remediation
 
+HA_NONE, HA_PENDING, HA_FENCED = "none", "pending", "fenced"
+"""Proxmox HA on a lost host: nothing, a fence under way, a fence it acknowledged."""
+
 
 @dataclass(frozen=True, slots=True)
 class NodeView:
@@ -52,6 +55,9 @@ class NodeView:
     """The VM's host reads offline in its hypervisor's cluster (595 to every request)."""
     host_off: bool = False
     """The lost host's own device (its BMC) reads it off: every VM on it is dead, now."""
+    host_ha: str = HA_NONE
+    """Proxmox HA on the lost host: ``pending`` while it will fence it, ``fenced`` once it
+    acknowledged the fence (got the dead node's agent lock: its watchdog reset it)."""
     host_machine: Machine | None = None
     """The host's own fencing device (``hosts:`` in fireproof.yaml), for this node."""
     vm_uptime: int | None = None

@@ -20,13 +20,14 @@ from fireproof.config import GuardConfig
 from fireproof.errors import FireproofError, TransientError
 from fireproof.fencing import (
     Fencer,
+    HaReader,
     Machine,
     PowerPoll,
     PowerPoller,
     PowerState,
     SettledReader,
 )
-from fireproof.guard.detect import NodeView, suspicion
+from fireproof.guard.detect import HA_FENCED, HA_NONE, HA_PENDING, NodeView, suspicion
 from fireproof.guard.metrics import GuardMetrics
 from fireproof.guard.notices import Notices
 from fireproof.guard.record import ANNOTATION, EXCLUDE_LABEL, PAUSE_ANNOTATION, Reason, Remediation
@@ -143,6 +144,8 @@ class Observer:
     """Proxmox host -> the device that fences the host itself (its BMC)."""
     _inventory: Inventory | None = field(default=None, init=False)
     _inventory_at: float = field(default=0.0, init=False)
+    _ha_fence_seen: dict[str, float] = field(default_factory=dict, init=False)
+    """Lost host -> when this observer first saw Proxmox HA fencing it (monotonic)."""
     _host_read_failed: dict[str, float] = field(default_factory=dict, init=False)
     """Lost host -> when reading its own device last failed (monotonic)."""
     _regions: dict[str, str | None] = field(default_factory=dict, init=False)
@@ -227,6 +230,7 @@ class Observer:
             settled_off=settled,
             host_down=poll.host_down,
             host_off=poll.host_down and poll.host_off,
+            host_ha=poll.host_ha if poll.host_down else HA_NONE,
             host_machine=self._host_machine(name, machine.host if machine else None),
             vm_uptime=poll.uptime,
             relabel=relabel,
@@ -290,6 +294,8 @@ class Observer:
             members = [(n, _on_host(m, polled)) for n, m in members]
             undetected = [(n, m) for n, m in members if n in unrecorded]
             hosts_off = self._hosts_read_off(polled.offline_hosts, undetected)
+            lost = {m.host for _n, m in members if m.host in polled.offline_hosts and m.host}
+            ha = self._ha_states(device, lost)
             for name, machine in members:
                 vmid = machine.vmid if machine.vmid is not None else -1
                 out[name] = NodePoll(
@@ -299,7 +305,38 @@ class Observer:
                     polled.uptimes.get(vmid),
                     host_off=machine.host in hosts_off,
                     host=machine.host,
+                    host_ha=ha.get(machine.host or "", HA_NONE),
                 )
+        return out
+
+    def _ha_states(self, device: str, lost: set[str]) -> dict[str, str]:
+        """Each lost host's Proxmox HA state: ``fenced`` once HA acknowledged its fence (this
+        observer saw the host in ``fence``, and HA moved it on to ``unknown``: only taking the
+        dead node's agent lock does that), ``pending`` while HA will fence it, else none.
+        Asked only while a host is lost; a guard that missed the ``fence`` state (started after
+        it) cannot take HA's word, and says the host is unfenceable."""
+        for host in [h for h in self._ha_fence_seen if h not in lost]:
+            del self._ha_fence_seen[host]  # back online: a later loss starts afresh
+        if not lost:
+            return {}
+        try:
+            reader = self.fencer(device)
+            status = reader.ha_status() if isinstance(reader, HaReader) else None
+        except FireproofError as exc:
+            self.notices.once(device, "ha", log.warning, f"cannot read Proxmox HA: {exc.message}")
+            return {}
+        self.notices.clear(device, "ha")
+        if status is None:
+            return {}
+        out: dict[str, str] = {}
+        for host in lost:
+            state = status.node_status.get(host)
+            if state == "fence":
+                self._ha_fence_seen.setdefault(host, self.clock.monotonic())
+            if status.quorate and state == "unknown" and host in self._ha_fence_seen:
+                out[host] = HA_FENCED
+            elif status.fencing(host):
+                out[host] = HA_PENDING
         return out
 
     def _hosts_read_off(
@@ -364,6 +401,8 @@ class NodePoll:
     """The lost host's own device reads it off."""
     host: str | None = None
     """The host the VM runs on now (the poll's), else the inventory's."""
+    host_ha: str = "none"
+    """Proxmox HA on the lost host: ``none``, ``pending`` (it will fence it), ``fenced``."""
 
 
 _UNPOLLED = NodePoll(PowerState.UNKNOWN, False)

@@ -14,7 +14,16 @@ from dataclasses import dataclass, field, replace
 
 from fireproof.config import GuardConfig, RemediationConfig
 from fireproof.fencing import PowerState
-from fireproof.guard.detect import NodeView, back_since, healthy, quorum_allows_fencing
+from fireproof.guard.detect import (
+    HA_FENCED,
+    HA_NONE,
+    HA_PENDING,
+    NodeView,
+    back_since,
+    booting,
+    healthy,
+    quorum_allows_fencing,
+)
 from fireproof.guard.observe import Observation
 from fireproof.guard.record import Phase, Reason, Remediation
 
@@ -42,6 +51,9 @@ class Action(enum.StrEnum):
     FENCE_HOST = "fence-host"
     """The node's host is lost: power the whole host off through its own device (BMC) and
     read it back off. Every VM of a host verified off is off."""
+    ACCEPT_HA_FENCE = "accept-ha-fence"
+    """Proxmox HA acknowledged the lost host's fence (it got the host's agent lock, so the
+    host's watchdog has reset it): every VM that ran there is dead."""
     RELEASE = "release"
     POWER_ON = "power-on"
     LEAVE_OFF = "leave-off"
@@ -121,7 +133,7 @@ def _new(observation: Observation, node: NodeView, reason: Reason, g: GuardConfi
         return held
     if observation.storm:
         return Refuse(Gate.STORM, _storm_message(observation))
-    if reason is Reason.HOST_DOWN and node.host_machine is None:
+    if reason is Reason.HOST_DOWN and node.host_machine is None and node.host_ha == HA_NONE:
         return _unfenceable(node)
     if reason not in HYPERVISOR_WORD and observation.at < observation.hold_until:
         return Refuse(
@@ -172,11 +184,24 @@ def _next(
     if phase is Phase.DETECTED:
         return Act(Action.CORDON, Phase.CORDONED)
     if phase is Phase.CORDONED:
+        if booting(node, g, observation.utc):
+            # Its VM started again (Proxmox HA restarted it on another host, or a person did):
+            # a boot, not a death. Fencing it now would undo the restart.
+            return Wait("its VM is booting: waits for its kubelet")
         if node.host_down and whole_host_dead(observation, node):
-            # The VM's own device cannot answer for a lost host: only the host's can.
-            if node.host_machine is None:
-                return _unfenceable(node)
-            return Act(Action.FENCE_HOST, Phase.FENCED)
+            # The VM's own device cannot answer for a lost host: only the host's can, or
+            # Proxmox HA once it acknowledged the host's fence, whichever proves it first.
+            if node.host_ha == HA_FENCED:
+                return Act(Action.ACCEPT_HA_FENCE, Phase.FENCED)
+            if node.host_machine is not None:
+                return Act(Action.FENCE_HOST, Phase.FENCED)
+            if node.host_ha == HA_PENDING:
+                host = node.machine.host if node.machine else "?"
+                return Wait(
+                    f"Proxmox HA is fencing host {host}: its acknowledgement (the host's agent "
+                    "lock, once its watchdog reset it) proves every VM there dead"
+                )
+            return _unfenceable(node)
         # A host its cluster lost while some of its nodes still renew their Leases is not
         # dead (a corosync split): powering it off would kill them. The VM's own fence is
         # tried, and fails closed while the host's API does not answer.
@@ -196,6 +221,8 @@ def restarts(record: Remediation, g: GuardConfig) -> bool:
     """What follows a release: start the machine again, or leave it off and tainted. guard
     starts what it powered off itself (strategy reboot), and what was already off only with
     restart_stopped."""
+    if record.ha_fenced:
+        return False  # HA owns that host: its return (onboot) or HA brings the VMs back
     return (record.guard_powered_off and g.strategy == "reboot") or g.restart_stopped
 
 
@@ -265,7 +292,8 @@ def _unfenceable(node: NodeView) -> Refuse:
     return Refuse(
         Gate.HOST_UNFENCEABLE,
         f"{node.name}'s Proxmox host {host} is lost (offline, its API unreachable), and "
-        "unreachable is not off: nothing can prove its VMs dead without the host's own device. "
+        "unreachable is not off: nothing can prove its VMs dead without the host's own device "
+        "or Proxmox HA's fence (none here: no HA service on the host, or no quorum). "
         f"Give {host} a BMC under hosts: in fireproof.yaml; nothing is released until then",
     )
 
@@ -319,6 +347,12 @@ def _as_if_done(
         host = view.host_machine.host if view.host_machine else None
         moved = record.advance(
             Phase.FENCED, epoch=0, leader="dry-run", now=now, host_fenced=host or ""
+        )
+        return moved, replace(view, power=PowerState.OFF)
+    if act.action is Action.ACCEPT_HA_FENCE:
+        host = view.machine.host if view.machine else None
+        moved = record.advance(
+            Phase.FENCED, epoch=0, leader="dry-run", now=now, host_fenced=host or "", ha_fenced=True
         )
         return moved, replace(view, power=PowerState.OFF)
     if act.action is Action.RELEASE:

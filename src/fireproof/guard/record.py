@@ -55,6 +55,7 @@ class Changes(TypedDict, total=False):
     failures: int
     note: str
     host_fenced: str
+    ha_fenced: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +78,9 @@ class Remediation:
     host_fenced: str = ""
     """The host whose own device (BMC) fenced the node: power on, re-fence and the release's
     last check go through that device, not the VM's."""
+    ha_fenced: bool = False
+    """``host_fenced`` was proven by Proxmox HA's acknowledged fence, not by a device: there is
+    no device to power the host on or read it back; the release's check asks HA."""
 
     def to_annotation(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -100,6 +104,7 @@ class Remediation:
                 failures=int(raw.get("failures", 0)),
                 note=str(raw.get("note", "")),
                 host_fenced=str(raw.get("host_fenced", "")),
+                ha_fenced=bool(raw.get("ha_fenced", False)),
             )
         except (ValueError, KeyError, TypeError):
             return None  # a hand-edited or foreign value: treated as no record, never trusted

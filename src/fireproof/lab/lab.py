@@ -67,6 +67,7 @@ class UpOptions:
     profile: str = "fast"
     topology: str = "tazlab"
     workers: int | None = None
+    hosts: int | None = None
     api_port: int | None = None
     bin_dir: Path | None = None
     release: str | None = None
@@ -219,15 +220,16 @@ class Lab:
         except KeyError:
             known = ", ".join(sorted(PROFILES))
             raise UsageError(f"unknown profile {options.profile!r} (known: {known})") from None
-        topology = build_topology(options.topology, options.workers)
+        topology = build_topology(options.topology, options.workers, options.hosts)
         _check_writable(self.paths.root)
         if self.paths.state_file.exists():
             running = self.running_state()
             if running is not None:
-                same = (running.profile, running.topology, running.workers) == (
+                same = (running.profile, running.topology, running.workers, running.hosts) == (
                     options.profile,
                     options.topology,
                     options.workers,
+                    options.hosts,
                 )
                 if same:
                     return running, False
@@ -255,6 +257,7 @@ class Lab:
             profile=profile.name,
             topology=topology.name,
             workers=options.workers,
+            hosts=options.hosts,
             kubernetes_version=bins.version,
             bin_dir=str(bins.directory),
             ports=ports.as_dict(),
@@ -381,6 +384,7 @@ class Lab:
                 f"--kubelet-version={bins.version}",
                 f"--own-image={options.own_image}",
                 *([f"--workers={options.workers}"] if options.workers is not None else []),
+                *([f"--hosts={options.hosts}"] if options.hosts is not None else []),
                 *(["--qdevice"] if options.qdevice else []),
             ],
         )
@@ -460,7 +464,7 @@ class Lab:
 
     def machine(self, node: str) -> NodeSpec:
         state = self._require_running()
-        spec = build_topology(state.topology, state.workers).node(node)
+        spec = build_topology(state.topology, state.workers, state.hosts).node(node)
         if spec is None:
             raise NotFoundError(f"unknown node {node} (see `fireproof lab status`)")
         return spec

@@ -37,6 +37,12 @@ class TimingProfile:
     """How long an HA-managed VM keeps running after its (already finished) stop task."""
     dead_host_status_seconds: float
     """How long a dead Proxmox host's VMs keep their last status in the cluster lists."""
+    ha_round_seconds: float
+    """How often Proxmox HA's manager runs a round (pve-ha-crm: 10 s)."""
+    ha_fence_delay_seconds: float
+    """How long a node is offline before HA fences its services (NodeStatus.pm: 60 s)."""
+    ha_agent_lock_seconds: float
+    """How long a dead node's HA agent lock outlives its last renewal (pmxcfs: 120 s)."""
     attach_seconds: float
     """Simulated CSI attach / detach latency."""
     crash_backoff_seconds: float
@@ -61,6 +67,10 @@ FAST = TimingProfile(
     vm_task_seconds=0.3,
     ha_stop_delay_seconds=2.0,
     dead_host_status_seconds=8.0,
+    # HA at a tenth of upstream's timings: its order of events, not its minutes.
+    ha_round_seconds=1.0,
+    ha_fence_delay_seconds=6.0,
+    ha_agent_lock_seconds=12.0,
     attach_seconds=0.3,
     crash_backoff_seconds=1.0,
     mount_timeout_seconds=10.0,
@@ -82,6 +92,9 @@ REAL = TimingProfile(
     vm_task_seconds=2.0,
     ha_stop_delay_seconds=10.0,
     dead_host_status_seconds=300.0,
+    ha_round_seconds=10.0,
+    ha_fence_delay_seconds=60.0,
+    ha_agent_lock_seconds=120.0,
     attach_seconds=2.0,
     crash_backoff_seconds=10.0,
     mount_timeout_seconds=120.0,

@@ -143,6 +143,8 @@ class LabState:
     started_at: float
     version: int = STATE_VERSION
     extra: dict[str, str] = field(default_factory=dict)
+    hosts: int | None = None
+    """Proxmox hosts (`lab up --hosts`); None: the topology's own."""
 
     @property
     def api_server(self) -> str:

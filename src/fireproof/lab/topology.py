@@ -79,35 +79,40 @@ def _workers(
     )
 
 
-def minimal(workers: int | None = None) -> Topology:
+def _hosts(count: int) -> tuple[str, ...]:
+    return tuple(f"pve-{i + 1:02d}" for i in range(count))
+
+
+def minimal(workers: int | None = None, hosts: int | None = None) -> Topology:
     count = 3 if workers is None else workers
+    on = _hosts(1 if hosts is None else hosts)
     cp = NodeSpec("lab-cp-01", Role.CONTROL_PLANE, documentation_address(10), "pve-01", 100)
     return Topology(
         name="minimal",
-        description="1 control-plane + 3 workers on one Proxmox host",
-        nodes=(cp, *_workers("lab", count, 20, ("pve-01",), 200)),
+        description=f"1 control-plane + {count} workers on {len(on)} Proxmox host(s)",
+        nodes=(cp, *_workers("lab", count, 20, on, 200)),
     )
 
 
 _TAZLAB_VIP = "192.0.2.250"
 
 
-def tazlab(workers: int | None = None) -> Topology:
+def tazlab(workers: int | None = None, hosts: int | None = None) -> Topology:
     count = 4 if workers is None else workers
-    hosts = ("pve-01", "pve-02")
+    hosts_ = _hosts(2 if hosts is None else hosts)
     # Addresses follow the incident: control plane at .71-.73, VIP .250.
     cps = tuple(
         NodeSpec(
             f"tazlab-cp-{i + 1:02d}",
             Role.CONTROL_PLANE,
             documentation_address(70 + i),
-            hosts[i % 2],
+            hosts_[i % len(hosts_)],
             101 + i,
             ha_managed=True,
         )
         for i in range(3)
     )
-    plain = _workers("tazlab", count, 80, hosts, 201, frozenset({_TAZLAB_VIP}))
+    plain = _workers("tazlab", count, 80, hosts_, 201, frozenset({_TAZLAB_VIP}))
     # Every second worker is an HA resource too, so both Proxmox stop paths are exercised.
     ha_workers = tuple(
         NodeSpec(w.name, w.role, w.address, w.hypervisor_host, w.vmid, ha_managed=i % 2 == 1)
@@ -115,20 +120,22 @@ def tazlab(workers: int | None = None) -> Topology:
     )
     return Topology(
         name="tazlab",
-        description="3 control-plane + 4 workers on two Proxmox hosts, VIP 192.0.2.250",
+        description=f"3 control-plane + {count} workers on {len(hosts_)} Proxmox hosts, "
+        "VIP 192.0.2.250",
         nodes=(*cps, *ha_workers),
         vip=_TAZLAB_VIP,
     )
 
 
 MAX_WORKERS = 600
-TOPOLOGIES: dict[str, Callable[[int | None], Topology]] = {
+MAX_HOSTS = 9
+TOPOLOGIES: dict[str, Callable[[int | None, int | None], Topology]] = {
     "minimal": minimal,
     "tazlab": tazlab,
 }
 
 
-def build_topology(name: str, workers: int | None = None) -> Topology:
+def build_topology(name: str, workers: int | None = None, hosts: int | None = None) -> Topology:
     try:
         factory = TOPOLOGIES[name]
     except KeyError:
@@ -136,4 +143,6 @@ def build_topology(name: str, workers: int | None = None) -> Topology:
         raise UsageError(f"unknown topology {name!r} (known: {known})") from None
     if workers is not None and not 0 <= workers <= MAX_WORKERS:
         raise UsageError(f"--workers must be between 0 and {MAX_WORKERS}, got {workers}")
-    return factory(workers)
+    if hosts is not None and not 1 <= hosts <= MAX_HOSTS:
+        raise UsageError(f"--hosts must be between 1 and {MAX_HOSTS}, got {hosts}")
+    return factory(workers, hosts)

@@ -40,7 +40,7 @@ log = logging.getLogger("fireproof.lab.agent")
 async def run(args: argparse.Namespace) -> None:
     paths = LabPaths(Path(args.state_dir))
     profile = PROFILES[args.profile]
-    topology = build_topology(args.topology, args.workers)
+    topology = build_topology(args.topology, args.workers, args.hosts)
     token = paths.agent_token.read_text().strip()
     access = ProxmoxAccess.load(paths.proxmox)
     kubeconfig = load_kubeconfig(paths.component_kubeconfig("agent"))
@@ -127,6 +127,7 @@ def main() -> None:
     parser.add_argument("--profile", required=True, choices=sorted(PROFILES))
     parser.add_argument("--topology", required=True)
     parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--hosts", type=int, default=None)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--kubelet-version", required=True)
     parser.add_argument("--own-image", default=OWN_IMAGE.repository)

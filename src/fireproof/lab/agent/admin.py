@@ -52,7 +52,8 @@ def _node_view(request: web.Request, name: str) -> dict[str, Any]:
         "name": name,
         "role": str(node.spec.role),
         "address": node.address,
-        "hypervisor_host": node.spec.hypervisor_host,
+        # Where the VM runs now: an HA recovery restarts it on another host.
+        "hypervisor_host": vm.host if vm else node.spec.hypervisor_host,
         "vmid": node.spec.vmid,
         "ha_managed": node.spec.ha_managed,
         "power": "on" if node.powered else "off",

@@ -18,6 +18,7 @@ from fireproof.lab.pki import LabPKI
 from fireproof.lab.profiles import TimingProfile
 from fireproof.lab.proxmox.api import make_app
 from fireproof.lab.proxmox.auth import Authenticator, Credentials
+from fireproof.lab.proxmox.ha import HaManager, HaTimings
 from fireproof.lab.proxmox.model import Cluster, Timings, Vm
 from fireproof.lab.topology import Topology
 
@@ -37,7 +38,25 @@ def build_cluster(topology: Topology, profile: TimingProfile, *, qdevice: bool =
     timings = Timings(
         profile.vm_task_seconds, profile.ha_stop_delay_seconds, profile.dead_host_status_seconds
     )
-    return Cluster(hosts, vms, timings, name=topology.name, qdevice=qdevice)
+    cluster = Cluster(hosts, vms, timings, name=topology.name, qdevice=qdevice)
+    if any(vm.ha_managed for vm in vms):
+        ha = HaManager(
+            HaTimings(
+                profile.ha_round_seconds,
+                profile.ha_fence_delay_seconds,
+                profile.ha_agent_lock_seconds,
+            ),
+            members=lambda: cluster.hosts,
+            quorate=lambda: cluster.quorate,
+            alive=cluster.online,
+            self_fence=cluster.ha_self_fence,
+            recover=cluster.ha_recover,
+        )
+        for vm in vms:
+            if vm.ha_managed:
+                ha.add_service(vm.vmid, vm.host, vm.running)
+        cluster.ha = ha
+    return cluster
 
 
 def wire_power(cluster: Cluster, fleet: Fleet) -> None:

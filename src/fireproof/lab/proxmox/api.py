@@ -334,6 +334,76 @@ async def ha_resources(request: web.Request) -> web.Response:
     )
 
 
+async def ha_manager_status(request: web.Request) -> web.Response:
+    """``/cluster/ha/status/manager_status`` (pve-manager's HA Status API, Sys.Audit on ``/``):
+    the CRM's own record, node and service states included, and the quorum as it sees it."""
+    cluster = request.app[CLUSTER_KEY]
+    _require(request, "Sys.Audit", "/")
+    ha = cluster.ha
+    return _data(
+        {
+            "manager_status": ha.manager_status() if ha else {},
+            "quorum": {
+                "node": ha.master if ha and ha.master else cluster.hosts[0],
+                "quorate": str(int(cluster.quorate)),
+            },
+        }
+    )
+
+
+async def ha_current(request: web.Request) -> web.Response:
+    """``/cluster/ha/status/current``: quorum, master, each LRM and each service, one row each
+    (what the Proxmox UI's HA panel shows)."""
+    cluster = request.app[CLUSTER_KEY]
+    _require(request, "Sys.Audit", "/")
+    ha = cluster.ha
+    quorate = cluster.quorate
+    rows: list[dict[str, Any]] = [
+        {
+            "id": "quorum",
+            "type": "quorum",
+            "node": cluster.hosts[0],
+            "quorate": int(quorate),
+            "status": "OK" if quorate else "No quorum on node!",
+        }
+    ]
+    if ha is None:
+        return _data(rows)
+    rows.append(
+        {
+            "id": "master",
+            "type": "master",
+            "node": ha.master,
+            "status": f"{ha.master} (active, {ha.timestamp})" if ha.master else "none",
+            "timestamp": ha.timestamp,
+        }
+    )
+    for host in cluster.hosts:
+        alive = cluster.online(host)
+        rows.append(
+            {
+                "id": f"lrm:{host}",
+                "type": "lrm",
+                "node": host,
+                "status": f"{host} (active)" if alive else f"{host} (old timestamp - dead?)",
+            }
+        )
+    for sid, service in sorted(ha.services.items()):
+        rows.append(
+            {
+                "id": f"service:{sid}",
+                "type": "service",
+                "sid": sid,
+                "node": service.node,
+                "state": service.state,
+                "crm_state": service.state,
+                "request_state": "started",
+                "status": service.state,
+            }
+        )
+    return _data(rows)
+
+
 async def node_qemu(request: web.Request) -> web.Response:
     cluster = request.app[CLUSTER_KEY]
     host = request.match_info["node"]
@@ -503,6 +573,8 @@ def make_app(cluster: Cluster, auth: Authenticator) -> web.Application:
     r.add_get(f"{p}/cluster/status", cluster_status)
     r.add_get(f"{p}/cluster/config/qdevice", qdevice_status)
     r.add_get(f"{p}/cluster/ha/resources", ha_resources)
+    r.add_get(f"{p}/cluster/ha/status/manager_status", ha_manager_status)
+    r.add_get(f"{p}/cluster/ha/status/current", ha_current)
     r.add_get(f"{p}/nodes/{{node}}/qemu", node_qemu)
     r.add_get(f"{p}/nodes/{{node}}/qemu/{{vmid}}/status/current", vm_status)
     r.add_get(f"{p}/nodes/{{node}}/qemu/{{vmid}}/config", vm_config)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
+from fireproof.lab.proxmox.ha import HaManager
 from fireproof.lab.proxmox.upid import Upid
 
 
@@ -176,6 +177,24 @@ class Cluster:
         self.last_seen: dict[int, Vm] = {}
         """VMs of a lost host as the cluster last saw them: pmxcfs keeps a dead member's last
         state (a power cut's VMs still read ``running``), until it drops it."""
+        self.ha: HaManager | None = None
+        """Proxmox HA's manager, when the cluster runs HA-managed VMs."""
+
+    # -- HA -----------------------------------------------------------------------------------
+
+    def ha_self_fence(self, host: str) -> None:
+        """HA acknowledged the host's fence: its watchdog reset it (or it was off already).
+        Every VM on it is dead; the lab leaves the host off until `host-on`."""
+        if self.host_on.get(host, False):
+            self.host_power(host, False, cause=f"host {host} reset by its HA watchdog")
+
+    def ha_recover(self, vmid: int, host: str) -> None:
+        """HA starts a fenced node's service on a surviving host: the same VM, now there."""
+        vm = self.vms[vmid]
+        self._host_cut.discard(vmid)
+        self.last_seen.pop(vmid, None)
+        vm.host = host
+        self.set_power(vm, True, f"HA recovery onto {host}")
 
     # -- faults -----------------------------------------------------------------------------
 
@@ -258,6 +277,8 @@ class Cluster:
     def tick(self) -> None:
         """Advance tasks and delayed effects; called before every API answer and periodically."""
         now = time.monotonic()
+        if self.ha is not None:
+            self.ha.tick(now)
         for task in self.tasks.values():
             task.poll(now)
         due = [p for p in self._pending if p[0] <= now]
@@ -283,7 +304,7 @@ class Cluster:
             for hook in self.on_power_off:
                 hook(vm)
 
-    def host_power(self, host: str, on: bool) -> list[Vm]:
+    def host_power(self, host: str, on: bool, *, cause: str = "") -> list[Vm]:
         """Cut or restore a whole host's power (its BMC's chassis power, or the lab's plug).
 
         Off: every VM on it stops at once and the host drops out of its cluster (595 "No route
@@ -294,7 +315,7 @@ class Cluster:
         if not on:
             self.host_on[host] = False
             self.hung.discard(host)
-            return self._host_down(host, f"host {host} lost power")
+            return self._host_down(host, cause or f"host {host} lost power")
         if host in self.hung:
             return []
         self.host_on[host] = True
@@ -365,6 +386,8 @@ class Cluster:
         if ha:
             # The HA stack takes the request and answers at once; a shutdown is its stop.
             kind = "hastart" if action == "start" else "hastop"
+            if self.ha is not None:
+                self.ha.request(vmid, "started" if action == "start" else "stopped")
         upid = Upid(
             host,
             next(self._pids),
