@@ -8,7 +8,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -472,9 +472,12 @@ class Lab:
     def power(self, node: str, on: bool) -> tuple[NodeSpec, str]:
         """Stop or start the node's VM through the Proxmox API; returns the task's UPID."""
         spec = self.machine(node)
+        # Where the VM runs now: Proxmox HA may have restarted it on another host.
+        now = next((n for n in self.agent().nodes() if n["name"] == node), None)
+        host = str(now["hypervisor_host"]) if now else spec.hypervisor_host
         with PveClient(ProxmoxAccess.load(self.paths.proxmox)) as pve:
-            upid = pve.power(spec.hypervisor_host, spec.vmid, "start" if on else "stop")
-        return spec, upid
+            upid = pve.power(host, spec.vmid, "start" if on else "stop")
+        return replace(spec, hypervisor_host=host), upid
 
     def partition(self, node: str, cut: bool) -> dict[str, Any]:
         self.machine(node)
