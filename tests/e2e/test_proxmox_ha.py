@@ -115,7 +115,9 @@ def test_ha_fences_the_dead_host_and_guard_releases_what_ha_does_not_restart(
     assert services["vm:202"]["node"] != HOST
     wait_for(
         f"{HA_MANAGED} Ready on another host",
-        lambda: _nodes(lab)[HA_MANAGED]["ready"] == "Ready"
-        and _nodes(lab)[HA_MANAGED]["hypervisor_host"] != HOST,
+        lambda: (
+            _nodes(lab)[HA_MANAGED]["ready"] == "Ready"
+            and _nodes(lab)[HA_MANAGED]["hypervisor_host"] != HOST
+        ),
         timeout=120,
     )

@@ -193,7 +193,20 @@ def test_replicas_sharing_one_host_and_hosts_without_a_device_are_named() -> Non
 
     (bare,) = hosts_without_fencing(together, Context(host_devices=frozenset({"pve-01"})))
     assert bare.objects == ("Node/w3",)
-    assert "pve-02 has no fencing device" in bare.message
+    assert "pve-02 has neither a fencing device of its own nor Proxmox HA" in bare.message
+    # Proxmox HA covers a host that runs an HA service in a cluster that keeps quorum without it.
+    from fireproof.doctor.model import HypervisorCluster
+
+    three = {"pve-01": True, "pve-02": True, "pve-03": True}
+    ha = HypervisorCluster("pve", "big", three, True, False, frozenset({"pve-02"}))
+    only_bmc = frozenset({"pve-01"})
+    assert hosts_without_fencing(together, Context(host_devices=only_bmc, hypervisors=(ha,))) == []
+    pair = {"pve-01": True, "pve-02": True}
+    no_vote = HypervisorCluster("pve", "two", pair, True, False, frozenset({"pve-02"}))
+    (still,) = hosts_without_fencing(
+        together, Context(host_devices=only_bmc, hypervisors=(no_vote,))
+    )
+    assert "no HA service on it, or no quorum without it" in still.evidence[1]
     assert (
         hosts_without_fencing(together, Context(host_devices=frozenset({"pve-01", "pve-02"}))) == []
     )

@@ -184,8 +184,15 @@ def _hypervisors(target: Target) -> tuple[tuple[HypervisorCluster, ...] | None, 
             facts = fencer.cluster_facts()
         except FireproofError as exc:
             return None, f"device {device.name}: {exc.message}"
+        try:
+            ha = fencer.ha_status()
+        except FireproofError:
+            ha = None  # HA unread: no host counts as HA-fenced
+        ha_hosts = frozenset(node for _s, node in ha.services.values()) if ha else frozenset()
         out.append(
-            HypervisorCluster(device.name, facts.name, facts.members, facts.quorate, facts.qdevice)
+            HypervisorCluster(
+                device.name, facts.name, facts.members, facts.quorate, facts.qdevice, ha_hosts
+            )
         )
     return tuple(out), None
 

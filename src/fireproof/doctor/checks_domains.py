@@ -117,20 +117,27 @@ def hosts_without_fencing(snap: Snapshot, ctx: Context) -> list[Finding]:
     if ctx.host_devices is None:
         raise NotChecked("needs fireproof.yaml (--config or --lab): its hosts: section")
     by_host: dict[str, list[str]] = defaultdict(list)
+    ha = ctx.hypervisors or ()
     for node, host in hosts_of(snap, ctx).items():
-        if host not in ctx.host_devices:
+        if host not in ctx.host_devices and not any(c.ha_fences(host) for c in ha):
             by_host[host].append(node)
     return [
         Finding(
             "FP-D3",
             Severity.WARNING,
-            f"Proxmox host {host} has no fencing device of its own: if the whole host dies "
-            f"(power supply, kernel panic), nothing can prove its VMs off, and the volumes of "
-            f"{', '.join(sorted(nodes))} stay attached until the host is back",
+            f"Proxmox host {host} has neither a fencing device of its own nor Proxmox HA "
+            f"fencing: if the whole host dies (power supply, kernel panic), nothing can prove "
+            f"its VMs off, and the volumes of {', '.join(sorted(nodes))} stay attached until "
+            "the host is back",
             tuple(f"Node/{n}" for n in sorted(nodes)),
-            (f"hosts: in fireproof.yaml names no device for {host}",),
+            (
+                f"hosts: in fireproof.yaml names no device for {host}",
+                "Proxmox HA cannot fence it: "
+                + ("no HA service on it, or no quorum without it" if ha else "HA not read"),
+            ),
             f"add its BMC: hosts: {{{host}: {{device: bmc-{host}}}}} with a fence-agent device "
-            "(fence_ipmilan or fence_redfish)",
+            "(fence_ipmilan or fence_redfish), or make one of its VMs an HA resource in a "
+            "cluster that keeps quorum without it (three hosts, or a QDevice)",
         )
         for host, nodes in sorted(by_host.items())
     ]

@@ -43,6 +43,14 @@ class HypervisorCluster:
     """Host -> online."""
     quorate: bool
     qdevice: bool
+    ha_hosts: frozenset[str] = frozenset()
+    """Hosts running an HA-managed VM: their HA agent arms a watchdog, so HA can fence them."""
+
+    def ha_fences(self, host: str) -> bool:
+        """Whether Proxmox HA can fence ``host`` when it dies: it runs an HA service, and the
+        others keep quorum without it (three hosts or more, or two with a QDevice)."""
+        keeps_quorum = len(self.members) >= 3 or (len(self.members) == 2 and self.qdevice)
+        return host in self.members and host in self.ha_hosts and keeps_quorum
 
 
 @dataclass(frozen=True, slots=True)
