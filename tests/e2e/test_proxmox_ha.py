@@ -16,7 +16,7 @@ import yaml
 
 from guardtools import guard_config, guards
 from incident import TRAEFIK, pods, running_pod
-from labtools import LabHandle, running_lab, wait_for
+from labtools import LabHandle, run_cli, running_lab, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -78,36 +78,50 @@ def test_ha_fences_the_dead_host_and_guard_releases_what_ha_does_not_restart(
     assert nodes[HA_MANAGED]["hypervisor_host"] == HOST
     _place_on(lab, PLAIN, TRAEFIK)
     old = running_pod(lab, TRAEFIK)
-    config = guard_config(lab, tmp_path, host_down_lease_seconds=3)
-    doc = yaml.safe_load(config.read_text())
-    doc.pop("hosts")  # no BMC: Proxmox HA is the only way to prove pve-02 off
+    # The drill cuts pve-02's power through its BMC; guard is given no BMC: Proxmox HA is the
+    # only way it can prove pve-02 off.
+    drill_config = guard_config(lab, tmp_path, host_down_lease_seconds=3)
+    doc = yaml.safe_load(drill_config.read_text())
+    doc.pop("hosts")
+    config = tmp_path / "guard-ha-only.yaml"
     config.write_text(yaml.safe_dump(doc))
-    seen: list[str] = []
+    spec = tmp_path / "pve-02.yaml"
+    spec.write_text(
+        "name: pve-02-ha\n"
+        "target: {host: pve-02}\n"
+        "fault: host-power-off\n"
+        "recovery: guard\n"
+        "timeout: 120s\n"
+        "slo:\n"
+        "  - {workload: traefik/deployment/traefik, running_elsewhere_within: 60s}\n"
+        "  - {no_double_attach: true}\n"
+    )
+    saved = tmp_path / "run.json"
+    env = {"XDG_STATE_HOME": str(tmp_path / "state")}
     with guards(config, tmp_path) as (guard,):
-        done = lab.cli("lab", "host-off", HOST)
-        assert done.returncode == 0, done.stderr
-
-        def moved() -> bool:
-            state = _ha(lab)["manager_status"]["node_status"][HOST]
-            if not seen or seen[-1] != state:
-                seen.append(state)
-            return any(
-                p["status"].get("phase") == "Running"
-                and p["spec"].get("nodeName") != PLAIN
-                and not p["metadata"].get("deletionTimestamp")
-                for p in pods(lab, TRAEFIK)
-            )
-
-        wait_for("Traefik Running off the dead host", moved, timeout=180, interval=0.3)
-        # pve-ha-manager's order: lost (unknown), fenced, acknowledged (back to unknown). The
-        # first read may come before the CRM's next round (still online).
-        assert [s for s in seen if s != "online"][:3] == ["unknown", "fence", "unknown"], seen
+        done = run_cli(
+            "drill", "run", str(spec), "--config", str(drill_config),
+            "--lab-dir", str(lab.state_dir), "--yes", "--save", str(saved), env=env, timeout=400,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
         journal = [e for e in guard.journal() if e["node"] == PLAIN and e["status"] == "ok"]
-        steps = [e["step"] for e in journal]
-        assert steps.index("fence") < steps.index("release"), steps
-        fence = next(e for e in journal if e["step"] == "fence")
-        assert "fenced by Proxmox HA" in fence["message"]
         assert guard.metric('fireproof_guard_fence_level_total{level="ha"}') >= 1
+    run = json.loads(saved.read_text())
+    first = {}
+    for entry in run["timeline"]:
+        first.setdefault((entry["phase"], entry["object"]), entry["t"])
+    # pve-ha-manager's order: the host in fence, then HA's acknowledgement. The drill reads HA
+    # once a second, guard on each look: guard's release may be stamped before the drill's
+    # note of the acknowledgement, but never before HA put the host in fence.
+    ha_fence = first[("ha-fence", f"host/{HOST}")]
+    acknowledged = first[("ha-fence-acknowledged", f"host/{HOST}")]
+    released = first[("released", f"node/{PLAIN}")]
+    assert first[("host-off", f"host/{HOST}")] <= ha_fence < acknowledged
+    assert ha_fence < released
+    assert all(r["passed"] for r in run["slos"])
+    steps = [e["step"] for e in journal]
+    assert steps.index("fence") < steps.index("release"), steps
+    assert "fenced by Proxmox HA" in next(e for e in journal if e["step"] == "fence")["message"]
     assert old["metadata"]["uid"] not in [p["metadata"]["uid"] for p in pods(lab, TRAEFIK)]
     # HA restarted its own VM on a surviving host: the same node, Ready again, elsewhere.
     services = _ha(lab)["manager_status"]["service_status"]

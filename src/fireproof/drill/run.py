@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fireproof.clock import SYSTEM_CLOCK, Clock
+from fireproof.drill.hawatch import HaWatch
 from fireproof.drill.plan import (
     GUARD_PAUSE,
     AddressChange,
@@ -27,7 +28,7 @@ from fireproof.drill.steady import wait_steady
 from fireproof.drill.timeline import Entry, Observer
 from fireproof.drill.verdict import SloResult, evaluate
 from fireproof.errors import TransientError
-from fireproof.fencing import PowerState
+from fireproof.fencing import HaReader, PowerState
 from fireproof.heal import steps
 from fireproof.heal.endpoints import API_PORT, apply_endpoints, plan_endpoints
 from fireproof.heal.journal import Journal
@@ -101,6 +102,8 @@ class DrillRunner:
         self._restore_lock = threading.Lock()
         self._restored = False
         self.steady_seconds: float | None = None
+        readers = (n.fencer for n in plan.nodes if isinstance(n.fencer, HaReader))
+        self._ha = HaWatch([h.host for h in plan.hosts], next(readers, None), self.observer.note)
 
     def _show(self, entry: Entry) -> None:
         self.progress(f"  T+{entry.t:7.1f}s  {entry.phase:<26} {entry.object}  {entry.evidence}")
@@ -237,6 +240,7 @@ class DrillRunner:
             now = self.clock.time()
             elapsed = now - t0
             self.observer.tick(now)
+            self._ha.tick(now)
             self._hold_fault(now)
             if spec.recovery is Recovery.HEAL:
                 if self.plan.address is not None:

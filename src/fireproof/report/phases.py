@@ -18,6 +18,10 @@ TERMINATING = "pod-terminating"
 REPLACEMENT = "replacement-created"
 FAILED_ATTACH = "failed-attach-volume"
 FENCED = "fenced"
+HA_FENCE = "ha-fence"
+"""Proxmox HA put the lost host in ``fence`` (it waits for the host's agent lock)."""
+HA_FENCE_ACK = "ha-fence-acknowledged"
+"""HA got the lost host's agent lock ("fencing: acknowledged"): its watchdog reset it."""
 HOST_FENCED = "host-fenced"
 RELEASED = "released"
 DETACHED = "volume-detached"
@@ -46,6 +50,8 @@ PHASES = (
     REPLACEMENT,
     FAILED_ATTACH,
     FENCED,
+    HA_FENCE,
+    HA_FENCE_ACK,
     HOST_FENCED,
     RELEASED,
     DETACHED,
