@@ -365,3 +365,69 @@ def test_exec_credential_plugins_are_bounded_and_checked(
     )
     err = _ok_error(done)
     assert words in err, err
+
+
+def _kubeconfig(
+    server: str = "https://127.0.0.1:1", cluster: str = "", user: str = "token: t"
+) -> str:
+    return (
+        "apiVersion: v1\nkind: Config\ncurrent-context: x\n"
+        f"clusters: [{{name: c, cluster: {{server: '{server}'{cluster}}}}}]\n"
+        f"users: [{{name: u, user: {{{user}}}}}]\n"
+        "contexts: [{name: x, context: {cluster: c, user: u}}]\n"
+    )
+
+
+NOT_PEM = "aGVsbG8="  # base64 of "hello"
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("", "is empty"),
+        ("apiVersion: v1\nkind: Config\n", "has no clusters"),
+        ("- a\n- b\n", "is not a mapping"),
+        ("clusters: 5\n", "clusters must be a list, not int"),
+        ("clusters: [{name: c, cluster: 7}]\ncontexts: []\n", "cluster must be a mapping"),
+        ("clusters: [{cluster: {server: x}}]\n", "clusters[0] needs a name"),
+        (_kubeconfig(cluster=", certificate-authority-data: '!!x'"), "is not base64"),
+        (_kubeconfig(cluster=f", certificate-authority-data: {NOT_PEM}"), "not a PEM certificate"),
+        (_kubeconfig(user=f"client-certificate-data: {NOT_PEM}"), "not a PEM certificate"),
+        (_kubeconfig(user=f"client-key-data: {NOT_PEM}"), "not a PEM private key"),
+        (_kubeconfig(server="https://127.0.0.1:99999"), "server port is not 1-65535"),
+        (_kubeconfig(server="127.0.0.1:6443"), "not an https:// URL with a host"),
+        (_kubeconfig().replace("current-context: x", "current-context: y"), "'y' not found"),
+    ],
+)
+def test_every_malformed_kubeconfig_shape_is_one_clear_error(
+    tmp_path: Path, text: str, words: str
+) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(text)
+    err = _ok_error(run_cli("doctor", "--kubeconfig", str(kubeconfig), timeout=30))
+    assert f"kubeconfig {kubeconfig}" in err
+    assert words in err
+
+
+def test_kubeconfig_paths_are_merged_as_kubectl_merges_them(tmp_path: Path) -> None:
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.write_text(_kubeconfig(server="https://127.0.0.1:1"))
+    second.write_text(
+        _kubeconfig(server="https://127.0.0.1:2")
+        .replace("name: c,", "name: c2,")
+        .replace("cluster: c,", "cluster: c2,")
+        .replace("name: x,", "name: other,")
+        .replace("current-context: x", "current-context: other")
+    )
+    missing = tmp_path / "missing"
+    env = {"KUBECONFIG": f"{missing}:{first}:{second}"}
+    # The first file's current-context wins; a context of the second file is there too; a
+    # missing file of the list is skipped.
+    done = run_cli("doctor", env=env, timeout=60)
+    assert "127.0.0.1:1" in _ok_error(done)
+    done = run_cli("doctor", "--context", "other", env=env, timeout=60)
+    assert "127.0.0.1:2" in _ok_error(done)
+    err = _ok_error(run_cli("doctor", env={"KUBECONFIG": str(missing)}, timeout=30))
+    assert "none of $KUBECONFIG" in err
+    err = _ok_error(run_cli("doctor", "--kubeconfig", str(tmp_path), timeout=30))
+    assert "is a directory" in err

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx2 as httpx
 import lightkube
-import yaml
-from lightkube.config.kubeconfig import KubeConfig, SingleConfig
+from lightkube.config.kubeconfig import SERVICE_ACCOUNT, KubeConfig, SingleConfig
 
 from fireproof.errors import FireproofError, PermanentError, TransientError, UsageError
 from fireproof.kube import execauth
+from fireproof.kube.kubeconfig import check_entry, kubeconfig_paths, read_merged, selected
 from fireproof.textsafe import has_userinfo
 
 execauth.install()  # a kubeconfig's exec plugin is bounded in time and checked
@@ -42,37 +43,34 @@ class KubeConflictError(KubeApiError):
 
 
 def load_kubeconfig(path: Path | None = None, context: str | None = None) -> SingleConfig:
-    """Load one context of a kubeconfig (``$KUBECONFIG`` / ``~/.kube/config`` when path is None)."""
+    """One context of a kubeconfig: ``path``, else every file of ``$KUBECONFIG`` merged as
+    kubectl merges them, else the pod's service account, else ``~/.kube/config``."""
+    if path is None and not os.environ.get("KUBECONFIG") and Path(SERVICE_ACCOUNT).is_dir():
+        try:
+            in_cluster = KubeConfig.from_service_account().get()
+        except lightkube.ConfigError as exc:
+            raise UsageError(f"in-cluster service account is not usable: {exc}") from None
+        if in_cluster is None:
+            raise UsageError("in-cluster service account gave no context")
+        return in_cluster
+    paths = kubeconfig_paths(path)
+    where = str(paths[0]) if len(paths) == 1 else os.pathsep.join(str(p) for p in paths)
+    merged = read_merged(paths)
     try:
-        config = KubeConfig.from_file(path) if path is not None else KubeConfig.from_env()
-        single = config.get(context_name=context)
-    except FileNotFoundError as exc:
-        raise UsageError(f"kubeconfig not found: {exc.filename or path}") from None
+        single = KubeConfig.from_dict(merged, fname=paths[0]).get(context_name=context)
     except lightkube.ConfigError as exc:
-        raise UsageError(f"kubeconfig {path or '(default)'} is not usable: {exc}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "not valid YAML"
-        raise UsageError(
-            f"kubeconfig {path or '(default)'}{where}: malformed YAML: {problem}"
-        ) from None
-    except UnicodeDecodeError as exc:
-        raise UsageError(
-            f"kubeconfig {path or '(default)'}: not UTF-8 text (byte {exc.start})"
-        ) from None
+        raise UsageError(f"kubeconfig {where} is not usable: {exc}") from None
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise UsageError(f"kubeconfig {path or '(default)'} is malformed: {exc}") from None
-    except RecursionError:
-        raise UsageError(f"kubeconfig {path or '(default)'} is nested too deeply") from None
+        raise UsageError(f"kubeconfig {where} is malformed: {exc}") from None
     if single is None:
-        raise UsageError(f"kubeconfig {path or '(default)'} has no current context")
+        raise UsageError(f"kubeconfig {where} has no current context", hint="pass --context")
     server = str(single.cluster.server or "")
     if has_userinfo(server):
         raise UsageError(
-            f"kubeconfig {path or '(default)'}: the cluster's server URL carries a user name or "
+            f"kubeconfig {where}: the cluster's server URL carries a user name or "
             "password (user@ in the URL; not shown); put credentials in the user entry",
         )
+    check_entry(where, *selected(merged, context))
     return single
 
 
