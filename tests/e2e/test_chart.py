@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from fireproof.config import ProxmoxDevice, load_config
+from fireproof.errors import FireproofError
 from fireproof.guard.metrics import GuardMetrics
 from fireproof.lab.helmtool import locate_helm
 
@@ -42,12 +43,18 @@ def one(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[
     return found[0]
 
 
-def test_helm_lint_passes_with_values_and_names_what_is_missing_without() -> None:
+def test_helm_lint_passes_with_values_and_names_what_is_missing_in_one_message() -> None:
     assert helm("lint", str(CHART), "-f", str(VALUES)).returncode == 0
+    # The chart's own defaults: one message naming every value a release needs (helm lint
+    # reports a template's fail as information; an install fails with it).
     bare = helm("lint", str(CHART))
-    assert bare.returncode != 0
-    for field in ("/proxmox/url", "/proxmox/tokenId", "/proxmox/existingSecret"):
-        assert field in bare.stdout + bare.stderr
+    message = "required values not set: proxmox.url"
+    assert message in bare.stdout + bare.stderr
+    install = helm("template", "fp", str(CHART), "--set", "proxmox.url=https://pve:8006")
+    assert install.returncode != 0
+    assert install.stderr.count("required values not set") == 1
+    assert "proxmox.tokenId (USER@REALM!TOKENNAME); proxmox.existingSecret" in install.stderr
+    assert "proxmox.url (" not in install.stderr  # the one given is not asked again
 
 
 @pytest.mark.parametrize(
@@ -91,6 +98,61 @@ def test_the_rendered_config_is_a_fireproof_yaml_guard_accepts(tmp_path: Path) -
     assert isinstance(device, ProxmoxDevice)
     assert device.token_secret is not None
     assert device.token_secret.file == Path("/etc/fireproof/pve/token-secret")
+
+
+BOUNDARIES = [
+    ("guard.maxUnhealthy", ["40%", "100%", "100.0%", "0%", "2", "007%", "100.5%", "150%",
+                            "40%\n", "-1", "4O%"]),
+    ("guard.leaseStaleSeconds", [0.5, 1, 3600, 3601]),
+    ("guard.confirmSeconds", [-1, 0, 600, 601]),
+    ("guard.pollIntervalSeconds", [0.05, 0.1, 60, 61]),
+    ("guard.extra", [{"max_attempts": 0}, {"max_attempts": 100}, {"max_attempts": 101},
+                     {"lease_duration_seconds": 1}, {"lease_duration_seconds": 600},
+                     {"boot_grace_seconds": 3600}, {"boot_grace_seconds": 3601},
+                     {"retry_backoff_seconds": 0.05}, {"no_such_setting": 1}]),
+    ("proxmox.timeoutSeconds", [0.05, 0.1, 300, 301]),
+    ("proxmox.verifyTimeoutSeconds", [0.5, 1, 3600, 3601]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [(key, value) for key, values in BOUNDARIES for value in values]
+)
+def test_the_chart_and_the_config_loader_agree_on_every_boundary(
+    tmp_path: Path, key: str, value: object
+) -> None:
+    # A value helm installs must be one guard starts with, and one it refuses must be refused at
+    # install: else the pods crash-loop after a successful `helm install`.
+    done = helm(
+        "template", "fp", str(CHART), "-f", str(VALUES), "--set-json", f"{key}={json.dumps(value)}"
+    )
+    chart_accepts = done.returncode == 0
+    # The loader's verdict on the same value, in the config the chart renders from defaults.
+    config_map = one(render(), "ConfigMap", "fp-fireproof")
+    doc = yaml.safe_load(config_map["data"]["fireproof.yaml"])
+    section, field = key.split(".")
+    loader_key = {
+        "maxUnhealthy": "max_unhealthy",
+        "leaseStaleSeconds": "lease_stale_seconds",
+        "confirmSeconds": "confirm_seconds",
+        "pollIntervalSeconds": "poll_interval_seconds",
+        "timeoutSeconds": "timeout_seconds",
+        "verifyTimeoutSeconds": "verify_timeout_seconds",
+    }.get(field)
+    target = doc["guard"] if section == "guard" else doc["devices"]["pve"]
+    if loader_key is None:  # guard.extra: merged into the guard: section as it is
+        assert isinstance(value, dict)
+        target.update(value)
+    else:
+        target[loader_key] = value
+    path = tmp_path / "fireproof.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    try:
+        load_config(path)
+        loader_accepts = True
+    except FireproofError:
+        loader_accepts = False
+    assert chart_accepts == loader_accepts, (key, value, done.stderr)
 
 
 def test_the_alert_rules_pass_promtool(tmp_path: Path) -> None:
