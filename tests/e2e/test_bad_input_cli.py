@@ -431,3 +431,31 @@ def test_kubeconfig_paths_are_merged_as_kubectl_merges_them(tmp_path: Path) -> N
     assert "none of $KUBECONFIG" in err
     err = _ok_error(run_cli("doctor", "--kubeconfig", str(tmp_path), timeout=30))
     assert "is a directory" in err
+
+
+@pytest.mark.parametrize(
+    ("attributes", "words"),
+    [
+        ({"vm_id": 101, "name": ["w1"]}, "name must be a string, got a list"),
+        ({"vm_id": 101, "node_name": {"x": 1}}, "node_name must be a string, got an object"),
+        ({"vm_id": 101, "ipv4_addresses": 5}, "ipv4_addresses must be a list of lists"),
+        ({"vm_id": 101, "ipv4_addresses": [5, [6]]}, "ipv4_addresses must be a list of lists"),
+    ],
+)
+def test_terraform_shapes_of_the_wrong_type_name_the_resource(
+    tmp_path: Path, attributes: dict[str, object], words: str
+) -> None:
+    state = _state(tmp_path, attributes)
+    config = _config(tmp_path, TERRAFORM_CONFIG % state)
+    err = _ok_error(run_cli("inventory", "show", "--config", str(config)))
+    assert words in err
+    assert "proxmox_virtual_environment_vm.worker" in err
+
+
+def test_terraform_instances_of_the_wrong_type_name_the_resource(tmp_path: Path) -> None:
+    path = tmp_path / "terraform.tfstate"
+    resource = {"mode": "managed", "type": "proxmox_vm_qemu", "name": "cp", "instances": 5}
+    path.write_text(json.dumps({"version": 4, "resources": [resource]}))
+    config = _config(tmp_path, TERRAFORM_CONFIG % path)
+    err = _ok_error(run_cli("inventory", "show", "--config", str(config)))
+    assert "proxmox_vm_qemu.cp: instances must be a list, got a number" in err

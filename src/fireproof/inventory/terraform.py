@@ -63,7 +63,10 @@ def read_terraform_state(path: Path) -> list[TerraformVm]:
             continue
         prefix = f"{resource['module']}." if resource.get("module") else ""
         base = f"{prefix}{kind}.{resource.get('name', '?')}"
-        for instance in resource.get("instances") or []:
+        instances = resource.get("instances") or []
+        if not isinstance(instances, list):
+            raise UsageError(f"{path}: {base}: instances must be a list, got {_type(instances)}")
+        for instance in instances:
             if not isinstance(instance, dict):
                 raise UsageError(f"{path}: {base}: an instance is not an object")
             vm = _instance(path, kind, base, instance)
@@ -96,20 +99,49 @@ def _instance(path: Path, kind: str, base: str, instance: dict[str, Any]) -> Ter
         raise UsageError(f"{path}: {address}: attributes is not an object")
     field = "vm_id" if kind == BPG else "vmid"
     if kind == BPG:
-        vmid, host, ip = attrs.get("vm_id"), attrs.get("node_name"), _bpg_address(attrs)
+        vmid, host = attrs.get("vm_id"), attrs.get("node_name")
+        ip = _bpg_address(attrs, path, address)
     else:
         vmid, host = attrs.get("vmid"), attrs.get("target_node")
         ip = attrs.get("default_ipv4_address") or None
+        if ip is not None and not isinstance(ip, str):
+            raise UsageError(
+                f"{path}: {address}: default_ipv4_address must be a string, got {_type(ip)}"
+            )
     name = attrs.get("name")
+    node_field = "node_name" if kind == BPG else "target_node"
+    for key, value in (("name", name), (node_field, host)):
+        if value is not None and not isinstance(value, str):
+            raise UsageError(f"{path}: {address}: {key} must be a string, got {_type(value)}")
     if not name or not host or vmid in (None, "", 0):
         return None  # not created yet, or an id Proxmox picks later: nothing to fence by
     return TerraformVm(str(name), str(host), _vmid(path, address, field, vmid), ip, address)
 
 
-def _bpg_address(attrs: dict[str, Any]) -> str | None:
+def _bpg_address(attrs: dict[str, Any], path: Path, address: str) -> str | None:
     # One list per network interface, loopback first; the first non-loopback IPv4 wins.
-    for interface in attrs.get("ipv4_addresses") or []:
+    interfaces = attrs.get("ipv4_addresses") or []
+    if not isinstance(interfaces, list) or not all(
+        isinstance(i, list | None) and all(isinstance(ip, str) for ip in i or [])
+        for i in interfaces
+    ):
+        raise UsageError(
+            f"{path}: {address}: ipv4_addresses must be a list of lists of addresses, "
+            f"got {json.dumps(interfaces)[:80]}"
+        )
+    for interface in interfaces:
         for ip in interface or []:
-            if ip and not str(ip).startswith("127."):
+            if ip and not ip.startswith("127."):
                 return str(ip)
     return None
+
+
+def _type(value: object) -> str:
+    """JSON's name for the value's type, as the user wrote it."""
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return "a list" if isinstance(value, list) else f"a {type(value).__name__}"
