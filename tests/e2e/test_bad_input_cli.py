@@ -251,6 +251,22 @@ BAD_FILES = [
     ("spec.yaml", "", "the drill spec is empty"),
     ("spec.yaml", SPEC % "Web/deployment/x", ":2: target.running: must be NAMESPACE/KIND/NAME"),
     ("spec.yaml", SPEC % "web/deployment/x?y=1", ":2: target.running: must be"),
+    (
+        "spec.yaml",
+        "name: d\ntarget: {node: n1}\nfault: power-off\ntimeout: 100000h\n",
+        ":4: timeout: must be at most 24h",
+    ),
+    (
+        "spec.yaml",
+        "name: d\ntarget: {node: n1}\nfault: power-off\ntimeout: 99999999999999999999s\n",
+        ":4: timeout: must be at most 24h",
+    ),
+    (
+        "spec.yaml",
+        "name: d\ntarget: {node: n1}\nfault: power-off\n"
+        "slo:\n  - {workload: a/deployment/b, running_elsewhere_within: 25h}\n",
+        ":5: slo[0].running_elsewhere_within: must be at most 24h",
+    ),
 ]
 
 

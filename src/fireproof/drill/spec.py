@@ -247,6 +247,11 @@ def _where(section: Section) -> str:
     return f"{section.path}:{section.node.start_mark.line + 1}"
 
 
+MAX_DURATION = 24 * 3600.0
+"""The longest timeout or SLO threshold a drill takes: a day (a fire drill is minutes; a
+typo's 100000h would hold the cluster in its fault for years)."""
+
+
 def _duration(section: Section, key: str, *, required: bool = False) -> float | None:
     text = section.text(key, required=required)
     if text is None:
@@ -254,6 +259,8 @@ def _duration(section: Section, key: str, *, required: bool = False) -> float | 
     value = parse_duration(text)
     if value is None or value <= 0:
         raise section.error(f"must be a duration like 60s, 5m or 1m30s; got {text!r}", key)
+    if value > MAX_DURATION:
+        raise section.error(f"must be at most 24h; got {text!r}", key)
     return value
 
 
