@@ -475,3 +475,14 @@ def test_terraform_instances_of_the_wrong_type_name_the_resource(tmp_path: Path)
     config = _config(tmp_path, TERRAFORM_CONFIG % path)
     err = _ok_error(run_cli("inventory", "show", "--config", str(config)))
     assert "proxmox_vm_qemu.cp: instances must be a list, got a number" in err
+
+
+def test_a_missing_lab_dir_is_hinted_with_the_flag_the_user_typed(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "name: d\ntarget: {node: n1}\nfault: partition\nslo: [{no_double_attach: true}]\n"
+    )
+    done = run_cli("drill", "run", str(spec), "--lab-dir", str(tmp_path / "none"), "--dry-run")
+    err = _ok_error(done)
+    assert "--lab-dir" in err
+    assert "--state-dir" not in err

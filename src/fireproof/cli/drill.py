@@ -47,7 +47,15 @@ class _LabHooks:
         from fireproof.lab.state import default_state_dir
 
         self._lab = Lab(state_dir or default_state_dir())
-        self.profile = self._lab.load_state().profile
+        try:
+            self.profile = self._lab.load_state().profile
+        except NotFoundError as exc:
+            # The lab's own hint names `lab`'s --state-dir; here the flag is --lab-dir.
+            raise NotFoundError(
+                exc.message,
+                hint="start one with `fireproof lab up`, or pass its directory as --lab-dir "
+                "(default: $FIREPROOF_LAB_DIR or the default lab dir)",
+            ) from None
 
     def partition(self, node: str, cut: bool) -> None:
         self._lab.partition(node, cut=cut)
