@@ -18,7 +18,7 @@ import yaml
 from fireproof.config import ProxmoxDevice, load_config
 from fireproof.errors import FireproofError
 from fireproof.guard.metrics import GuardMetrics
-from fireproof.lab.helmtool import locate_helm
+from fireproof.lab.gotools import locate_helm
 
 from labtools import REPO, LabHandle
 

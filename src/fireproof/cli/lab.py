@@ -72,21 +72,23 @@ kubernetes_option = click.option(
 @click.option("--rebuild", is_flag=True, help="Build again even if a verified set is cached.")
 @kubernetes_option
 def build(rebuild: bool, release: str | None) -> None:
-    """Build the pinned Kubernetes control plane (and helm, for the chart) from the Go module
-    proxy (once).
+    """Build the pinned Kubernetes control plane (and helm and krew, for the chart's and the
+    kubectl plugin's tests) from the Go module proxy (once).
 
     Binaries go to a cache outside the repository and are reused until the pin changes.
     Prints the directory that holds the control plane.
     """
-    from fireproof.lab.helmtool import build_helm
+    from fireproof.lab.gotools import HELM, KREW
+    from fireproof.lab.gotools import build as build_tool
 
     bins, built = binaries.build(release=release, rebuild=rebuild, progress=progress)
     if not built:
         progress(f"Kubernetes {bins.version} binaries already built")
     if release is None:
-        helm, helm_built = build_helm(rebuild=rebuild, progress=progress)
-        if not helm_built:
-            progress(f"helm already built: {helm}")
+        for tool in (HELM, KREW):
+            path, tool_built = build_tool(tool, rebuild=rebuild, progress=progress)
+            if not tool_built:
+                progress(f"{tool.name} already built: {path}")
     click.echo(str(bins.directory))
 
 
@@ -670,7 +672,7 @@ def helm(state_dir: Path, args: tuple[str, ...]) -> None:
       fireproof lab helm -- install fireproof charts/fireproof \\
         -n fireproof -f DIR/guard-values.yaml
     """
-    from fireproof.lab.helmtool import locate_helm
+    from fireproof.lab.gotools import locate_helm
 
     the_lab = _lab(state_dir)
     the_lab.load_state()  # a readable error when no lab runs there

@@ -1,0 +1,140 @@
+"""Go commands the tests drive for real, built once from the Go module proxy into the cache as
+the control plane is (``<cache>/<name>/<version>-<recipe>/<name>`` with a checksum manifest):
+helm for the chart's tests, krew for the kubectl plugin's."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from fireproof.errors import PermanentError
+from fireproof.lab.binaries import (
+    BinaryCacheError,
+    cache_root,
+    go_module,
+    go_version,
+    pinned,
+    recipe_key,
+    sha256_file,
+)
+
+_FILES = ("go.mod", "go.sum", "tools.go")
+_RECIPE = "1"
+
+
+@dataclass(frozen=True, slots=True)
+class GoTool:
+    name: str
+    checkout: str
+    """``lab/<checkout>`` in a checkout."""
+    shipped: str
+    """``fireproof/lab/<shipped>`` in the wheel."""
+    package: str
+    dependency: str
+    """The module whose pinned version is the tool's."""
+    stamp: str = ""
+    """An ``-X`` linker flag that stamps the version (``{version}`` filled in)."""
+
+    def module(self) -> Path:
+        return go_module(self.checkout, self.shipped)
+
+    def version(self, module: Path | None = None) -> str:
+        return pinned(module or self.module(), self.dependency)
+
+    def directory(self, module: Path | None = None) -> Path:
+        module = module or self.module()
+        key = recipe_key(module, _FILES, _RECIPE)
+        return cache_root() / self.name / f"{self.version(module)}-{key}"
+
+
+HELM = GoTool(
+    "helm",
+    "helm",
+    "gomodule-helm",
+    "helm.sh/helm/v3/cmd/helm",
+    "helm.sh/helm/v3",
+    "-X helm.sh/helm/v3/internal/version.version={version}",
+)
+KREW = GoTool(
+    "krew",
+    "krew",
+    "gomodule-krew",
+    "sigs.k8s.io/krew/cmd/krew",
+    "sigs.k8s.io/krew",
+    "-X sigs.k8s.io/krew/internal/version.gitTag={version}",
+)
+
+
+def locate(tool: GoTool) -> Path:
+    """The verified cached build of ``tool``."""
+    directory = tool.directory()
+    try:
+        manifest = json.loads((directory / "manifest.json").read_text())
+        expected = str(manifest["sha256"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise BinaryCacheError(
+            f"{tool.name} {tool.version()} is not built yet",
+            hint="run `fireproof lab build` (a few minutes the first time)",
+        ) from None
+    if sha256_file(directory / tool.name) != expected:
+        raise BinaryCacheError(
+            f"{directory / tool.name} does not match its checksum",
+            hint="rebuild it with `fireproof lab build --rebuild`",
+        )
+    return directory / tool.name
+
+
+def build(
+    tool: GoTool, *, rebuild: bool = False, progress: Callable[[str], None] = lambda _m: None
+) -> tuple[Path, bool]:
+    """Build the pinned ``tool`` into the cache unless a verified one is there."""
+    if not rebuild:
+        try:
+            return locate(tool), False
+        except BinaryCacheError:
+            pass
+    module = tool.module()
+    go = shutil.which("go")
+    if go is None:
+        raise PermanentError(
+            f"the Go toolchain (`go`) is not on PATH; building {tool.name} needs Go",
+            hint="install Go (https://go.dev/dl/)",
+        )
+    target = tool.directory(module)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
+    env = dict(os.environ, GOTOOLCHAIN="local", CGO_ENABLED="0", GOFLAGS="-mod=readonly")
+    version = tool.version(module)
+    flags = f"-s -w {tool.stamp.format(version=version)}".strip()
+    argv = [go, "build", "-trimpath", "-ldflags", flags, "-o", str(staging / tool.name)]
+    progress(f"building {tool.name} {version} with {go} into {target}")
+    done = subprocess.run(
+        [*argv, tool.package], cwd=module, env=env, capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        shutil.rmtree(staging, ignore_errors=True)
+        tail = "\n".join(done.stderr.strip().splitlines()[-15:])
+        raise PermanentError(f"go build of {tool.name} failed (exit {done.returncode}):\n{tail}")
+    manifest = {"version": version, "sha256": sha256_file(staging / tool.name)}
+    manifest["go"] = ".".join(map(str, go_version(go)))
+    (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    if target.exists():
+        shutil.rmtree(target)
+    staging.rename(target)
+    return target / tool.name, True
+
+
+def locate_helm() -> Path:
+    return locate(HELM)
+
+
+def build_helm(
+    *, rebuild: bool = False, progress: Callable[[str], None] = lambda _m: None
+) -> tuple[Path, bool]:
+    return build(HELM, rebuild=rebuild, progress=progress)
