@@ -13,13 +13,15 @@ PYTEST_ARGS ?=
 # per worker at a time) cut the wall time on 2 cores.
 PYTEST_WORKERS ?= 4
 
-.PHONY: all venv k8s k8s-1.36 k8s-all prepare system-deps lint test test-unit test-lab demo bench plugin clean help
+.PHONY: all venv k8s k8s-1.36 k8s-all prepare system-deps lint test test-unit test-lab demo bench plugin image image-run clean help
 
 help:
 	@echo "make demo   run the lab demo (installs everything it needs)"
 	@echo "make test   lint, type-check and run every test (unit, integration, e2e)"
 	@echo "make bench  run the benchmarks (several hours at upstream timings; prints figures)"
 	@echo "make plugin the single-binary kubectl plugin and its krew archive and manifest (dist/krew/)"
+	@echo "make image  the OCI image from Debian packages and the wheel (dist/image/), its digest, size, SBOM"
+	@echo "make image-run ARGS='doctor --kubeconfig ...'  run it (runc: host network, UID 65532, read-only root)"
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -45,11 +47,12 @@ k8s-1.36: venv
 # Debian packages the tests drive for real: ClusterLabs fence_pve, and chromium (headless) to
 # render the drill's HTML report.
 system-deps:
-	@{ command -v fence_pve && command -v ipmitool && command -v chromium && command -v promtool; } >/dev/null || { \
+	@{ command -v fence_pve && command -v ipmitool && command -v chromium && command -v promtool \
+	  && command -v mmdebstrap && command -v umoci && command -v runc; } >/dev/null || { \
 	  SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
-	    fence-agents ipmitool chromium prometheus >/dev/null; }
+	    fence-agents ipmitool chromium prometheus mmdebstrap umoci runc >/dev/null; }
 
 lint: venv
 	$(VENV)/bin/ruff check src chaosfireproof/src tests benchmarks scripts
@@ -82,6 +85,17 @@ demo: k8s
 # sources' hash outside the repository (about 50 s cold on 2 cores, instant warm).
 plugin: venv
 	$(VENV)/bin/python scripts/plugin.py
+
+# The image, built afresh each time from Debian bookworm (mmdebstrap) and the wheel, no base
+# image pulled; SOURCE_DATE_EPOCH (default: the last commit's time) makes two builds one digest.
+# FENCE_AGENTS=1 adds Debian's fence-agents.
+IMAGE_FLAGS := $(if $(FENCE_AGENTS),--fence-agents,)
+image: venv system-deps
+	$(VENV)/bin/python scripts/image.py build $(IMAGE_FLAGS)
+
+# Paths the arguments name are mounted read-only at the same place: MOUNT=/path/to/dir.
+image-run: venv
+	$(VENV)/bin/python scripts/image.py run $(foreach m,$(MOUNT),--mount $(m)) -- $(ARGS)
 
 bench: k8s
 	$(VENV)/bin/python benchmarks/heartbeats.py
