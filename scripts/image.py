@@ -44,6 +44,7 @@ EXCLUDED = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/locale/*", "/usr
 DROPPED = ("perl", "libperl5.36", "perl-modules-5.36")
 """Perl comes with Debian's essential set but nothing in the image runs it."""
 PREFIX = "/opt/fireproof/lib"
+EPOCH = 1_700_000_000
 USER = "65532:65532"
 
 
@@ -54,8 +55,14 @@ def sh(*argv: str | Path, **kwargs: Any) -> subprocess.CompletedProcess[str]:
 def epoch() -> int:
     if "SOURCE_DATE_EPOCH" in os.environ:
         return int(os.environ["SOURCE_DATE_EPOCH"])
-    done = sh("git", "-C", REPO, "log", "-1", "--format=%ct", capture_output=True)
-    return int(done.stdout.strip())
+    done = subprocess.run(
+        ["git", "-C", str(REPO), "log", "-1", "--format=%ct"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    # Not a git checkout (an unpacked release): a fixed time, still one digest per source.
+    return int(done.stdout.strip()) if done.returncode == 0 and done.stdout.strip() else EPOCH
 
 
 def containerfile() -> dict[str, Any]:
@@ -107,6 +114,16 @@ def python_packages(work: Path, root: Path) -> None:
         "-r", requirements, wheel,
     )  # fmt: skip
     shutil.rmtree(target / "bin", ignore_errors=True)  # their shebangs name this machine's Python
+    # Installer notes that change from one build to the next (the wheel's temporary path, the
+    # cache's times): out, and out of RECORD, or two builds differ by them alone.
+    for info in target.glob("*.dist-info"):
+        noted = [info / n for n in ("direct_url.json", "uv_cache.json") if (info / n).exists()]
+        for path in noted:
+            path.unlink()
+        record = info / "RECORD"
+        names = {f"{info.name}/{p.name}" for p in noted}
+        lines = record.read_text().splitlines()
+        record.write_text("".join(f"{x}\n" for x in lines if x.split(",", 1)[0] not in names))
     scripts = {"fireproof": "main", "kubectl-fireproof": "kubectl_main"}
     for name, func in scripts.items():
         path = root / "usr" / "local" / "bin" / name

@@ -24,16 +24,27 @@ pytestmark = pytest.mark.lab
 SCRIPT = REPO / "scripts" / "image.py"
 
 
-@pytest.fixture(scope="module")
-def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("image")
+def _build(out: Path) -> str:
     done = subprocess.run(
         [sys.executable, str(SCRIPT), "--out", str(out)],
         capture_output=True, text=True, timeout=1200, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "digest sha256:" in done.stdout
+    digest = next(w for line in done.stdout.splitlines() for w in line.split() if "sha256:" in w)
+    assert json.loads((out / "oci" / "index.json").read_text())["manifests"][0]["digest"] == digest
+    return digest
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("image")
+    _build(out)
     return out
+
+
+def test_two_builds_of_the_same_sources_give_the_same_digest(image: Path, tmp_path: Path) -> None:
+    first = json.loads((image / "oci" / "index.json").read_text())["manifests"][0]["digest"]
+    assert _build(tmp_path / "again") == first
 
 
 def _run(
