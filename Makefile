@@ -72,7 +72,7 @@ prepare: venv
 
 # pytest exits 5 when it collected no test: that is a failure here, never a pass.
 test: prepare
-	$(VENV)/bin/pytest -m "not slow" -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS) tests; rc=$$?; \
+	$(VENV)/bin/pytest -m "not slow" -n $(PYTEST_WORKERS) --dist loadfile --durations=25 $(PYTEST_ARGS) tests; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "error: no tests ran" >&2; exit 1; fi; exit $$rc
 
 test-unit: venv

@@ -36,11 +36,13 @@ def healthy_lab(lab: LabHandle) -> LabHandle:
 
 
 HEAVY_FIRST = (
+    "test_drill.py",  # about 13 min on its own: the floor of the suite's time
     "test_fault_campaign.py",
     "test_chart_lab.py",
     "test_guard.py",
     "test_heal.py",
-    "test_drill.py",
+    "test_host_death.py",
+    "test_image.py",  # two image builds (CPU)
     "test_incident.py",
 )
 """The longest files, started first: side by side (pytest-xdist, a file per worker), the suite
