@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from fireproof.config import ProxmoxDevice, load_config
+from fireproof.config import FenceAgentDevice, ProxmoxDevice, load_config
 from fireproof.errors import FireproofError
 from fireproof.guard.metrics import GuardMetrics
 from fireproof.lab.gotools import locate_helm
@@ -153,6 +153,54 @@ def test_the_chart_and_the_config_loader_agree_on_every_boundary(
     except FireproofError:
         loader_accepts = False
     assert chart_accepts == loader_accepts, (key, value, done.stderr)
+
+
+BMC = {"agent": "fence_ipmilan", "options": {"ip": "10.0.0.11", "username": "admin"},
+       "existingSecret": "bmc-pve-01"}  # fmt: skip
+
+
+def test_hosts_render_a_bmc_device_guard_loads_with_its_password_from_a_secret(
+    tmp_path: Path,
+) -> None:
+    docs = render("--set-json", f"hosts={json.dumps({'pve-01': BMC})}")
+    config_map = one(docs, "ConfigMap", "fp-fireproof")
+    path = tmp_path / "fireproof.yaml"
+    path.write_text(config_map["data"]["fireproof.yaml"])
+    config = load_config(path)
+    assert config.hosts["pve-01"].device == "bmc-pve-01"
+    device = config.devices["bmc-pve-01"]
+    assert isinstance(device, FenceAgentDevice)
+    assert device.agent == "fence_ipmilan"
+    assert device.password is not None
+    assert device.password.file == Path("/etc/fireproof/bmc/pve-01/password")
+    spec = one(docs, "Deployment")["spec"]["template"]["spec"]
+    mount = {m["name"]: m for m in spec["containers"][0]["volumeMounts"]}["bmc-pve-01"]
+    assert mount == {"name": "bmc-pve-01", "mountPath": "/etc/fireproof/bmc/pve-01",
+                     "readOnly": True}  # fmt: skip
+    volume = {v["name"]: v for v in spec["volumes"]}["bmc-pve-01"]["secret"]
+    assert volume["secretName"] == "bmc-pve-01"
+    assert volume["items"] == [{"key": "password", "path": "password"}]
+
+
+@pytest.mark.parametrize(
+    ("hosts", "accepted"),
+    [
+        ({"pve-01": BMC}, True),
+        ({"pve-01": {**BMC, "agent": "ipmitool"}}, False),
+        ({"pve-01": {**BMC, "options": {"password": "x"}}}, False),
+        ({"pve-01": {**BMC, "options": {"ip": "a\nb"}}}, False),
+        ({"pve-01": {**BMC, "timeoutSeconds": 0}}, False),
+        ({"PVE_01": BMC}, False),
+        ({"pve-01": {k: v for k, v in BMC.items() if k != "existingSecret"}}, False),
+    ],
+)
+def test_the_chart_refuses_at_install_a_host_device_that_cannot_work(
+    tmp_path: Path, hosts: dict[str, object], accepted: bool
+) -> None:
+    done = helm(
+        "template", "fp", str(CHART), "-f", str(VALUES), "--set-json", f"hosts={json.dumps(hosts)}"
+    )
+    assert (done.returncode == 0) == accepted, done.stderr
 
 
 def test_the_alert_rules_pass_promtool(tmp_path: Path) -> None:
