@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import ssl
 import subprocess
@@ -39,9 +40,22 @@ def install(
 
 
 @pytest.fixture(scope="module")
-def chart_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHandle]:
+def own_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """fireproof's image, built from these sources as `make image` builds it: the chart's pods
+    run inside it, as users' do."""
+    out = tmp_path_factory.mktemp("image")
+    done = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "image.py"), "--out", str(out)],
+        capture_output=True, text=True, timeout=1200, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return out / "oci"
+
+
+@pytest.fixture(scope="module")
+def chart_lab(tmp_path_factory: pytest.TempPathFactory, own_image: Path) -> Iterator[LabHandle]:
     state = tmp_path_factory.mktemp("chart") / "state"
-    with running_lab(state, "--profile", "fast") as lab:
+    with running_lab(state, "--profile", "fast", "--own-image-layout", str(own_image)) as lab:
         done = install(lab, "--wait", "--timeout", "5m")
         assert done.returncode == 0, done.stdout + done.stderr
         yield lab
@@ -86,6 +100,19 @@ def test_guard_runs_inside_the_lab_under_the_charts_rbac(chart_lab: LabHandle) -
 
     pod = sorted(names)[0]
     pid = process_of(chart_lab, pod)
+    # It runs inside the image users pull: the image's own Python and fireproof, as UID 65532,
+    # on a read-only root over the unpacked image.
+    root = Path(os.readlink(f"/proc/{pid}/root"))
+    assert os.readlink(f"/proc/{pid}/exe") == f"{root}/usr/bin/python3.11"
+    # Through /proc/PID/root: the image's overlay exists only in the container's namespace.
+    assert Path(f"/proc/{pid}/root/opt/fireproof/lib/fireproof").is_dir()
+    status = Path(f"/proc/{pid}/status").read_text()
+    assert re.search(r"^Uid:\s+65532\s", status, re.MULTILINE)
+    top = next(line for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines()
+               if line.split()[4] == "/")  # fmt: skip
+    assert " / ro," in top
+    assert "lowerdir=" in top
+    assert str(chart_lab.state_dir / "image") in top
     environ = dict(
         item.split("=", 1)
         for item in Path(f"/proc/{pid}/environ").read_text().split("\0")
@@ -190,7 +217,9 @@ def _epoch(stamp: str) -> float:
     return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
-def test_the_leaders_own_node_powered_off_is_healed_by_the_other_replica(tmp_path: Path) -> None:
+def test_the_leaders_own_node_powered_off_is_healed_by_the_other_replica(
+    tmp_path: Path, own_image: Path
+) -> None:
     """The hardest case: Traefik and the guard leader on one worker, that worker powered off
     (the published figures come from the same script at the real profile)."""
     out = tmp_path / "failover.json"
@@ -198,6 +227,7 @@ def test_the_leaders_own_node_powered_off_is_healed_by_the_other_replica(tmp_pat
         [sys.executable, "benchmarks/guard_failover.py", "--runs", "1", "--profile", "fast",
          "--json", str(out)],
         cwd=REPO, capture_output=True, text=True, timeout=1200,
+        env={**os.environ, "FIREPROOF_LAB_IMAGE": str(own_image)},  # its labs run the image
     )  # fmt: skip
     assert out.exists(), done.stdout + done.stderr
     runs = {r["variant"]: r for r in json.loads(out.read_text())["runs"]}

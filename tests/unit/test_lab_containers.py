@@ -138,3 +138,43 @@ def test_an_installation_under_a_volume_path_stays_runnable(where: str) -> None:
         code, out = _run_container(Path(root) / "again", [], [str(program)])
         assert code == 127
         assert out.startswith("lab container: cannot run")
+
+
+def test_a_mount_path_inside_an_image_resolves_its_symlinks_in_the_image(tmp_path: Path) -> None:
+    # Debian's /var/run is a symlink to /run: absolute, so followed on the host it would put the
+    # ServiceAccount token in the host's /run. Inside the image it stays inside.
+    from fireproof.lab.agent.nsinit import _inside
+
+    root = tmp_path / "root"
+    (root / "var").mkdir(parents=True)
+    (root / "run").mkdir()
+    (root / "var" / "run").symlink_to("/run")
+    (root / "etc").mkdir()
+    (root / "etc" / "alt").symlink_to("../run")
+    target = "/var/run/secrets/kubernetes.io/serviceaccount"
+    assert _inside(root, target) == root / "run" / "secrets" / "kubernetes.io" / "serviceaccount"
+    assert _inside(root, "/etc/alt/x") == root / "run" / "x"
+    (root / "etc" / "up").symlink_to("../../../../outside")
+    assert _inside(root, "/etc/up") == root / "outside"  # a link cannot climb out of the image
+    assert (
+        _inside(root, "/etc/fireproof/fireproof.yaml")
+        == root / "etc" / "fireproof" / "fireproof.yaml"
+    )
+
+
+def test_the_image_config_gives_the_containers_entry_point_user_and_environment() -> None:
+    from fireproof.lab.agent.containers import OWN_IMAGE, image_from_oci
+
+    oci = {
+        "config": {
+            "User": "65532:65532",
+            "Entrypoint": ["fireproof"],
+            "Cmd": ["guard", "run"],
+            "Env": ["PATH=/usr/bin", "XDG_STATE_HOME=/var/lib/fireproof"],
+        }
+    }
+    image = image_from_oci(oci, OWN_IMAGE)
+    assert image.entrypoint == ("fireproof",)
+    assert image.cmd == ("guard", "run")
+    assert (image.user, image.group) == (65532, 65532)
+    assert dict(image.env) == {"XDG_STATE_HOME": "/var/lib/fireproof"}  # PATH: the lab's own

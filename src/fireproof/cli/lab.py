@@ -145,6 +145,14 @@ def build(rebuild: bool, release: str | None) -> None:
     "guard); every other container is simulated.",
 )
 @click.option(
+    "--own-image-layout",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="fireproof's image as an OCI layout (`make image` writes dist/image/oci; default: "
+    "$FIREPROOF_LAB_IMAGE): the chart's guard pods run inside it. Without one they run from "
+    "this Python.",
+)
+@click.option(
     "--qdevice",
     is_flag=True,
     help="Give the Proxmox cluster a corosync QDevice (an external vote): without one, a "
@@ -161,6 +169,7 @@ def up(
     release: str | None,
     timeout: float,
     own_image: str,
+    own_image_layout: Path | None,
     qdevice: bool,
 ) -> None:
     """Start the lab and wait until every node is Ready and its workloads run."""
@@ -177,6 +186,7 @@ def up(
         release=release,
         ready_timeout=timeout,
         own_image=own_image,
+        own_image_layout=own_image_layout,
         qdevice=qdevice,
     )
     state, started = the_lab.up(options, progress)

@@ -24,7 +24,7 @@ from fireproof.kube import (
     sync_client,
     translate_errors,
 )
-from fireproof.lab import binaries, processes
+from fireproof.lab import binaries, ownimage, processes
 from fireproof.lab.agentclient import AgentClient
 from fireproof.lab.controlplane import (
     AUDIT_POLICY,
@@ -74,6 +74,8 @@ class UpOptions:
     """An older Kubernetes release (``binaries.COMPAT_RELEASES``) instead of the newest pin."""
     ready_timeout: float = 180.0
     own_image: str = OWN_IMAGE_REPOSITORY
+    own_image_layout: Path | None = None
+    """fireproof's image (an OCI layout): its containers run inside it."""
     """Containers of this image repository run as real processes (fireproof's own)."""
     qdevice: bool = False
     """The Proxmox cluster has a corosync QDevice: a 2-host cluster keeps quorum with one."""
@@ -272,6 +274,18 @@ class Lab:
             raise
         return state, True
 
+    def _own_image(self, options: UpOptions, progress: Progress) -> list[str]:
+        layout = ownimage.layout_from(options.own_image_layout)
+        if layout is None:
+            progress(
+                "fireproof's own containers run from this Python (no image given: "
+                "`make image`, then `lab up --own-image-layout dist/image/oci`)"
+            )
+            return []
+        image = ownimage.unpack(layout, self.paths.root / "image")
+        progress(f"fireproof's own containers run inside the image {image.digest[:19]}")
+        return [f"--own-image-rootfs={image.rootfs}", f"--own-image-config={image.config}"]
+
     def _reset_files(self) -> None:
         for stale in (
             self.paths.etcd_data,
@@ -369,6 +383,7 @@ class Lab:
                 log=paths.log(name),
             )
         self._write_kubernetes_endpoints(topology)
+        image_args = self._own_image(options, progress)
         progress(f"starting {len(topology.nodes)} simulated kubelets ({topology.description})")
         state = self._spawn(
             state,
@@ -386,6 +401,7 @@ class Lab:
                 *([f"--workers={options.workers}"] if options.workers is not None else []),
                 *([f"--hosts={options.hosts}"] if options.hosts is not None else []),
                 *(["--qdevice"] if options.qdevice else []),
+                *image_args,
             ],
         )
         wait_until(

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 import signal
 from pathlib import Path
@@ -20,7 +21,7 @@ from fireproof.kube import async_client, load_kubeconfig
 from fireproof.lab.agent.admin import make_app
 from fireproof.lab.agent.apipath import ApiPath
 from fireproof.lab.agent.bmc import HostBmc, HostPower, serve_forever
-from fireproof.lab.agent.containers import OWN_IMAGE, ProcessRunner
+from fireproof.lab.agent.containers import OWN_IMAGE, ProcessRunner, image_from_oci
 from fireproof.lab.agent.fleet import Fleet
 from fireproof.lab.agent.hypervisor import build_authenticator, build_cluster, serve, wire_power
 from fireproof.lab.agent.ledger import Ledger
@@ -53,13 +54,20 @@ async def run(args: argparse.Namespace) -> None:
     api_path = ApiPath(fleet, pods, topology.vip)
     ledger = Ledger(fleet, pods, storage, paths.ledger)
     # fireproof's own image runs for real; inside, 127.0.0.1 reaches the API server and Proxmox.
+    image = dataclasses.replace(OWN_IMAGE, repository=args.own_image)
+    rootfs = Path(args.own_image_rootfs) if args.own_image_rootfs else None
+    if rootfs is not None:
+        # Read once at start, before any task runs: nothing waits on it.
+        oci = json.loads(Path(args.own_image_config).read_text())  # noqa: ASYNC240
+        image = image_from_oci(oci, image)
     processes = ProcessRunner(
         fleet,
         pods,
         paths.pods,
-        image=dataclasses.replace(OWN_IMAGE, repository=args.own_image),
+        image=image,
         api_port=api_port,
         bridged_ports=(api_port, access.port),
+        rootfs=rootfs,
     )
     cluster = build_cluster(topology, profile, qdevice=args.qdevice)
     record_power(cluster, paths.power_log)
@@ -132,6 +140,8 @@ def main() -> None:
     parser.add_argument("--kubelet-version", required=True)
     parser.add_argument("--own-image", default=OWN_IMAGE.repository)
     parser.add_argument("--qdevice", action="store_true")
+    parser.add_argument("--own-image-rootfs", default=None)
+    parser.add_argument("--own-image-config", default=None)
     args = parser.parse_args()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

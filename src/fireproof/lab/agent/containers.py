@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -78,6 +79,25 @@ OWN_IMAGE = ImageConfig(
 )
 
 
+def image_from_oci(config: dict[str, Any], base: ImageConfig) -> ImageConfig:
+    """The image's own entry point, command, environment and user (its OCI config)."""
+    inner = config.get("config") or {}
+    user, _, group = str(inner.get("User") or f"{base.user}:{base.group}").partition(":")
+    env = tuple(
+        tuple(e.split("=", 1))
+        for e in inner.get("Env") or []
+        if "=" in e and not e.startswith("PATH=")
+    )
+    return dataclasses.replace(
+        base,
+        entrypoint=tuple(inner.get("Entrypoint") or base.entrypoint),
+        cmd=tuple(inner.get("Cmd") or base.cmd),
+        env=env or base.env,
+        user=int(user),
+        group=int(group or user),
+    )
+
+
 def repository_of(image: str) -> str:
     """``REPO[:TAG][@DIGEST]`` -> ``REPO`` (a registry's port is not a tag)."""
     name = image.split("@", 1)[0]
@@ -122,11 +142,14 @@ class ProcessRunner:
         image: ImageConfig,
         api_port: int,
         bridged_ports: tuple[int, ...],
+        rootfs: Path | None = None,
     ) -> None:
         self.fleet = fleet
         self.pods = pods
         self.root = root
         self.image = image
+        self.rootfs = rootfs
+        """fireproof's image, unpacked: its containers run inside it (None: from this Python)."""
         self.api_port = api_port
         self.bridged_ports = bridged_ports
         self.files = PodFileMaker(fleet.client)
@@ -354,7 +377,9 @@ class ProcessRunner:
         image_args = [] if spec.command else list(self.image.cmd)
         args = list(spec.args) if spec.args is not None else image_args
         argv = [expand(a, env) for a in command + args]
-        as_root = not runtime_reachable(uid)
+        # Inside the image its own Python runs, reachable by any user; from the lab's Python, a
+        # user who cannot reach it runs as root without capabilities.
+        as_root = self.rootfs is None and not runtime_reachable(uid)
         report_r, report_w = os.pipe()
         plan = {
             "argv": argv,
@@ -367,7 +392,8 @@ class ProcessRunner:
             or bool(own and own.capabilities and "ALL" in (own.capabilities.drop or [])),
             "read_only_root": bool(own and own.readOnlyRootFilesystem),
             "mounts": mounts,
-            "runtime": runtime_paths(),
+            "runtime": runtime_paths() if self.rootfs is None else [],
+            "rootfs": str(self.rootfs) if self.rootfs is not None else None,
             "scratch": str(directory / "scratch"),
             "workdir": spec.workingDir or "/",
             "no_new_privs": bool(own and own.allowPrivilegeEscalation is False),
@@ -408,10 +434,11 @@ class ProcessRunner:
         return process
 
     def _base_env(self, pod: Pod) -> dict[str, str]:
-        venv_bin = str(Path(sys.executable).parent)  # the image's PATH has fireproof on it
+        # From this Python, its venv stands in for the image's /usr/local/bin.
+        venv = "" if self.rootfs is not None else f"{Path(sys.executable).parent}:"
         host, port = "127.0.0.1", str(self.api_port)
         return {
-            "PATH": f"{venv_bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "PATH": f"{venv}/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             "HOSTNAME": pod_key(pod)[1],
             **dict(self.image.env),
             "KUBERNETES_SERVICE_HOST": host,

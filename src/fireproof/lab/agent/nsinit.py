@@ -8,7 +8,8 @@ What it builds disappears with the process: the host's own files and network sta
 
 SPEC is a JSON file: ``{"argv": [...], "env": {...}, "hostname": …, "uid": …, "gid": …,
 "groups": [...], "mounts": [{"source": …, "target": …, "read_only": …}], "scratch": DIR,
-"runtime": [PATH, …] (the installation the entry point runs from),
+"runtime": [PATH, …] (the installation the entry point runs from), and optionally "rootfs": DIR
+(an unpacked image: the container's root, an overlay over it, volumes inside it),
 "report_fd": N, "read_only_root": …, "drop_capabilities": …, "no_new_privs": …}``.
 """
 
@@ -109,6 +110,58 @@ class MountPoints:
             real.mkdir(parents=True, exist_ok=True)
 
 
+def _inside(root: Path, target: str) -> Path:
+    """``target`` within ``root``, its symlinks resolved there (Debian's /var/run -> /run must
+    not lead out of the image to the host's /run)."""
+    here = root
+    parts = list(Path(target).parts[1:])
+    for _ in range(64):
+        if not parts:
+            return here
+        part = parts.pop(0)
+        if part == "..":
+            here = here.parent if here != root else root  # never above the image's root
+            continue
+        step = here / part
+        if step.is_symlink():
+            link = os.readlink(step)
+            parts = [*Path(link).parts[1 if link.startswith("/") else 0 :], *parts]
+            if link.startswith("/"):
+                here = root
+            continue
+        here = step
+    raise SetupError(f"mount path {target}: too many symbolic links in the image")
+
+
+def setup_image(spec: dict[str, Any], scratch: Path) -> Path:
+    """The container's root: an overlay over the unpacked image (its own writable layer on the
+    scratch tmpfs, gone with the namespace), the pod's volumes inside it, /proc and /dev."""
+    root, upper, work = scratch / "root", scratch / "root.upper", scratch / "root.work"
+    for directory in (root, upper, work):
+        directory.mkdir(parents=True)
+    lower = spec["rootfs"]
+    _mount("overlay", str(root), "overlay", 0, f"lowerdir={lower},upperdir={upper},workdir={work}")
+    mounts = sorted(spec["mounts"], key=lambda m: len(Path(m["target"]).parts))
+    for mount in mounts:
+        fd = os.open(mount["source"], os.O_PATH | os.O_CLOEXEC)
+        target = _inside(root, mount["target"])
+        if os.path.isfile(f"/proc/self/fd/{fd}"):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.touch(exist_ok=True)
+        else:
+            target.mkdir(parents=True, exist_ok=True)
+        _mount(f"/proc/self/fd/{fd}", str(target), None, MS_BIND | MS_REC, "")
+        if mount.get("read_only"):
+            _mount(None, str(target), None, MS_BIND | MS_REMOUNT | MS_RDONLY, "")
+        os.close(fd)
+    _mount("proc", str(root / "proc"), "proc", MS_NOSUID | MS_NODEV, "")
+    _mount("/dev", str(root / "dev"), None, MS_BIND | MS_REC, "")
+    if spec.get("read_only_root"):
+        _mount(str(root), str(root), None, MS_BIND | MS_REC, "")  # the volumes come along
+        _mount(None, str(root), None, MS_BIND | MS_REMOUNT | MS_RDONLY, "")
+    return root
+
+
 def setup(spec: dict[str, Any]) -> None:
     _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWUTS), "unshare")
     _mount(None, "/", None, MS_REC | MS_PRIVATE, "")  # nothing we mount leaks to the host
@@ -116,6 +169,13 @@ def setup(spec: dict[str, Any]) -> None:
     # The overlays' upper layers live on a tmpfs of their own: they vanish with the namespace.
     scratch.mkdir(parents=True, exist_ok=True)
     _mount("tmpfs", str(scratch), "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700")
+    if spec.get("rootfs"):
+        root = setup_image(spec, scratch)
+        _loopback_up()
+        socket.sethostname(spec["hostname"])
+        os.chroot(root)  # the image is the container's whole world from here on
+        os.chdir("/")
+        return
     # Every source is opened before anything is mounted: a volume at /tmp would otherwise hide
     # the sources (and the scratch) of the lab's state directory when it lives under /tmp.
     mounts = sorted(spec["mounts"], key=lambda m: len(Path(m["target"]).parts))
