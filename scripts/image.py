@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import email.parser
+import hashlib
 import json
 import os
 import shlex
@@ -339,6 +340,51 @@ def runtime_config(
     return config
 
 
+def source_key(fence_agents: bool) -> str:
+    """A hash of everything that goes into the image: fireproof's sources, the lock, the
+    Containerfile, this recipe, the options and SOURCE_DATE_EPOCH."""
+    # The epoch too: it is in every file time, so in the digest.
+    digest = hashlib.sha256(f"fence-agents={fence_agents} epoch={epoch()}".encode())
+    inputs = [REPO / "uv.lock", REPO / "pyproject.toml", REPO / "Containerfile"]
+    inputs.append(Path(__file__).resolve())
+    inputs += sorted(
+        p
+        for p in (REPO / "src" / "fireproof").rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    )
+    for path in inputs:
+        digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def cached(args: argparse.Namespace) -> None:
+    """The image of these sources from the cache, built into it first if it is not there."""
+    sys.path.insert(0, str(REPO / "src"))
+    from fireproof.lab.binaries import cache_root
+
+    store = cache_root() / "image" / source_key(args.fence_agents)
+    if not (store / "oci" / "index.json").is_file():
+        # Two test workers may build it at once: each into its own directory, the first rename
+        # wins, the other's copy is dropped (the same sources give the same image).
+        partial = store.with_name(f"{store.name}.partial-{os.getpid()}")
+        shutil.rmtree(partial, ignore_errors=True)
+        args.out = partial
+        build(args)
+        try:
+            partial.rename(store)
+        except OSError:
+            shutil.rmtree(partial, ignore_errors=True)
+    else:
+        print(f"image of these sources already built: {store}")
+    target = args.out_requested
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(store, target, symlinks=True)
+    index = json.loads((target / "oci" / "index.json").read_text())
+    print(f"image {target / 'oci'}:{TAG}")
+    print(f"  digest {index['manifests'][0]['digest']}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command")
@@ -347,6 +393,12 @@ def main() -> None:
         p.add_argument("--fence-agents", action="store_true", help="add Debian's fence-agents")
         p.add_argument("--out", type=Path, default=REPO / "dist" / "image")
         p.add_argument("--twice", action="store_true", help="build twice, compare the digests")
+        p.add_argument(
+            "--cached",
+            action="store_true",
+            help="reuse a build of the same sources from the cache (the tests; make image "
+            "always builds afresh)",
+        )
     r = sub.add_parser("run", help="run the built image with runc")
     r.add_argument("--image", type=Path, default=REPO / "dist" / "image" / "oci")
     r.add_argument(
@@ -364,6 +416,10 @@ def main() -> None:
         if args.args[:1] == ["--"]:
             args.args = args.args[1:]
         sys.exit(run(args))
+    if args.cached:
+        args.out_requested = args.out
+        cached(args)
+        return
     first = build(args)
     if args.twice:
         second = build(args)
