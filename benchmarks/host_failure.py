@@ -16,7 +16,8 @@ T+0 is the moment the lab's command returned. Variants, each on its own lab, sid
 HA moves VMs for good, so each HA run gets a lab of its own.
 
 Usage: python benchmarks/host_failure.py [--runs N] [--profile real|fast] [--cap SECONDS]
-                                         [--variants guard-bmc,guard-none,nothing,guard-ha,ha-alone]
+                                         [--variants V,...] (default guard-bmc,guard-ha,ha-alone;
+                                          also guard-none, nothing)
                                          [--faults host-off,host-hang]
 Prints each run, then the median and worst per variant and fault.
 """
@@ -215,7 +216,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--profile", choices=("real", "fast"), default="real")
     parser.add_argument("--cap", type=float, default=600.0, help="seconds before a run is 'never'")
-    parser.add_argument("--variants", default="guard-bmc,guard-none,nothing")
+    parser.add_argument("--variants", default="guard-bmc,guard-ha,ha-alone")
     parser.add_argument("--faults", default="host-off,host-hang")
     args = parser.parse_args()
     names = [v for v in args.variants.split(",") if v]
