@@ -300,16 +300,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def image_config(layout: Path) -> dict[str, Any]:
-    """The image's OCI config (entry point, command, user, environment)."""
+    """The image's OCI config (entry point, command, user, environment): the lab's reader."""
+    sys.path.insert(0, str(REPO / "src"))
+    from fireproof.lab.ownimage import image_config as read
 
-    def blob(digest: str) -> dict[str, Any]:
-        algorithm, _, value = digest.partition(":")
-        data: dict[str, Any] = json.loads((layout / "blobs" / algorithm / value).read_text())
-        return data
-
-    index = json.loads((layout / "index.json").read_text())
-    manifest = blob(index["manifests"][0]["digest"])
-    return blob(manifest["config"]["digest"])
+    return read(layout)
 
 
 def runtime_config(

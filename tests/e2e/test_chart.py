@@ -155,7 +155,7 @@ def test_the_chart_and_the_config_loader_agree_on_every_boundary(
     assert chart_accepts == loader_accepts, (key, value, done.stderr)
 
 
-BMC = {"agent": "fence_ipmilan", "options": {"ip": "10.0.0.11", "username": "admin"},
+BMC = {"agent": "fence_ipmilan", "options": {"ip": "192.0.2.211", "username": "admin"},
        "existingSecret": "bmc-pve-01"}  # fmt: skip
 
 

@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from fireproof.lab.ownimage import image_config
+
 from guardtools import restore_lab
 from labtools import REPO, LabHandle, wait_for
 
@@ -59,15 +61,7 @@ def _run(
 
 
 def _config(image: Path) -> dict[str, Any]:
-    layout = image / "oci"
-
-    def blob(digest: str) -> dict[str, Any]:
-        algorithm, _, value = digest.partition(":")
-        data: dict[str, Any] = json.loads((layout / "blobs" / algorithm / value).read_text())
-        return data
-
-    manifest = blob(json.loads((layout / "index.json").read_text())["manifests"][0]["digest"])
-    return blob(manifest["config"]["digest"])
+    return image_config(image / "oci")
 
 
 def _containerfile() -> dict[str, Any]:

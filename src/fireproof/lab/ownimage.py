@@ -57,14 +57,17 @@ def unpack(layout: Path, into: Path) -> UnpackedImage:
     if done.returncode != 0:
         raise PermanentError(f"umoci unpack of {layout} failed: {done.stderr.strip()[-400:]}")
     config = into / "oci-config.json"
-    config.write_text(json.dumps(_config(layout, digest)))
+    config.write_text(json.dumps(image_config(layout)))
     return UnpackedImage(into / "bundle" / "rootfs", config, digest)
 
 
-def _config(layout: Path, manifest_digest: str) -> dict[str, Any]:
+def image_config(layout: Path) -> dict[str, Any]:
+    """The OCI config (entry point, command, user, environment) of the layout's one image."""
+
     def blob(digest: str) -> dict[str, Any]:
         algorithm, _, value = digest.partition(":")
         data: dict[str, Any] = json.loads((layout / "blobs" / algorithm / value).read_text())
         return data
 
-    return blob(blob(manifest_digest)["config"]["digest"])
+    index = json.loads((layout / "index.json").read_text())
+    return blob(blob(index["manifests"][0]["digest"])["config"]["digest"])
