@@ -114,7 +114,9 @@ def python_packages(work: Path, root: Path) -> None:
         "--python-platform", "x86_64-manylinux_2_36", "--no-compile", "--no-deps",
         "-r", requirements, wheel,
     )  # fmt: skip
-    shutil.rmtree(target / "bin", ignore_errors=True)  # their shebangs name this machine's Python
+    # The console scripts' shebangs name this machine's Python (its path: the checkout's), so
+    # they go, and so do their lines in RECORD, whose hashes would carry that path into the image.
+    shutil.rmtree(target / "bin", ignore_errors=True)
     # Installer notes that change from one build to the next (the wheel's temporary path, the
     # cache's times): out, and out of RECORD, or two builds differ by them alone.
     for info in target.glob("*.dist-info"):
@@ -123,8 +125,12 @@ def python_packages(work: Path, root: Path) -> None:
             path.unlink()
         record = info / "RECORD"
         names = {f"{info.name}/{p.name}" for p in noted}
-        lines = record.read_text().splitlines()
-        record.write_text("".join(f"{x}\n" for x in lines if x.split(",", 1)[0] not in names))
+        kept = [
+            line
+            for line in record.read_text().splitlines()
+            if (name := line.split(",", 1)[0]) not in names and not name.startswith("bin/")
+        ]
+        record.write_text("".join(f"{line}\n" for line in kept))
     scripts = {"fireproof": "main", "kubectl-fireproof": "kubectl_main"}
     for name, func in scripts.items():
         path = root / "usr" / "local" / "bin" / name

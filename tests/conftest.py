@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
 import pytest
 
-from labtools import LabHandle, node_ready, running_lab, wait_for
+from guardtools import restore_lab
+from labtools import LabHandle, running_lab
 
 
 @pytest.fixture(scope="session")
@@ -20,18 +20,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHandle]:
 @pytest.fixture
 def healthy_lab(lab: LabHandle) -> LabHandle:
     """The shared lab with every machine running, no fault, every node Ready (restored if not)."""
-    lab.cli("lab", "fault", "clear")
-    status = lab.cli("lab", "status", "-o", "json")
-    for node in json.loads(status.stdout)["nodes"]:
-        if node["power"] != "running":
-            lab.cli("lab", "power-on", node["name"])
-        if node["kubelet"] == "partitioned":
-            lab.cli("lab", "unpartition", node["name"])
-    wait_for(
-        "all nodes Ready",
-        lambda: all(node_ready(n) == "True" for n in lab.kubectl_json("get", "nodes")["items"]),
-        timeout=60,
-    )
+    restore_lab(lab)
     return lab
 
 

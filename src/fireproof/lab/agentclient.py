@@ -7,6 +7,7 @@ from typing import Any
 import httpx2 as httpx
 
 from fireproof.errors import NotFoundError, TransientError, UsageError
+from fireproof.lab.localhttp import plain_client
 from fireproof.lab.state import LabPaths, LabState
 
 
@@ -17,7 +18,7 @@ class AgentClient:
 
     def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         try:
-            with httpx.Client(timeout=httpx.Timeout(10.0), trust_env=False) as client:
+            with plain_client(10.0) as client:
                 response = client.request(
                     method,
                     self._url + path,

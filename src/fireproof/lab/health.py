@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx2 as httpx
 
 from fireproof.errors import TransientError
+from fireproof.lab.localhttp import plain_client
 from fireproof.lab.pki import ADMIN
 from fireproof.lab.state import LabPaths
 
@@ -37,7 +38,7 @@ def probe(url: str, paths: LabPaths | None = None) -> bool:
             assert paths is not None  # noqa: S101 - callers pass paths for https
             with _tls_client(paths) as client:
                 return client.get(url).status_code == 200
-        with httpx.Client(timeout=httpx.Timeout(3.0), trust_env=False) as client:
+        with plain_client(3.0) as client:
             return client.get(url).status_code == 200
     except httpx.HTTPError:
         return False
