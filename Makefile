@@ -9,8 +9,9 @@ UV := .tools/bin/uv
 VENV := .venv
 FIREPROOF := $(VENV)/bin/fireproof
 PYTEST_ARGS ?=
-# Lab tests mostly wait on timers: independent labs side by side (one per worker, a test file
-# per worker at a time) cut the wall time on 2 cores.
+# Lab tests mostly wait on timers: independent labs side by side (one per worker, tests handed
+# out one by one; a file with an expensive module fixture stays on one worker: its xdist_group)
+# cut the wall time on 2 cores.
 PYTEST_WORKERS ?= 4
 
 .PHONY: all venv k8s k8s-1.36 k8s-all prepare system-deps lint test test-unit test-lab demo bench plugin image image-run clean help
@@ -72,7 +73,7 @@ prepare: venv
 
 # pytest exits 5 when it collected no test: that is a failure here, never a pass.
 test: prepare
-	$(VENV)/bin/pytest -m "not slow" -n $(PYTEST_WORKERS) --dist loadfile --durations=25 $(PYTEST_ARGS) tests; rc=$$?; \
+	$(VENV)/bin/pytest -m "not slow" -n $(PYTEST_WORKERS) --dist loadgroup --durations=25 $(PYTEST_ARGS) tests; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "error: no tests ran" >&2; exit 1; fi; exit $$rc
 
 test-unit: venv

@@ -21,7 +21,8 @@ import pytest
 
 from labtools import REPO, LabHandle, run_cli, running_lab, wait_for
 
-pytestmark = pytest.mark.lab
+# One worker builds the image (a minute of CPU) and runs the chart's lab from it.
+pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("image")]
 
 CHART = REPO / "charts" / "fireproof"
 NAMESPACE = "fireproof"

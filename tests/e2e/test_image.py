@@ -22,7 +22,8 @@ from fireproof.lab.ownimage import image_config
 from guardtools import restore_lab
 from labtools import REPO, LabHandle, wait_for
 
-pytestmark = pytest.mark.lab
+# One worker builds the image (a minute of CPU) and runs the chart's lab from it.
+pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("image")]
 SCRIPT = REPO / "scripts" / "image.py"
 
 

@@ -14,7 +14,8 @@ import pytest
 
 from labtools import REPO, LabHandle
 
-pytestmark = pytest.mark.lab
+# One virtualenv from the wheel, built once for the file.
+pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("wheel")]
 
 UV = REPO / ".tools" / "bin" / "uv"
 

@@ -20,6 +20,7 @@ import pytest
 import yaml
 from junitparser import Failure, JUnitXml
 
+from guardtools import restore_lab
 from incident import OUT_OF_SERVICE, TRAEFIK, running_pod, wait_dead_and_tainted
 from labtools import LabHandle, node_ready, run_cli, running_lab, wait_for
 
@@ -51,12 +52,7 @@ def status(report: dict[str, Any], check: str) -> str:
 @pytest.fixture
 def doctor_lab(healthy_lab: LabHandle) -> Iterator[LabHandle]:
     yield healthy_lab
-    lab = healthy_lab
-    for node in lab.kubectl_json("get", "nodes")["items"]:
-        name = node["metadata"]["name"]
-        lab.cli("lab", "power-on", name)
-        lab.kubectl("taint", "node", name, f"{OUT_OF_SERVICE}-")
-        lab.kubectl("uncordon", name)
+    restore_lab(healthy_lab)
 
 
 @pytest.fixture(scope="module")
