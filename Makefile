@@ -10,8 +10,8 @@ VENV := .venv
 FIREPROOF := $(VENV)/bin/fireproof
 PYTEST_ARGS ?=
 # Lab tests mostly wait on timers: independent labs side by side (one per worker, tests handed
-# out one by one; a file with an expensive module fixture stays on one worker: its xdist_group)
-# cut the wall time on 2 cores.
+# out one by one; files with a costly module fixture stay on one worker: tests/conftest.py's
+# ONE_WORKER, through `--dist loadgroup`) cut the wall time on 2 cores.
 PYTEST_WORKERS ?= 4
 
 .PHONY: all venv k8s k8s-1.36 k8s-all prepare system-deps lint test test-unit test-lab demo bench plugin image image-run clean help

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from xdist.scheduler import LoadScopeScheduling
 
 from guardtools import restore_lab
 from labtools import LabHandle, running_lab
@@ -34,10 +36,19 @@ LONGEST_FIRST = (
     "test_lab_outage.py",
     "test_chaostoolkit.py",
 )
-"""Files whose tests are the longest, started first. The tests are spread one by one over the
-workers (`--dist loadgroup`; a file with an expensive module fixture is one `xdist_group`, and
-the groups start first), so the suite ends when the last test started ends: a long one must not
-start last. The fast tests (unit, CLI) come last and fill the workers' tails."""
+"""Files whose tests are the longest, started first. The tests are handed out one by one (see
+`OneWorkerFiles`), so the suite ends when the last test started ends: a long one must not start
+last. The fast tests (unit, CLI) come last and fill the workers' tails."""
+
+ONE_WORKER = {
+    # The image (a minute of CPU) is built once and the chart's lab (two minutes) runs from it.
+    "test_image.py": "image",
+    "test_chart_lab.py": "image",
+    # One virtualenv from the wheel for the file.
+    "test_wheel.py": "wheel",
+}
+"""Files whose module fixtures are too dear to set up on every worker: each group of them runs
+on one worker."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -48,3 +59,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return len(LONGEST_FIRST) + (1 if "unit" in item.path.parts else 0)
 
     items.sort(key=weight)  # stable: the order within a file is kept
+
+
+class OneWorkerFiles(LoadScopeScheduling):
+    """Tests one by one to whichever worker is free, except the `ONE_WORKER` groups (handed out
+    first, each whole). xdist's own `loadgroup` cannot do it here: it tags node ids through an
+    attribute that pytest 9 no longer reads, so its groups silently split."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        file = nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
+        return ONE_WORKER.get(file, nodeid)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> LoadScopeScheduling | None:
+    return OneWorkerFiles(config, log) if config.getvalue("dist") == "loadgroup" else None

@@ -173,7 +173,8 @@ def restore_lab(lab: LabHandle) -> None:
     """
     lab.cli("lab", "fault", "clear")
     for machine in json.loads(lab.cli("lab", "status", "-o", "json").stdout)["nodes"]:
-        if machine["kubelet"] == "partitioned":
+        # A VM that is off shows its kubelet "off", partitioned or not: reconnect it too.
+        if machine["kubelet"] != "running":
             lab.cli("lab", "unpartition", machine["name"])
         if machine["power"] != "running":
             lab.cli("lab", "power-on", machine["name"])

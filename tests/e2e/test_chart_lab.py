@@ -21,8 +21,7 @@ import pytest
 
 from labtools import REPO, LabHandle, run_cli, running_lab, wait_for
 
-# One worker builds the image (a minute of CPU) and runs the chart's lab from it.
-pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("image")]
+pytestmark = pytest.mark.lab
 
 CHART = REPO / "charts" / "fireproof"
 NAMESPACE = "fireproof"

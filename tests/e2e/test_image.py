@@ -22,8 +22,7 @@ from fireproof.lab.ownimage import image_config
 from guardtools import restore_lab
 from labtools import REPO, LabHandle, wait_for
 
-# One worker builds the image (a minute of CPU) and runs the chart's lab from it.
-pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("image")]
+pytestmark = pytest.mark.lab
 SCRIPT = REPO / "scripts" / "image.py"
 
 

@@ -14,8 +14,7 @@ import pytest
 
 from labtools import REPO, LabHandle
 
-# One virtualenv from the wheel, built once for the file.
-pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("wheel")]
+pytestmark = pytest.mark.lab
 
 UV = REPO / ".tools" / "bin" / "uv"
 
