@@ -84,7 +84,9 @@ def containerfile() -> dict[str, Any]:
 
 def rootfs(work: Path, stamp: int, fence_agents: bool) -> Path:
     root = work / "rootfs"
-    include = "python3,ca-certificates" + (",fence-agents" if fence_agents else "")
+    # fence_ipmilan drives the `ipmitool` program, which Debian's fence-agents does not pull in
+    # (not even as a Recommends): without it the image cannot fence a host through its BMC.
+    include = "python3,ca-certificates" + (",fence-agents,ipmitool" if fence_agents else "")
     options = [f"--dpkgopt=path-exclude={p}" for p in EXCLUDED]
     purge = " ".join(DROPPED)
     sh(

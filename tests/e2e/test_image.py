@@ -158,3 +158,27 @@ def test_doctor_and_a_dry_run_guard_from_the_image_against_the_lab(
     # A dry run touches nothing: no record on the node.
     annotations = lab.kubectl_json("get", "node", node)["metadata"].get("annotations", {})
     assert "fireproof.io/remediation" not in annotations
+
+
+def test_the_fence_agents_image_reads_a_hosts_bmc_with_fence_ipmilan(
+    healthy_lab: LabHandle, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # guard fences a dead host with ClusterLabs' fence_ipmilan (the chart's `hosts:`), which
+    # drives the ipmitool program: the image built with them must carry both, and they must
+    # reach the host's BMC from inside it.
+    image = tmp_path_factory.mktemp("image-fence-agents")
+    _build(image, "--cached", "--fence-agents")
+    host = json.loads(healthy_lab.cli("lab", "status", "-o", "json").stdout)["hosts"][0]
+    bmc = host["bmc"]
+    secrets = tmp_path_factory.mktemp("bmc-secret")
+    password = secrets / "password"
+    shutil.copyfile(bmc["password_file"], password)
+    for path in (secrets, password):
+        os.chown(path, 65532, 65532)
+    done = _run(
+        image, "--ip", bmc["address"], "--ipport", str(bmc["port"]), "--username",
+        bmc["username"], "--password-script", f"cat {password}", "--lanplus", "-o", "status",
+        mount=secrets, entrypoint=("fence_ipmilan",),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip() == "Status: ON"
