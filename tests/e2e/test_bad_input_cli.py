@@ -5,11 +5,15 @@ None of these reach a cluster, so no lab is needed."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from labtools import REPO, run_cli
+from fireproof.lab.pki import ADMIN, LabPKI
+
+from labtools import FIREPROOF, REPO, run_cli
 
 
 def _ok_error(done: object, code: tuple[int, ...] = (1, 2)) -> str:
@@ -486,3 +490,25 @@ def test_a_missing_lab_dir_is_hinted_with_the_flag_the_user_typed(tmp_path: Path
     err = _ok_error(done)
     assert "--lab-dir" in err
     assert "--state-dir" not in err
+
+
+def test_no_writable_temporary_directory_is_one_clear_error(tmp_path: Path) -> None:
+    # A container with a read-only root and no /tmp mount: the Kubernetes client has nowhere to
+    # write the kubeconfig's inline certificates. Made here with a private mount namespace in
+    # which /tmp and /var/tmp are read-only and the working directory is /proc.
+    pki = LabPKI(tmp_path / "pki")
+    pki.generate()
+    kubeconfig = tmp_path / "kubeconfig"
+    pki.write_kubeconfig(kubeconfig, ADMIN, "https://127.0.0.1:1", embed=True)
+    script = (
+        "mount -o bind,ro /tmp /tmp && mount -o bind,ro /var/tmp /var/tmp && cd /proc && "
+        f'exec "{FIREPROOF}" doctor --kubeconfig "{kubeconfig}"'
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("TMPDIR", "TEMP", "TMP")}
+    done = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+        capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
+    err = _ok_error(done)
+    assert "no writable temporary directory" in err
+    assert "hint: mount a writable /tmp" in err

@@ -78,16 +78,36 @@ def _timeout(seconds: float) -> httpx.Timeout:
     return httpx.Timeout(seconds, connect=min(seconds, 5.0))
 
 
+@contextmanager
+def _writable_temp() -> Iterator[None]:
+    # lightkube writes a kubeconfig's inline certificates and keys to temporary files when it
+    # makes a client. In a container with a read-only root and no /tmp mount, Python finds no
+    # temporary directory at all: the user's setup, not a bug.
+    try:
+        yield
+    except FileNotFoundError as exc:
+        if "No usable temporary directory" not in str(exc):
+            raise
+        raise UsageError(
+            "no writable temporary directory: the Kubernetes client writes the kubeconfig's "
+            "inline certificates to one",
+            hint="mount a writable /tmp (a tmpfs, as the chart and `make image-run` do) or set "
+            "TMPDIR to a writable directory",
+        ) from None
+
+
 def sync_client(config: SingleConfig, *, timeout: float = 30.0) -> lightkube.Client:
-    return lightkube.Client(
-        config=config, timeout=_timeout(timeout), field_manager=_FIELD_MANAGER, trust_env=False
-    )
+    with _writable_temp():
+        return lightkube.Client(
+            config=config, timeout=_timeout(timeout), field_manager=_FIELD_MANAGER, trust_env=False
+        )
 
 
 def async_client(config: SingleConfig, *, timeout: float = 30.0) -> lightkube.AsyncClient:
-    return lightkube.AsyncClient(
-        config=config, timeout=_timeout(timeout), field_manager=_FIELD_MANAGER, trust_env=False
-    )
+    with _writable_temp():
+        return lightkube.AsyncClient(
+            config=config, timeout=_timeout(timeout), field_manager=_FIELD_MANAGER, trust_env=False
+        )
 
 
 def api_error(exc: lightkube.ApiError) -> KubeApiError:
