@@ -7,6 +7,7 @@ import pytest
 
 from fireproof.fencing import HaStatus, Machine, PowerState, TransientFencingError
 from fireproof.guard import ANNOTATION, Phase, Remediation
+from fireproof.kube import KubeUnreachableError
 
 from guardsim import OUT_OF_SERVICE, Bmc, World
 
@@ -578,3 +579,31 @@ def test_a_node_that_does_not_come_back_after_its_host_is_fenced_alone() -> None
     assert world.pve.stops == [world.vmids["w1"]]
     assert world.host_on["pve-02"]
     assert _record(world, "w2") is None  # its neighbour came back and was restored
+
+
+def test_a_release_stopped_by_a_start_leaves_no_taint_once_the_node_is_back() -> None:
+    # The fault campaign's seed 90090, run 16: the taint landed as the API server went away, a
+    # person started the VM meanwhile, and the node came back Ready but tainted for good.
+    world = _world()
+    guard = world.guard()
+    _settled(world)
+    add_taint = world.api.add_taint
+
+    def lands_then_the_api_goes(node: str, key: str, value: str, effect: str) -> bool:
+        add_taint(node, key, value, effect)
+        world.api.add_taint = add_taint  # type: ignore[method-assign]
+        world.api.reachable = False
+        world.pve.power[world.vmids[node]] = PowerState.ON
+        raise KubeUnreachableError("cannot reach the API server: connection refused")
+
+    world.api.add_taint = lands_then_the_api_goes  # type: ignore[method-assign]
+    _off(world, "w1")
+    world.run([guard], 3)
+    assert OUT_OF_SERVICE in world.api.taints("w1")
+    world.api.reachable = True
+    world.run([guard], 30)
+    assert "FireproofReleaseFailed" in _reasons(world, "w1")
+    assert OUT_OF_SERVICE not in world.api.taints("w1")
+    assert "FireproofUntainted" in _reasons(world, "w1")
+    assert _record(world, "w1") is None
+    assert world.running("w1")

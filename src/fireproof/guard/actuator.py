@@ -226,7 +226,9 @@ class Actuator:
             # Back to the fence: it powers the machine off again (and verifies it) first.
             log.warning("%s: %s", name, exc.message)
             self.metrics.refused.labels("started-again").inc()
-            return self._to(name, record, Phase.CORDONED, epoch)
+            # An earlier try of this release may have written some of it (a write that landed
+            # as the API server went away), whatever this try says it did.
+            return self._to(name, record, Phase.CORDONED, epoch, release_begun=True)
         self.metrics.actions.labels("release").inc()
         return self._to(name, record, Phase.RELEASED, epoch)
 
@@ -280,9 +282,16 @@ class Actuator:
         return self._to(name, record, Phase.RELEASED, epoch, not_before=not_before)
 
     def _uncordon(self, _act: Act, view: NodeView, record: Remediation) -> None:
-        # Back by itself before it was fenced: leave it alone, undo only our cordon.
+        # Back by itself before it was fenced: leave it alone, undo only our cordon (and the
+        # taint of a release that began before the machine was started again).
         name = view.name
         self.elector.assert_leading()
+        if record.release_begun and self.cluster.remove_taint(name, steps.OUT_OF_SERVICE):
+            self.journal(name).record(
+                "untaint",
+                f"removed the out-of-service taint a stopped release left on {name}",
+                event="FireproofUntainted",
+            )
         if self.cluster.uncordon_if_marked(name, steps.CORDONED_MARK):
             self.journal(name).record("uncordon", f"{name} came back by itself; uncordoned")
         self._save(name, None, record)

@@ -56,6 +56,7 @@ class Changes(TypedDict, total=False):
     note: str
     host_fenced: str
     ha_fenced: bool
+    release_begun: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +82,10 @@ class Remediation:
     ha_fenced: bool = False
     """``host_fenced`` was proven by Proxmox HA's acknowledged fence, not by a device: there is
     no device to power the host on or read it back; the release's check asks HA."""
+    release_begun: bool = False
+    """A release began and stopped before it ended (the machine was started again): some of it,
+    the out-of-service taint too, may be on the node. A node that comes back from here gets the
+    taint removed, not only the cordon."""
 
     def to_annotation(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -105,6 +110,7 @@ class Remediation:
                 note=str(raw.get("note", "")),
                 host_fenced=str(raw.get("host_fenced", "")),
                 ha_fenced=bool(raw.get("ha_fenced", False)),
+                release_begun=bool(raw.get("release_begun", False)),
             )
         except (ValueError, KeyError, TypeError):
             return None  # a hand-edited or foreign value: treated as no record, never trusted
