@@ -35,7 +35,11 @@ INVARIANTS = {
     3: "nothing done in a storm or to a healthy node",
     4: "everything recovers",
     5: "exactly once",
+    6: "the control plane never crashes",
 }
+PANIC = "Observed a panic"
+"""What client-go logs when a controller goroutine panics (the process then exits)."""
+COMPONENTS = ("kube-controller-manager", "kube-scheduler", "kube-apiserver")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +94,28 @@ def _problems(cluster: Cluster) -> list[str]:
         if ready < want:
             problems.append(f"{type(workload).__name__.lower()} {_name(workload)} {ready}/{want}")
     return problems
+
+
+def control_plane_panics(paths: LabPaths) -> dict[str, int]:
+    """Panics logged so far by each control-plane component (a lab restart appends)."""
+    counts: dict[str, int] = {}
+    for component in COMPONENTS:
+        try:
+            with paths.log(component).open(errors="replace") as log:
+                counts[component] = sum(PANIC in line for line in log)
+        except FileNotFoundError:
+            counts[component] = 0
+    return counts
+
+
+def crashed(before: dict[str, int], after: dict[str, int]) -> list[Violation]:
+    """Invariant 6: guard's writes must never take a control-plane component down (the
+    controller-manager's node lifecycle controller panics on some label changes)."""
+    return [
+        Violation(6, f"{c} panicked {after[c] - before.get(c, 0)} time(s) (see its log)")
+        for c in sorted(after)
+        if after[c] > before.get(c, 0)
+    ]
 
 
 def _name(obj: Any) -> str:

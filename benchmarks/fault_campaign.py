@@ -18,7 +18,9 @@ storm of more failure domains than max_unhealthy), then clears them and checks:
    done to a node the run did not take down;
 4. everything recovers: within a budget after the clear, every node Ready, uncordoned,
    untainted, no remediation left, every workload ready;
-5. exactly once: no VM fenced twice in one death, across guard kills and leader changes.
+5. exactly once: no VM fenced twice in one death, across guard kills and leader changes;
+6. the control plane never crashes: no component logged a panic during the run (nothing
+   restarts one in the lab, so the campaign restarts the control plane after it).
 
 Usage: python benchmarks/fault_campaign.py --runs N --seed S [--profile fast|real]
                                             [--json OUT] [--only RUN]
@@ -44,7 +46,15 @@ from typing import Any
 import yaml
 from lightkube.resources.coordination_v1 import Lease
 
-from _campaign_checks import INVARIANTS, Violation, check_run, not_recovered, percentiles
+from _campaign_checks import (
+    INVARIANTS,
+    Violation,
+    check_run,
+    control_plane_panics,
+    crashed,
+    not_recovered,
+    percentiles,
+)
 from _campaign_faults import (
     HOST_FAULTS,
     TIMINGS,
@@ -221,8 +231,13 @@ def wait_recovered(cluster: Cluster, budget: float) -> tuple[float | None, list[
     return None, problems
 
 
-def force_restore(state_dir: Path, shape: LabShape) -> None:
-    """Put the lab back by hand after a run that did not recover (so the next run is clean)."""
+def force_restore(state_dir: Path, shape: LabShape, *, control_plane: bool) -> None:
+    """Put the lab back by hand after a run that did not recover (so the next run is clean).
+    ``control_plane``: a component crashed; nothing restarts it in the lab (on a real node the
+    kubelet restarts a static pod), so restart the control plane."""
+    if control_plane:
+        lab_cli(state_dir, "apiserver", "stop")
+        lab_cli(state_dir, "apiserver", "start")
     lab_cli(state_dir, "fault", "clear")
     for host in shape.hosts:
         lab_cli(state_dir, "host-on", host)
@@ -252,6 +267,7 @@ def one_run(
     timing = TIMINGS[profile]
     paths = LabPaths(state_dir)
     injector = Injector(state_dir, lambda: guards.kill_leader(cluster), say)
+    panics = control_plane_panics(paths)
     t0 = injector.start(faults)
     held = max([timing.hold] + [f.delay + f.hold + 2 for f in faults if f.hold])
     time.sleep(held)
@@ -260,12 +276,14 @@ def one_run(
     took, problems = wait_recovered(cluster, timing.settle)
     if took is not None and took > 30:
         say(f"  slow recovery: last still missing {problems[:4]}")
-    violations: list[Violation] = []
+    crashes = crashed(panics, control_plane_panics(paths))
+    violations: list[Violation] = list(crashes)
     if took is None:
         violations.append(
             Violation(4, f"not recovered {timing.settle:.0f} s after the clear: {problems[:6]}")
         )
-        force_restore(state_dir, shape)
+    if took is None or crashes:
+        force_restore(state_dir, shape, control_plane=bool(crashes))
         wait_recovered(cluster, timing.settle)
     killed = killed_nodes(faults, shape, LEASE_STALE[profile])
     domains = domains_of(faults, killed, shape)

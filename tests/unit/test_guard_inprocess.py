@@ -366,6 +366,22 @@ def test_the_leader_writes_a_missing_zone_label_once_and_the_dry_run_never() -> 
     assert [w for w in world.api.writes if w.startswith("label")] == ["label w9"]
 
 
+def test_a_node_that_is_not_ready_gets_its_zone_label_only_once_ready_again() -> None:
+    # kube-controller-manager panics when a node it is marking unhealthy shows a zone it has
+    # not registered yet (the fault campaign saw it die so): wait for Ready.
+    world = _world()
+    world.add("w9", zone=None)
+    world.api.set_ready("w9", "Unknown")
+    guard = world.guard()
+    guard.safe_tick()
+    guard.safe_tick()
+    assert "topology.kubernetes.io/zone" not in world.api.nodes["w9"]["metadata"]["labels"]
+    assert "label w9" not in world.api.writes
+    world.step(1)  # its kubelet reports Ready
+    guard.safe_tick()
+    assert world.api.nodes["w9"]["metadata"]["labels"]["topology.kubernetes.io/zone"] == "pve-01"
+
+
 def _host_world() -> tuple[World, Bmc]:
     world = World()
     for i in (1, 2, 3):

@@ -363,16 +363,23 @@ def test_bad_metrics_addresses_are_one_clear_error(text: str) -> None:
 def test_topology_labels_are_set_when_absent_and_changed_only_when_guard_owns_them() -> None:
     from fireproof.guard.topology import OWNED, REGION, ZONE, owned_after, topology_patch
 
-    assert topology_patch({}, {}, "pve-01", "tazlab") == {ZONE: "pve-01", REGION: "tazlab"}
+    assert topology_patch({}, {}, "pve-01", "tazlab", ready=True) == {
+        ZONE: "pve-01",
+        REGION: "tazlab",
+    }
     # The same values already there (a CCM's): nothing to write.
     ccm = {ZONE: "pve-01", REGION: "tazlab"}
-    assert topology_patch(ccm, {}, "pve-01", "tazlab") == {}
+    assert topology_patch(ccm, {}, "pve-01", "tazlab", ready=True) == {}
     # A value someone else wrote is never overwritten, even when the inventory disagrees.
-    assert topology_patch({ZONE: "rack-a"}, {}, "pve-02", None) == {}
+    assert topology_patch({ZONE: "rack-a"}, {}, "pve-02", None, ready=True) == {}
     # Its own label follows the VM to another host.
     mine = {OWNED: f"{REGION},{ZONE}"}
-    assert topology_patch({ZONE: "pve-01"}, mine, "pve-02", None) == {ZONE: "pve-02"}
+    assert topology_patch({ZONE: "pve-01"}, mine, "pve-02", None, ready=True) == {ZONE: "pve-02"}
     assert owned_after({}, {REGION: "tazlab"}) == REGION
     assert owned_after(mine, {ZONE: "pve-02"}) == f"{REGION},{ZONE}"
     # No host known: nothing said about the zone.
-    assert topology_patch({}, {}, None, None) == {}
+    assert topology_patch({}, {}, None, None, ready=True) == {}
+    # A node that is not Ready is left alone until it is (a new zone on an unhealthy node can
+    # crash kube-controller-manager's node lifecycle controller).
+    assert topology_patch({}, {}, "pve-01", "tazlab", ready=False) == {}
+    assert topology_patch({ZONE: "pve-01"}, mine, "pve-02", None, ready=False) == {}

@@ -210,6 +210,7 @@ class Observer:
             facts.annotations,
             machine.host if machine else None,
             self._regions.get(machine.device) if machine else None,
+            ready=facts.ready == "True",
         )
         return NodeView(
             name=name,

@@ -6,6 +6,15 @@ manager). Spread constraints and doctor's failure-domain checks read them.
 Never fight another writer: guard sets a label that is absent, and changes only a label it set
 itself (listed in the ``fireproof.io/topology-labels`` annotation), as when the VM migrated to
 another host. A value a CCM or a person wrote is left as it is.
+
+Only a Ready node is relabelled. kube-controller-manager's node lifecycle controller registers a
+zone (region + zone labels) only from its node list; when it writes an unhealthy node's status,
+hits a conflict and re-reads the node, a zone it has not registered yet makes it dereference a
+missing queue and panic (kubernetes/kubernetes#117555; the same root cause is described in
+openyurtio/openyurt#2500). guard's own label write is such a conflict. The fault campaign found
+it: guard labelled a node of a host that had just lost power, and the controller-manager died.
+A Ready node's status is not written by the controller, so its new zone is registered from the
+list first.
 """
 
 from __future__ import annotations
@@ -28,8 +37,12 @@ def topology_patch(
     annotations: Mapping[str, str],
     host: str | None,
     region: str | None,
+    *,
+    ready: bool,
 ) -> dict[str, str]:
-    """The labels to write on one node (empty: nothing to do)."""
+    """The labels to write on one node (empty: nothing to do, or not Ready yet)."""
+    if not ready:
+        return {}
     wanted = {ZONE: host, REGION: region}
     owned = owned_labels(annotations)
     return {
