@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from typing import Any
 
@@ -49,6 +50,14 @@ ONE_WORKER = {
 }
 """Files whose module fixtures are too dear to set up on every worker: each group of them runs
 on one worker."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A suite started in the background by a non-interactive shell (`make test &`, nohup)
+    # inherits Ctrl-C ignored, and so would every CLI the tests start: the CLI rightly keeps
+    # an ignored SIGINT ignored, and the Ctrl-C tests would fail. Give them a terminal's.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -500,8 +500,22 @@ class Lab:
         return AgentClient(self.paths, self._require_running()).partition(node, not cut)
 
     def change_ip(self, node: str, address: str) -> tuple[NodeSpec, dict[str, Any]]:
+        """Give NODE's VM a new address. Returns once its kubelet reported it in the Node's
+        status (when the kubelet runs): whatever reads the Node next, like `heal
+        api-endpoints` in a rollback, must see the new address, not the one before."""
         spec = self.machine(node)
-        return spec, AgentClient(self.paths, self._require_running()).set_address(node, address)
+        view = AgentClient(self.paths, self._require_running()).set_address(node, address)
+        if view.get("kubelet") == "running":
+            client = sync_client(load_kubeconfig(self.paths.kubeconfig), timeout=10)
+
+            def reported() -> bool:
+                with translate_errors():
+                    status = client.get(Node, name=node).status
+                addresses = (status.addresses if status else None) or []
+                return any(a.type == "InternalIP" and a.address == address for a in addresses)
+
+            wait_until(f"{node}'s new address in its Node status", reported, timeout=30)
+        return spec, view
 
     def agent(self) -> AgentClient:
         return AgentClient(self.paths, self._require_running())
