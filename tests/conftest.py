@@ -21,10 +21,12 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHandle]:
 
 
 @pytest.fixture
-def healthy_lab(lab: LabHandle) -> LabHandle:
-    """The shared lab with every machine running, no fault, every node Ready (restored if not)."""
+def healthy_lab(lab: LabHandle) -> Iterator[LabHandle]:
+    """The shared lab with every machine running, no fault, every node Ready (restored if not),
+    and put back so after the test (tests that take `lab` itself find it healthy too)."""
     restore_lab(lab)
-    return lab
+    yield lab
+    restore_lab(lab)
 
 
 LONGEST_FIRST = (

@@ -6,24 +6,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from guardtools import restore_lab
 from incident import TRAEFIK, running_pod
 from labtools import REPO, LabHandle
 
 pytestmark = pytest.mark.lab
 CHAOS = Path(sys.executable).parent / "chaos"
-
-
-@pytest.fixture
-def clab(healthy_lab: LabHandle) -> Iterator[LabHandle]:
-    yield healthy_lab
-    restore_lab(healthy_lab)
 
 
 def _python(module: str, func: str, **arguments: Any) -> dict[str, Any]:
@@ -33,15 +25,17 @@ def _python(module: str, func: str, **arguments: Any) -> dict[str, Any]:
     return provider
 
 
-def test_chaos_run_power_off_and_heal_keeps_the_hypothesis(clab: LabHandle, tmp_path: Path) -> None:
-    node = running_pod(clab, TRAEFIK)["spec"]["nodeName"]
+def test_chaos_run_power_off_and_heal_keeps_the_hypothesis(
+    healthy_lab: LabHandle, tmp_path: Path
+) -> None:
+    node = running_pod(healthy_lab, TRAEFIK)["spec"]["nodeName"]
     probes = "chaosfireproof.probes"
     actions = "chaosfireproof.actions"
     experiment = {
         "version": "1.0.0",
         "title": "Traefik survives the power-off of its worker",
         "description": "fireproof fences the dead worker and releases Traefik's volume.",
-        "configuration": {"fireproof_lab_dir": str(clab.state_dir)},
+        "configuration": {"fireproof_lab_dir": str(healthy_lab.state_dir)},
         "steady-state-hypothesis": {
             "title": "Traefik runs, no volume on two nodes",
             "probes": [
@@ -117,7 +111,7 @@ def test_chaos_run_power_off_and_heal_keeps_the_hypothesis(clab: LabHandle, tmp_
     assert isinstance(runs["critical-findings"]["output"], int)
     assert journal["rollbacks"][0]["output"]["power"] == "on"
     # After recovery Traefik runs on another node, and never on two at once.
-    assert running_pod(clab, TRAEFIK)["spec"]["nodeName"] != node
+    assert running_pod(healthy_lab, TRAEFIK)["spec"]["nodeName"] != node
 
 
 def _chaos(
@@ -174,8 +168,10 @@ def test_chaos_discover_lists_the_extensions_activities(tmp_path: Path) -> None:
 EXPERIMENTS = REPO / "chaosfireproof" / "experiments"
 
 
-def test_the_shipped_scene_experiments_run_against_the_lab(clab: LabHandle, tmp_path: Path) -> None:
-    env = {"FIREPROOF_LAB_DIR": str(clab.state_dir)}
+def test_the_shipped_scene_experiments_run_against_the_lab(
+    healthy_lab: LabHandle, tmp_path: Path
+) -> None:
+    env = {"FIREPROOF_LAB_DIR": str(healthy_lab.state_dir)}
     journals = {}
     for name in ("control-plane-ip-change", "traefik-scaled-on-rwo"):
         journal_path = tmp_path / f"{name}.journal.json"
@@ -197,7 +193,7 @@ def test_the_shipped_scene_experiments_run_against_the_lab(clab: LabHandle, tmp_
     assert scaled["scale-traefik-to-2"]["was"] == 1
     assert scaled["traefik-ready-replicas"] == 1  # the second replica cannot attach the volume
     # Rolled back: the address and the replica count as they were.
-    node = clab.kubectl_json("get", "node", "tazlab-cp-01")
+    node = healthy_lab.kubectl_json("get", "node", "tazlab-cp-01")
     assert {"type": "InternalIP", "address": "192.0.2.71"} in node["status"]["addresses"]
-    deployment = clab.kubectl_json("get", "deployment", "-n", "traefik", "traefik")
+    deployment = healthy_lab.kubectl_json("get", "deployment", "-n", "traefik", "traefik")
     assert deployment["spec"]["replicas"] == 1

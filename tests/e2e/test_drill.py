@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from junitparser import JUnitXml
 
 import chromium
 
-from guardtools import OUT_OF_SERVICE, free_port, guard_config, guards, restore_lab
+from guardtools import OUT_OF_SERVICE, free_port, guard_config, guards
 from incident import TRAEFIK, attach_refusal, running_pod
 from labtools import (
     FIREPROOF,
@@ -35,12 +34,6 @@ from labtools import (
 
 pytestmark = pytest.mark.lab
 SCHEMA = json.loads((REPO / "src/fireproof/drill/run.schema.json").read_text())
-
-
-@pytest.fixture
-def dlab(healthy_lab: LabHandle, tmp_path: Path) -> Iterator[LabHandle]:
-    yield healthy_lab
-    restore_lab(healthy_lab)
 
 
 def _env(lab: LabHandle, tmp_path: Path) -> dict[str, str]:
@@ -97,10 +90,10 @@ slo:
 
 
 def test_recovery_none_shows_the_stuck_volume_fails_the_slo_and_restores(
-    dlab: LabHandle, tmp_path: Path
+    healthy_lab: LabHandle, tmp_path: Path
 ) -> None:
-    node = running_pod(dlab, TRAEFIK)["spec"]["nodeName"]
-    done, run = _drill(dlab, tmp_path, NONE_SPEC, "--junit", str(tmp_path / "none.xml"))
+    node = running_pod(healthy_lab, TRAEFIK)["spec"]["nodeName"]
+    done, run = _drill(healthy_lab, tmp_path, NONE_SPEC, "--junit", str(tmp_path / "none.xml"))
     assert done.returncode == 3, done.stderr
     assert "Traceback" not in done.stderr
     _validate(run)
@@ -108,7 +101,7 @@ def test_recovery_none_shows_the_stuck_volume_fails_the_slo_and_restores(
     assert _first(run, "node-not-ready") < _first(run, "pod-terminating")
     assert _first(run, "pod-terminating") <= _first(run, "failed-attach-volume")
     stuck = next(e for e in run["timeline"] if e["phase"] == "failed-attach-volume")
-    assert attach_refusal(dlab) in stuck["evidence"]
+    assert attach_refusal(healthy_lab) in stuck["evidence"]
     assert {"vm-off", "unreachable-taint", "replacement-created"} <= set(_phases(run))
     assert "replacement-running" not in _phases(run)
     assert "fenced" not in _phases(run)
@@ -132,7 +125,7 @@ def test_recovery_none_shows_the_stuck_volume_fails_the_slo_and_restores(
     assert props["kubernetes"].startswith("1.")
     assert props["lab"] == "True"
     # restore: true (the default) brought the machine and the node back.
-    assert _restored(dlab, node)
+    assert _restored(healthy_lab, node)
 
 
 HEAL_SPEC = """\
@@ -150,10 +143,10 @@ slo:
 
 
 def test_recovery_heal_passes_with_fenced_released_attached_running(
-    dlab: LabHandle, tmp_path: Path
+    healthy_lab: LabHandle, tmp_path: Path
 ) -> None:
     html = tmp_path / "heal.html"
-    done, run = _drill(dlab, tmp_path, HEAL_SPEC, "--html", str(html), "-o", "json")
+    done, run = _drill(healthy_lab, tmp_path, HEAL_SPEC, "--html", str(html), "-o", "json")
     assert done.returncode == 0, done.stderr + done.stdout
     assert json.loads(done.stdout) == run  # -o json is the same one document
     _validate(run)
@@ -171,7 +164,7 @@ def test_recovery_heal_passes_with_fenced_released_attached_running(
     assert run["verdict"] == "pass"
     assert not run["recovery"]["errors"]
     node = run["targets"][0]["node"]
-    assert _restored(dlab, node)
+    assert _restored(healthy_lab, node)
     # The saved run renders again, and two runs compare (before/after).
     again = run_cli("drill", "report", str(next(tmp_path.glob("run-*.json"))), "-o", "json")
     assert again.returncode == 0
@@ -246,11 +239,13 @@ def test_compare_two_saved_runs(tmp_path: Path) -> None:
     assert "at least two" in one.stderr
 
 
-def test_guard_recovery_with_the_shipped_smallest_spec(dlab: LabHandle, tmp_path: Path) -> None:
+def test_guard_recovery_with_the_shipped_smallest_spec(
+    healthy_lab: LabHandle, tmp_path: Path
+) -> None:
     """drills/traefik-worker-power-off.yaml exactly as written, with `guard run --lab`."""
-    env = {**os.environ, **_env(dlab, tmp_path)}
+    env = {**os.environ, **_env(healthy_lab, tmp_path)}
     spec = REPO / "drills/traefik-worker-power-off.yaml"
-    refused, _ = _drill(dlab, tmp_path, spec)
+    refused, _ = _drill(healthy_lab, tmp_path, spec)
     assert refused.returncode == 1
     assert "no guard holds the Lease" in refused.stderr
     port = free_port()
@@ -267,41 +262,41 @@ def test_guard_recovery_with_the_shipped_smallest_spec(dlab: LabHandle, tmp_path
             lambda: "(epoch" in run_cli("guard", "status", "--lab", env=env).stdout,
             timeout=30,
         )
-        done, run = _drill(dlab, tmp_path, spec)
+        done, run = _drill(healthy_lab, tmp_path, spec)
         assert done.returncode == 0, done.stderr + (tmp_path / "guard.log").read_text()
         _validate(run)
         assert {"fenced", "released", "replacement-running"} <= set(_phases(run))
         assert _first(run, "fenced") <= _first(run, "replacement-running")
         node = run["targets"][0]["node"]
-        wait_for("node back and untainted", lambda: _restored(dlab, node), timeout=60)
+        wait_for("node back and untainted", lambda: _restored(healthy_lab, node), timeout=60)
     finally:
         guard.send_signal(signal.SIGTERM)
         guard.wait(timeout=30)
         log.close()
 
 
-def test_ctrl_c_mid_drill_still_restores(dlab: LabHandle, tmp_path: Path) -> None:
+def test_ctrl_c_mid_drill_still_restores(healthy_lab: LabHandle, tmp_path: Path) -> None:
     spec = tmp_path / "spec.yaml"
     spec.write_text(NONE_SPEC.replace("timeout: 90s", "timeout: 300s"))
-    node = running_pod(dlab, TRAEFIK)["spec"]["nodeName"]
+    node = running_pod(healthy_lab, TRAEFIK)["spec"]["nodeName"]
     drill = subprocess.Popen(
         [str(FIREPROOF), "drill", "run", str(spec), "--lab", "--yes"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, **_env(dlab, tmp_path)},
+        env={**os.environ, **_env(healthy_lab, tmp_path)},
     )
     err = interrupt_when(
         drill,
         "the node NotReady",
-        lambda: node_ready(dlab.kubectl_json("get", "node", node)) != "True",
+        lambda: node_ready(healthy_lab.kubectl_json("get", "node", node)) != "True",
         timeout=60,
     )
     assert drill.returncode == 130, err
     assert "Traceback" not in err
     assert "interrupted: restoring" in err
-    assert _restored(dlab, node)
-    power = json.loads(dlab.cli("lab", "status", "-o", "json").stdout)["nodes"]
+    assert _restored(healthy_lab, node)
+    power = json.loads(healthy_lab.cli("lab", "status", "-o", "json").stdout)["nodes"]
     assert all(n["power"] == "running" for n in power)
 
 
@@ -359,12 +354,12 @@ def test_partition_needs_the_lab(healthy_lab: LabHandle, tmp_path: Path) -> None
 
 
 def test_partition_with_a_proxmox_fault_held_during_guard_recovery(
-    dlab: LabHandle, tmp_path: Path
+    healthy_lab: LabHandle, tmp_path: Path
 ) -> None:
     """`--config` (a guard config of the test's own) with `--lab-dir` for the lab-only faults:
     a partition, and the Proxmox API failing for the first 8 s of the recovery. guard fails
     closed, then fences once the fault is gone; the drill sees it in that order."""
-    config = guard_config(dlab, tmp_path)
+    config = guard_config(healthy_lab, tmp_path)
     spec = tmp_path / "spec.yaml"
     spec.write_text(
         "name: partition-api-error\n"
@@ -380,9 +375,9 @@ def test_partition_with_a_proxmox_fault_held_during_guard_recovery(
     saved = tmp_path / "run.json"
     with guards(config, tmp_path):
         done = run_cli(
-            "drill", "run", str(spec), "--config", str(config), "--lab-dir", str(dlab.state_dir),
-            "--yes", "--save", str(saved), env={"XDG_STATE_HOME": str(tmp_path / "state")},
-            timeout=400,
+            "drill", "run", str(spec), "--config", str(config),
+            "--lab-dir", str(healthy_lab.state_dir), "--yes", "--save", str(saved),
+            env={"XDG_STATE_HOME": str(tmp_path / "state")}, timeout=400,
         )  # fmt: skip
     assert done.returncode == 0, done.stderr
     run = json.loads(saved.read_text())
@@ -398,7 +393,7 @@ def test_partition_with_a_proxmox_fault_held_during_guard_recovery(
 
 
 def test_a_reboot_quicker_than_notready_still_counts_as_ready_again(
-    dlab: LabHandle, tmp_path: Path
+    healthy_lab: LabHandle, tmp_path: Path
 ) -> None:
     """fault: reboot (stop, then start, through the device): the node may never be marked
     NotReady, and is Ready again once its kubelet's heartbeat is newer than the power-off."""
@@ -411,21 +406,21 @@ def test_a_reboot_quicker_than_notready_still_counts_as_ready_again(
         "slo:\n"
         "  - {node_ready_within: 90s}\n"
     )
-    done, run = _drill(dlab, tmp_path, spec)
+    done, run = _drill(healthy_lab, tmp_path, spec)
     assert done.returncode == 0, done.stderr
     _validate(run)
     assert _first(run, "vm-off") < _first(run, "node-ready")
     assert run["slos"][0]["passed"] is True
-    assert _restored(dlab, run["targets"][0]["node"])
+    assert _restored(healthy_lab, run["targets"][0]["node"])
 
 
 def test_a_game_day_runs_two_drills_back_to_back_from_steady_state(
-    dlab: LabHandle, tmp_path: Path
+    healthy_lab: LabHandle, tmp_path: Path
 ) -> None:
     """Two power-offs of Traefik's node in one `drill run`, guard recovering: the second starts
     from the steady state the first restored (the pod the first moved is Running and Ready),
     not refused for a replacement still starting."""
-    config = guard_config(dlab, tmp_path, restart_stopped=True)
+    config = guard_config(healthy_lab, tmp_path, restart_stopped=True)
     specs = []
     for i in (1, 2):
         spec = tmp_path / f"day-{i}.yaml"
@@ -443,8 +438,9 @@ def test_a_game_day_runs_two_drills_back_to_back_from_steady_state(
     saved, junit, html = tmp_path / "day.json", tmp_path / "day.xml", tmp_path / "day.html"
     with guards(config, tmp_path):
         done = run_cli(
-            "drill", "run", *specs, "--config", str(config), "--lab-dir", str(dlab.state_dir),
-            "--yes", "--save", str(saved), "--junit", str(junit), "--html", str(html),
+            "drill", "run", *specs, "--config", str(config),
+            "--lab-dir", str(healthy_lab.state_dir), "--yes", "--save", str(saved),
+            "--junit", str(junit), "--html", str(html),
             env={"XDG_STATE_HOME": str(tmp_path / "state")}, timeout=600,
         )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -475,23 +471,25 @@ def test_a_game_day_runs_two_drills_back_to_back_from_steady_state(
     assert "traefik-power-off-2" in seen.text
 
 
-def test_a_drill_that_finds_no_steady_state_does_not_start(dlab: LabHandle, tmp_path: Path) -> None:
-    node = running_pod(dlab, TRAEFIK)["spec"]["nodeName"]
-    assert dlab.kubectl("cordon", node).returncode == 0
+def test_a_drill_that_finds_no_steady_state_does_not_start(
+    healthy_lab: LabHandle, tmp_path: Path
+) -> None:
+    node = running_pod(healthy_lab, TRAEFIK)["spec"]["nodeName"]
+    assert healthy_lab.kubectl("cordon", node).returncode == 0
     spec = tmp_path / "spec.yaml"
     spec.write_text(
         f"name: cordoned\ntarget: {{node: {node}}}\nfault: power-off\nsteady_timeout: 3s\n"
     )
-    done = run_cli("drill", "run", str(spec), "--lab", "--yes", env=_env(dlab, tmp_path))
+    done = run_cli("drill", "run", str(spec), "--lab", "--yes", env=_env(healthy_lab, tmp_path))
     assert done.returncode == 4, done.stderr
     assert f"no steady state within 3 s (node {node} cordoned)" in done.stderr
     assert "Traceback" not in done.stderr
-    power = json.loads(dlab.cli("lab", "status", "-o", "json").stdout)["nodes"]
+    power = json.loads(healthy_lab.cli("lab", "status", "-o", "json").stdout)["nodes"]
     assert all(n["power"] == "running" for n in power)  # nothing was touched
 
 
 def test_scaling_traefik_on_rwo_fails_as_doctor_predicts_and_is_scaled_back(
-    dlab: LabHandle, tmp_path: Path
+    healthy_lab: LabHandle, tmp_path: Path
 ) -> None:
     spec = tmp_path / "scale.yaml"
     spec.write_text(
@@ -500,7 +498,7 @@ def test_scaling_traefik_on_rwo_fails_as_doctor_predicts_and_is_scaled_back(
         .replace("timeout: 120s", "timeout: 45s")
         .replace("ready_within: 60s", "ready_within: 25s")
     )
-    done, run = _drill(dlab, tmp_path, spec)
+    done, run = _drill(healthy_lab, tmp_path, spec)
     assert done.returncode == 3, done.stderr
     _validate(run)
     assert "doctor predicts it fails (FP-R3/FP-R4)" in done.stderr + done.stdout
@@ -513,7 +511,7 @@ def test_scaling_traefik_on_rwo_fails_as_doctor_predicts_and_is_scaled_back(
     assert slo["kind"] == "ready_within"
     assert slo["passed"] is False
     assert run["restore"]["problems"] == []
-    deployment = dlab.kubectl_json("get", "deployment", "-n", "traefik", "traefik")
+    deployment = healthy_lab.kubectl_json("get", "deployment", "-n", "traefik", "traefik")
     assert deployment["spec"]["replicas"] == 1
     assert deployment["status"].get("readyReplicas") == 1
 
@@ -529,11 +527,11 @@ def _ip_change(recovery: str, timeout: str, ready_within: str) -> str:
 
 
 def test_a_control_plane_ip_change_crash_loops_the_api_clients_until_healed(
-    dlab: LabHandle, tmp_path: Path
+    healthy_lab: LabHandle, tmp_path: Path
 ) -> None:
-    before = dlab.kubectl_json("get", "endpoints", "kubernetes")["subsets"]
+    before = healthy_lab.kubectl_json("get", "endpoints", "kubernetes")["subsets"]
     # No recovery: the clients crash-loop and the SLO fails, as in the report.
-    done, run = _drill(dlab, tmp_path, _ip_change("none", "50s", "40s"))
+    done, run = _drill(healthy_lab, tmp_path, _ip_change("none", "50s", "40s"))
     assert done.returncode == 3, done.stderr
     _validate(run)
     phases = _phases(run)
@@ -544,11 +542,11 @@ def test_a_control_plane_ip_change_crash_loops_the_api_clients_until_healed(
     assert "endpoints-repaired" not in phases
     assert run["slos"][0]["passed"] is False
     assert run["restore"]["problems"] == []
-    assert dlab.kubectl_json("get", "endpoints", "kubernetes")["subsets"] == before
+    assert healthy_lab.kubectl_json("get", "endpoints", "kubernetes")["subsets"] == before
     # heal api-endpoints the moment they are stale: repaired, clients Ready, SLO met.
-    done, run = _drill(dlab, tmp_path, _ip_change("heal", "200s", "180s"))
+    done, run = _drill(healthy_lab, tmp_path, _ip_change("heal", "200s", "180s"))
     assert done.returncode == 0, done.stderr
     _validate(run)
     assert _first(run, "endpoints-stale") <= _first(run, "endpoints-repaired")
     assert run["slos"][0]["passed"] is True
-    assert dlab.kubectl_json("get", "endpoints", "kubernetes")["subsets"] == before
+    assert healthy_lab.kubectl_json("get", "endpoints", "kubernetes")["subsets"] == before

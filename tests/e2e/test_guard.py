@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,19 +20,12 @@ from guardtools import (
     guard_config,
     guards,
     record,
-    restore_lab,
     start_guard,
 )
 from incident import POSTGRES, TRAEFIK, attachments, pods, running_pod, volume_of
 from labtools import FIREPROOF, LabHandle, has_taint, node_ready, run_cli, wait_for
 
 pytestmark = pytest.mark.lab
-
-
-@pytest.fixture
-def glab(healthy_lab: LabHandle) -> Iterator[LabHandle]:
-    yield healthy_lab
-    restore_lab(healthy_lab)
 
 
 def _node(lab: LabHandle, name: str) -> dict[str, Any]:
@@ -80,9 +72,9 @@ def _events(lab: LabHandle, node: str, reason: str) -> list[dict[str, Any]]:
 
 
 def test_power_off_recovers_traefik_and_postgres_with_no_human_step(
-    glab: LabHandle, tmp_path: Path
+    healthy_lab: LabHandle, tmp_path: Path
 ) -> None:
-    lab = glab
+    lab = healthy_lab
     config = guard_config(lab, tmp_path, restart_stopped=True)
     victims = []
     with guards(config, tmp_path) as (guard,):
@@ -111,8 +103,10 @@ def test_power_off_recovers_traefik_and_postgres_with_no_human_step(
         assert _events(lab, node, "FireproofFenced")
 
 
-def test_a_partition_is_fenced_before_its_volume_moves(glab: LabHandle, tmp_path: Path) -> None:
-    lab = glab
+def test_a_partition_is_fenced_before_its_volume_moves(
+    healthy_lab: LabHandle, tmp_path: Path
+) -> None:
+    lab = healthy_lab
     old = running_pod(lab, TRAEFIK)
     node = old["spec"]["nodeName"]
     config = guard_config(lab, tmp_path)
@@ -153,9 +147,9 @@ FAULTS = {
 
 @pytest.mark.parametrize("fault", sorted(FAULTS))
 def test_a_proxmox_fault_releases_nothing_and_guard_completes_once_it_clears(
-    glab: LabHandle, tmp_path: Path, fault: str
+    healthy_lab: LabHandle, tmp_path: Path, fault: str
 ) -> None:
-    lab = glab
+    lab = healthy_lab
     traefik = running_pod(lab, TRAEFIK)
     node = traefik["spec"]["nodeName"]
     pv = volume_of(lab, "traefik", "traefik")
@@ -193,8 +187,10 @@ def test_a_proxmox_fault_releases_nothing_and_guard_completes_once_it_clears(
         assert done.index("fence") < done.index("release")
 
 
-def test_a_storm_of_dead_nodes_gets_no_destructive_action(glab: LabHandle, tmp_path: Path) -> None:
-    lab = glab
+def test_a_storm_of_dead_nodes_gets_no_destructive_action(
+    healthy_lab: LabHandle, tmp_path: Path
+) -> None:
+    lab = healthy_lab
     workers = sorted(
         n["metadata"]["name"]
         for n in lab.kubectl_json("get", "nodes")["items"]
@@ -231,9 +227,9 @@ def test_a_storm_of_dead_nodes_gets_no_destructive_action(glab: LabHandle, tmp_p
 
 
 def test_a_guard_killed_mid_remediation_is_resumed_exactly_once(
-    glab: LabHandle, tmp_path: Path
+    healthy_lab: LabHandle, tmp_path: Path
 ) -> None:
-    lab = glab
+    lab = healthy_lab
     node = running_pod(lab, TRAEFIK)["spec"]["nodeName"]
     config = guard_config(lab, tmp_path)
     first = start_guard(config, tmp_path, "guard-first")
@@ -271,8 +267,10 @@ def test_a_guard_killed_mid_remediation_is_resumed_exactly_once(
     assert 1 <= done.count("release") <= 2, (phase_at_kill, done)
 
 
-def test_two_guards_one_acts_and_the_other_takes_over(glab: LabHandle, tmp_path: Path) -> None:
-    lab = glab
+def test_two_guards_one_acts_and_the_other_takes_over(
+    healthy_lab: LabHandle, tmp_path: Path
+) -> None:
+    lab = healthy_lab
     config = guard_config(lab, tmp_path, restart_stopped=True)
     with guards(config, tmp_path, count=2) as pair:
 
@@ -304,9 +302,9 @@ def test_two_guards_one_acts_and_the_other_takes_over(glab: LabHandle, tmp_path:
 
 
 def test_an_api_server_outage_makes_guard_do_nothing_destructive(
-    glab: LabHandle, tmp_path: Path
+    healthy_lab: LabHandle, tmp_path: Path
 ) -> None:
-    lab = glab
+    lab = healthy_lab
     pid = int(next(p["pid"] for p in lab.state["processes"] if p["name"] == "kube-apiserver"))
     config = guard_config(lab, tmp_path)
     with guards(config, tmp_path) as (guard,):
@@ -324,8 +322,8 @@ def test_an_api_server_outage_makes_guard_do_nothing_destructive(
             assert "fireproof.io/remediation" not in node["metadata"].get("annotations", {})
 
 
-def test_a_quiet_cluster_gets_no_action(glab: LabHandle, tmp_path: Path) -> None:
-    config = guard_config(glab, tmp_path)
+def test_a_quiet_cluster_gets_no_action(healthy_lab: LabHandle, tmp_path: Path) -> None:
+    config = guard_config(healthy_lab, tmp_path)
     with guards(config, tmp_path) as (guard,):
         time.sleep(60)
         assert guard.metric("fireproof_guard_actions_total") == 0, guard.log()
@@ -334,15 +332,19 @@ def test_a_quiet_cluster_gets_no_action(glab: LabHandle, tmp_path: Path) -> None
 
 
 @pytest.mark.slow
-def test_a_quiet_cluster_gets_no_action_for_five_minutes(glab: LabHandle, tmp_path: Path) -> None:
-    config = guard_config(glab, tmp_path)
+def test_a_quiet_cluster_gets_no_action_for_five_minutes(
+    healthy_lab: LabHandle, tmp_path: Path
+) -> None:
+    config = guard_config(healthy_lab, tmp_path)
     with guards(config, tmp_path) as (guard,):
         time.sleep(300)
         assert guard.metric("fireproof_guard_actions_total") == 0, guard.log()
 
 
-def test_dry_run_says_what_it_would_do_and_touches_nothing(glab: LabHandle, tmp_path: Path) -> None:
-    lab = glab
+def test_dry_run_says_what_it_would_do_and_touches_nothing(
+    healthy_lab: LabHandle, tmp_path: Path
+) -> None:
+    lab = healthy_lab
     node = running_pod(lab, TRAEFIK)["spec"]["nodeName"]
     config = guard_config(lab, tmp_path)
     guard = start_guard(config, tmp_path, "guard-dry", "--dry-run")
@@ -363,19 +365,19 @@ def test_dry_run_says_what_it_would_do_and_touches_nothing(glab: LabHandle, tmp_
     assert guard.journal() == []
 
 
-def test_bad_input_is_one_clear_error(glab: LabHandle, tmp_path: Path) -> None:
+def test_bad_input_is_one_clear_error(healthy_lab: LabHandle, tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    doc = yaml.safe_load((glab.state_dir / "fireproof.yaml").read_text())
+    doc = yaml.safe_load((healthy_lab.state_dir / "fireproof.yaml").read_text())
     doc["guard"] = {"strategy": "pray"}
     bad.write_text(yaml.safe_dump(doc))
     cases = [
         (["--config", str(bad)], "guard.strategy: must be one of reboot, off"),
         (
-            ["--config", str(guard_config(glab, tmp_path)), "--metrics-address", "nowhere"],
+            ["--config", str(guard_config(healthy_lab, tmp_path)), "--metrics-address", "nowhere"],
             "--metrics-address must be HOST:PORT",
         ),
     ]
-    unreachable = yaml.safe_load((glab.state_dir / "fireproof.yaml").read_text())
+    unreachable = yaml.safe_load((healthy_lab.state_dir / "fireproof.yaml").read_text())
     kubeconfig = yaml.safe_load(Path(unreachable["cluster"]["kubeconfig"]).read_text())
     for cluster in kubeconfig["clusters"]:
         cluster["cluster"]["server"] = "https://127.0.0.1:1"
@@ -383,7 +385,12 @@ def test_bad_input_is_one_clear_error(glab: LabHandle, tmp_path: Path) -> None:
     dead_kubeconfig.write_text(yaml.safe_dump(kubeconfig))
     cases.append(
         (
-            ["--config", str(guard_config(glab, tmp_path)), "--kubeconfig", str(dead_kubeconfig)],
+            [
+                "--config",
+                str(guard_config(healthy_lab, tmp_path)),
+                "--kubeconfig",
+                str(dead_kubeconfig),
+            ],
             "cannot reach",
         )
     )
@@ -395,8 +402,10 @@ def test_bad_input_is_one_clear_error(glab: LabHandle, tmp_path: Path) -> None:
         assert expected in result.stderr, result.stderr
 
 
-def test_guard_repairs_stale_api_endpoints_when_asked(glab: LabHandle, tmp_path: Path) -> None:
-    lab = glab
+def test_guard_repairs_stale_api_endpoints_when_asked(
+    healthy_lab: LabHandle, tmp_path: Path
+) -> None:
+    lab = healthy_lab
     nodes = ["tazlab-cp-01", "tazlab-cp-02", "tazlab-cp-03"]
     original = [
         a["ip"]

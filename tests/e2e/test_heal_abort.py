@@ -7,14 +7,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from guardtools import restore_lab
 from labtools import FIREPROOF, LabHandle, interrupt_when, node_ready, run_cli, wait_for
 
 pytestmark = pytest.mark.lab
@@ -22,16 +20,15 @@ NODE = "tazlab-worker-03"
 
 
 @pytest.fixture
-def dead(healthy_lab: LabHandle) -> Iterator[LabHandle]:
-    """The shared lab with NODE powered off and NotReady; everything restored afterwards."""
+def dead(healthy_lab: LabHandle) -> LabHandle:
+    """The shared lab with NODE powered off and NotReady (healthy_lab restores it afterwards)."""
     healthy_lab.cli("lab", "power-off", NODE)
     wait_for(
         f"{NODE} NotReady",
         lambda: node_ready(healthy_lab.kubectl_json("get", "node", NODE)) != "True",
         timeout=60,
     )
-    yield healthy_lab
-    restore_lab(healthy_lab)
+    return healthy_lab
 
 
 def _journal(state_home: Path) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from guardtools import guard_config, guards, record, restore_lab
+from guardtools import guard_config, guards, record
 from incident import POSTGRES, TRAEFIK, attachments, pods, running_pod, volume_of
 from labtools import LabHandle, node_ready, run_cli, wait_for
 
@@ -27,7 +27,6 @@ def hlab(healthy_lab: LabHandle) -> Iterator[LabHandle]:
     yield healthy_lab
     healthy_lab.cli("lab", "bmc-fault", HOST, "none")
     healthy_lab.cli("lab", "host-on", HOST)
-    restore_lab(healthy_lab)
 
 
 def _hosts(lab: LabHandle) -> dict[str, dict[str, Any]]:

@@ -11,7 +11,6 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,6 @@ import pytest
 
 from fireproof.lab.ownimage import image_config
 
-from guardtools import restore_lab
 from labtools import REPO, LabHandle, wait_for
 
 pytestmark = pytest.mark.lab
@@ -103,12 +101,6 @@ def test_it_runs_as_65532_on_a_read_only_root(image: Path) -> None:
     assert done.stdout.splitlines() == ["65532 65532", "Read-only file system"], done.stderr
 
 
-@pytest.fixture
-def ilab(healthy_lab: LabHandle) -> Iterator[LabHandle]:
-    yield healthy_lab
-    restore_lab(healthy_lab)
-
-
 def _readable_copy(lab: LabHandle, tmp_path: Path) -> str:
     """The lab's config, kubeconfig, certificates and secrets, readable by the image's user
     (the lab's own are root's, 0600), mounted where the files name them: SOURCE:DEST."""
@@ -121,9 +113,9 @@ def _readable_copy(lab: LabHandle, tmp_path: Path) -> str:
 
 
 def test_doctor_and_a_dry_run_guard_from_the_image_against_the_lab(
-    image: Path, ilab: LabHandle, tmp_path: Path
+    image: Path, healthy_lab: LabHandle, tmp_path: Path
 ) -> None:
-    lab = ilab
+    lab = healthy_lab
     mount = _readable_copy(lab, tmp_path)
     done = _run(image, "doctor", "--kubeconfig", str(lab.kubeconfig), "-o", "json", mount=mount)
     assert done.returncode == 0, done.stderr

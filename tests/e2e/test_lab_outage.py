@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from guardtools import restore_lab
 from labtools import LabHandle, deployment_manifest, node_ready, wait_for
 
 pytestmark = pytest.mark.lab
@@ -24,7 +23,6 @@ NODE = "tazlab-worker-03"
 def outage_lab(healthy_lab: LabHandle) -> Iterator[LabHandle]:
     yield healthy_lab
     healthy_lab.cli("lab", "apiserver", "start")
-    restore_lab(healthy_lab)
 
 
 def _boot_id(lab: LabHandle) -> str:

@@ -6,23 +6,15 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from guardtools import restore_lab
 from incident import OUT_OF_SERVICE, POSTGRES, running_pod, volume_of
 from labtools import LabHandle, node_ready, run_cli, wait_for
 
 pytestmark = pytest.mark.lab
-
-
-@pytest.fixture
-def ledger_lab(healthy_lab: LabHandle) -> Iterator[LabHandle]:
-    yield healthy_lab
-    restore_lab(healthy_lab)
 
 
 def _check(lab: LabHandle, since: float) -> tuple[int, dict[str, Any]]:
@@ -45,9 +37,9 @@ def _elsewhere(lab: LabHandle, node: str) -> dict[str, Any]:
 
 
 def test_an_unfenced_release_of_a_partitioned_node_is_a_split_brain(
-    ledger_lab: LabHandle,
+    healthy_lab: LabHandle,
 ) -> None:
-    lab = ledger_lab
+    lab = healthy_lab
     node = running_pod(lab, POSTGRES)["spec"]["nodeName"]
     volume = volume_of(lab, "blog", "data-postgres-0")
     since = time.time()
@@ -69,8 +61,8 @@ def test_an_unfenced_release_of_a_partitioned_node_is_a_split_brain(
     assert node in text.stdout
 
 
-def test_a_powered_off_node_stops_writing_before_its_volume_moves(ledger_lab: LabHandle) -> None:
-    lab = ledger_lab
+def test_a_powered_off_node_stops_writing_before_its_volume_moves(healthy_lab: LabHandle) -> None:
+    lab = healthy_lab
     node = running_pod(lab, POSTGRES)["spec"]["nodeName"]
     volume = volume_of(lab, "blog", "data-postgres-0")
     since = time.time()

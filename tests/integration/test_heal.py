@@ -4,14 +4,12 @@ fencing can fail leaving the volumes where they are."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from guardtools import restore_lab
 from incident import (
     OUT_OF_SERVICE,
     POSTGRES,
@@ -25,13 +23,6 @@ from incident import (
 from labtools import LabHandle, has_taint, node_ready, run_cli, wait_for
 
 pytestmark = pytest.mark.lab
-
-
-@pytest.fixture
-def heal_lab(healthy_lab: LabHandle, tmp_path: Path) -> Iterator[LabHandle]:
-    """The healthy lab; afterwards every node is reconnected, on, untainted and schedulable."""
-    yield healthy_lab
-    restore_lab(healthy_lab)
 
 
 def _config(lab: LabHandle, tmp_path: Path, **device: Any) -> Path:
@@ -56,9 +47,9 @@ def _vm_status(lab: LabHandle, node: str) -> str:
 
 
 def test_heal_brings_the_incidents_workloads_back_and_recover_returns_the_node(
-    heal_lab: LabHandle, tmp_path: Path
+    healthy_lab: LabHandle, tmp_path: Path
 ) -> None:
-    lab = heal_lab
+    lab = healthy_lab
     config = _config(lab, tmp_path)
     traefik, postgres = running_pod(lab, TRAEFIK), running_pod(lab, POSTGRES)
     dead = sorted({traefik["spec"]["nodeName"], postgres["spec"]["nodeName"]})
@@ -130,9 +121,9 @@ FAULTS = {
 
 @pytest.mark.parametrize("fault", sorted(FAULTS))
 def test_no_volume_is_released_unless_the_vm_is_verified_off(
-    heal_lab: LabHandle, tmp_path: Path, fault: str
+    healthy_lab: LabHandle, tmp_path: Path, fault: str
 ) -> None:
-    lab = heal_lab
+    lab = healthy_lab
     config = _config(lab, tmp_path)
     traefik = running_pod(lab, TRAEFIK)
     node = traefik["spec"]["nodeName"]
@@ -168,9 +159,9 @@ def test_no_volume_is_released_unless_the_vm_is_verified_off(
 
 
 def test_partitioned_node_is_powered_off_before_its_volume_is_released(
-    heal_lab: LabHandle, tmp_path: Path
+    healthy_lab: LabHandle, tmp_path: Path
 ) -> None:
-    lab = heal_lab
+    lab = healthy_lab
     config = _config(lab, tmp_path)
     traefik = running_pod(lab, TRAEFIK)
     node = traefik["spec"]["nodeName"]
@@ -188,8 +179,8 @@ def test_partitioned_node_is_powered_off_before_its_volume_is_released(
     assert running_pod(lab, TRAEFIK)["spec"]["nodeName"] != node
 
 
-def test_heal_api_endpoints_ends_the_crash_loop(heal_lab: LabHandle, tmp_path: Path) -> None:
-    lab = heal_lab
+def test_heal_api_endpoints_ends_the_crash_loop(healthy_lab: LabHandle, tmp_path: Path) -> None:
+    lab = healthy_lab
     config = _config(lab, tmp_path)
     nodes = ["tazlab-cp-01", "tazlab-cp-02", "tazlab-cp-03"]
     original = [
@@ -258,10 +249,10 @@ def test_heal_api_endpoints_ends_the_crash_loop(heal_lab: LabHandle, tmp_path: P
 
 
 def test_method_delete_force_deletes_pods_and_volume_attachments(
-    heal_lab: LabHandle, tmp_path: Path
+    healthy_lab: LabHandle, tmp_path: Path
 ) -> None:
     """The path for clusters older than 1.28 (or by choice): no taint, explicit deletes."""
-    lab = heal_lab
+    lab = healthy_lab
     config = _config(lab, tmp_path)
     traefik = running_pod(lab, TRAEFIK)
     node = traefik["spec"]["nodeName"]
