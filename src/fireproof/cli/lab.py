@@ -428,6 +428,7 @@ def change_ip(state_dir: Path, node: str, new_ip: str) -> None:
     """Give NODE's VM a new address, leaving the `kubernetes` Endpoints stale.
 
     NEW_IP must be in a documentation range (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24).
+    When NODE's kubelet runs, this returns once the Node's status shows NEW_IP.
     """
     spec, _view = _lab(state_dir).change_ip(node, new_ip)
     click.echo(
