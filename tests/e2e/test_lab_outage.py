@@ -100,3 +100,29 @@ def test_pods_marked_not_ready_during_a_partition_are_ready_again_after_it(
     after = proxy()
     assert after["metadata"]["uid"] == before["metadata"]["uid"]
     assert restarts(after) == restarts(before)
+
+
+def test_change_ip_returns_once_the_node_shows_it_and_never_waits_on_a_dead_api(
+    outage_lab: LabHandle,
+) -> None:
+    lab = outage_lab
+
+    def internal_ip() -> str:
+        addresses = lab.kubectl_json("get", "node", NODE)["status"]["addresses"]
+        return str(next(a["address"] for a in addresses if a["type"] == "InternalIP"))
+
+    original = internal_ip()
+    try:
+        changed = lab.cli("lab", "change-ip", NODE, "192.0.2.160")
+        assert changed.returncode == 0, changed.stderr
+        # The next reader (a rollback's `heal api-endpoints`) sees the new address at once.
+        assert internal_ip() == "192.0.2.160"
+        assert lab.cli("lab", "apiserver", "stop").returncode == 0
+        # Nobody can read the Node during the outage: nothing to wait for, no 30 s hang.
+        during = lab.cli("lab", "change-ip", NODE, "192.0.2.161")
+        assert during.returncode == 0, during.stderr
+        assert "192.0.2.161" in during.stdout
+    finally:
+        lab.cli("lab", "apiserver", "start")
+        lab.cli("lab", "change-ip", NODE, original)
+    assert internal_ip() == original

@@ -509,8 +509,11 @@ class Lab:
             client = sync_client(load_kubeconfig(self.paths.kubeconfig), timeout=10)
 
             def reported() -> bool:
-                with translate_errors():
-                    status = client.get(Node, name=node).status
+                try:
+                    with translate_errors():
+                        status = client.get(Node, name=node).status
+                except KubeUnreachableError:
+                    return True  # the API server is down: nobody reads the Node meanwhile
                 addresses = (status.addresses if status else None) or []
                 return any(a.type == "InternalIP" and a.address == address for a in addresses)
 
