@@ -20,6 +20,7 @@ from fireproof.errors import FireproofError, NotFoundError, UsageError
 from fireproof.kube import (
     KubeApiError,
     KubeUnreachableError,
+    internal_ip,
     load_kubeconfig,
     sync_client,
     translate_errors,
@@ -511,11 +512,9 @@ class Lab:
             def reported() -> bool:
                 try:
                     with translate_errors():
-                        status = client.get(Node, name=node).status
+                        return internal_ip(client.get(Node, name=node)) == address
                 except KubeUnreachableError:
                     return True  # the API server is down: nobody reads the Node meanwhile
-                addresses = (status.addresses if status else None) or []
-                return any(a.type == "InternalIP" and a.address == address for a in addresses)
 
             wait_until(f"{node}'s new address in its Node status", reported, timeout=30)
         return spec, view
@@ -663,14 +662,7 @@ def _node_status(node: Node, power: dict[str, dict[str, Any]]) -> NodeStatus:
     labels = (meta.labels if meta else None) or {}
     roles = sorted(k.split("/", 1)[1] for k in labels if k.startswith("node-role.kubernetes.io/"))
     status = node.status
-    address = next(
-        (
-            a.address
-            for a in ((status.addresses if status else None) or [])
-            if a.type == "InternalIP"
-        ),
-        "",
-    )
+    address = internal_ip(node) or ""
     taints = tuple(
         f"{t.key}{'=' + t.value if t.value else ''}:{t.effect}"
         for t in ((node.spec.taints if node.spec else None) or [])
