@@ -164,7 +164,8 @@ def test_recovery_heal_passes_with_fenced_released_attached_running(
     assert run["verdict"] == "pass"
     assert not run["recovery"]["errors"]
     node = run["targets"][0]["node"]
-    assert _restored(healthy_lab, node)
+    assert not run["restore"]["problems"], done.stderr
+    assert _restored(healthy_lab, node), done.stderr
     # The saved run renders again, and two runs compare (before/after).
     again = run_cli("drill", "report", str(next(tmp_path.glob("run-*.json"))), "-o", "json")
     assert again.returncode == 0

@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 import lightkube
+import stamina
 from lightkube.models.coordination_v1 import LeaseSpec
 from lightkube.models.core_v1 import (
     EndpointAddress,
@@ -33,6 +34,7 @@ from lightkube.resources.storage_v1 import VolumeAttachment
 from fireproof.errors import NotFoundError, UsageError
 from fireproof.kube.client import (
     KubeApiError,
+    KubeConflictError,
     KubeNotFoundError,
     load_kubeconfig,
     sync_client,
@@ -43,6 +45,15 @@ from fireproof.kube.transport import http_client
 COMPONENT = "fireproof"
 NODE_LEASE_NAMESPACE = "kube-node-lease"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+
+
+def _node_changed_retries() -> Any:
+    """Read-modify-write of a Node that another writer changed in between: read again and
+    redo. A Node that has just become Ready changes several times a second (its status, the
+    node lifecycle controller lifting its taints), so one stale read is common, not an error."""
+    return stamina.retry_context(
+        on=KubeConflictError, attempts=6, timeout=10, wait_initial=0.02, wait_max=0.5
+    )
 
 
 def now_rfc3339() -> str:
@@ -355,22 +366,35 @@ class Cluster:
 
     def add_taint(self, node: str, key: str, value: str, effect: str) -> bool:
         """Add the taint unless present; returns whether it was added."""
-        current = self.node(node)
-        taints = [t.to_dict() for t in ((current.spec.taints if current.spec else None) or [])]
-        if any(t["key"] == key and t["effect"] == effect for t in taints):
-            return False
-        taints.append({"key": key, "value": value, "effect": effect, "timeAdded": now_rfc3339()})
-        self._replace_taints(current, taints)
+        for attempt in _node_changed_retries():
+            with attempt:
+                current = self.node(node)
+                spec_taints = (current.spec.taints if current.spec else None) or []
+                taints = [t.to_dict() for t in spec_taints]
+                if any(t["key"] == key and t["effect"] == effect for t in taints):
+                    return False
+                taints.append(
+                    {"key": key, "value": value, "effect": effect, "timeAdded": now_rfc3339()}
+                )
+                self._replace_taints(current, taints)
         return True
 
     def remove_taint(self, node: str, key: str) -> bool:
-        current = self.node(node)
-        taints = [t.to_dict() for t in ((current.spec.taints if current.spec else None) or [])]
-        kept = [t for t in taints if t["key"] != key]
-        if len(kept) == len(taints):
-            return False
-        self._replace_taints(current, kept)
+        """Remove every taint with ``key``; returns whether one was there."""
+        for attempt in _node_changed_retries():
+            with attempt:
+                current = self.node(node)
+                spec_taints = (current.spec.taints if current.spec else None) or []
+                taints = [t.to_dict() for t in spec_taints]
+                kept = [t for t in taints if t["key"] != key]
+                if len(kept) == len(taints):
+                    return False
+                self._replace_taints(current, kept)
         return True
+
+    def _version(self, node: str) -> str | None:
+        meta = self.node(node).metadata
+        return meta.resourceVersion if meta else None
 
     def _replace_taints(self, node: Node, taints: list[dict[str, Any]]) -> None:
         # A JSON patch guarded by resourceVersion: taints of other writers are never lost.
@@ -382,8 +406,19 @@ class Cluster:
         ]
         # lightkube's stubs type a JSON patch body as a mapping; the server takes the list.
         client: Any = self.client
-        with self._guard():
-            client.patch(Node, name, ops, patch_type=lightkube.types.PatchType.JSON)
+        try:
+            with self._guard():
+                client.patch(Node, name, ops, patch_type=lightkube.types.PatchType.JSON)
+        except KubeApiError as exc:
+            # The API server answers a failed `test` with a bare 422 Invalid (no cause), not
+            # 409: a Node read again at another resourceVersion is what tells it apart.
+            if exc.status == 422 and self._version(name) != version:
+                raise KubeConflictError(
+                    f"node {name} changed while its taints were written",
+                    status=409,
+                    reason="Conflict",
+                ) from None
+            raise
 
     def force_delete_pod(self, namespace: str, name: str, uid: str) -> bool:
         """Delete the pod with this UID at once (grace period 0). False when it is gone already
