@@ -32,6 +32,7 @@ def healthy_lab(lab: LabHandle) -> Iterator[LabHandle]:
 LONGEST_FIRST = (
     "test_fault_campaign.py",  # one test of about 5 min
     "test_host_death.py",
+    "test_redfish.py",
     "test_drill.py",
     "test_incident.py",
     "test_guard.py",
@@ -49,6 +50,8 @@ ONE_WORKER = {
     "test_chart_lab.py": "image",
     # One virtualenv from the wheel for the file.
     "test_wheel.py": "wheel",
+    # One lab whose BMCs are fenced over Redfish.
+    "test_redfish.py": "redfish",
 }
 """Files whose module fixtures are too dear to set up on every worker: each group of them runs
 on one worker."""

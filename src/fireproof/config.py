@@ -157,6 +157,9 @@ class FenceAgentDevice:
     """FenceAgentAPI options passed on stdin (ip, username, ssl_insecure, ...)."""
     password: SecretRef | None = None
     timeout_seconds: float = 60.0
+    ca_file: Path | None = None
+    """CA bundle the agent verifies its device's TLS certificate with (``REQUESTS_CA_BUNDLE``
+    for agents built on Python requests, such as fence_redfish), instead of ssl_insecure."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -401,7 +404,9 @@ def _device(name: str, section: Section, base: Path) -> Device:
         section.reject_unknown({"type"})
         return FakeDevice(name)
     if kind == "fence-agent":
-        section.reject_unknown({"type", "agent", "options", "password", "timeout_seconds"})
+        section.reject_unknown(
+            {"type", "agent", "options", "password", "timeout_seconds", "ca_file"}
+        )
         options = section.string_map("options")
         for key, value in options.items():
             # Options go to the agent's stdin one per line: a newline would inject another.
@@ -418,6 +423,7 @@ def _device(name: str, section: Section, base: Path) -> Device:
             options=options,
             password=_secret(section, "password", base),
             timeout_seconds=section.number("timeout_seconds", 60.0, minimum=1, maximum=3600),
+            ca_file=_path(base, section.text("ca_file")),
         )
     section.reject_unknown(
         {

@@ -5,15 +5,13 @@ before any volume moves. The lab's hosts are machines with BMCs on 127.0.0.1."""
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
 from guardtools import guard_config, guards, record
+from hosttools import events, hosts, ipmitool_power, nodes_on, place_on, running_off
 from incident import POSTGRES, TRAEFIK, attachments, pods, running_pod, volume_of
 from labtools import LabHandle, node_ready, run_cli, wait_for
 
@@ -29,77 +27,6 @@ def hlab(healthy_lab: LabHandle) -> Iterator[LabHandle]:
     healthy_lab.cli("lab", "host-on", HOST)
 
 
-def _hosts(lab: LabHandle) -> dict[str, dict[str, Any]]:
-    status = json.loads(lab.cli("lab", "status", "-o", "json").stdout)
-    return {h["name"]: h for h in status["hosts"]}
-
-
-def _nodes_on(lab: LabHandle, host: str) -> list[str]:
-    return sorted(n for n, e in _inventory(lab).items() if e["host"] == host)
-
-
-def _inventory(lab: LabHandle) -> dict[str, Any]:
-    nodes: dict[str, Any] = yaml.safe_load((lab.state_dir / "inventory.yaml").read_text())["nodes"]
-    return nodes
-
-
-def _ipmitool_power(lab: LabHandle, host: str) -> str:
-    bmc = _hosts(lab)[host]["bmc"]
-    password = Path(bmc["password_file"]).read_text().strip()
-    done = subprocess.run(
-        [
-            *("ipmitool", "-I", "lanplus", "-H", bmc["address"], "-p", str(bmc["port"])),
-            *("-U", bmc["username"], "-E", "chassis", "power", "status"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"IPMI_PASSWORD": password, "PATH": "/usr/bin:/bin"},
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
-
-
-def _place_on(lab: LabHandle, host: str, *workloads: tuple[str, str]) -> None:
-    """Move the workloads onto the host's workers (the others cordoned while they move)."""
-    others = [n for n, e in _inventory(lab).items() if e["host"] != host and e["role"] == "worker"]
-    for node in others:
-        lab.kubectl("cordon", node)
-    try:
-        for workload in workloads:
-            pod = running_pod(lab, workload)
-            if _inventory(lab)[pod["spec"]["nodeName"]]["host"] != host:
-                lab.kubectl("delete", "pod", "-n", workload[0], pod["metadata"]["name"])
-
-            def there(w: tuple[str, str] = workload) -> bool:
-                now = running_pod(lab, w)
-                return bool(now) and _inventory(lab)[now["spec"]["nodeName"]]["host"] == host
-
-            wait_for(f"{workload[0]} Running on {host}", there, timeout=120)
-    finally:
-        for node in others:
-            lab.kubectl("uncordon", node)
-
-
-def _running_off(lab: LabHandle, workload: tuple[str, str], host: str) -> bool:
-    inventory = _inventory(lab)
-    return any(
-        p["status"].get("phase") == "Running"
-        and not p["metadata"].get("deletionTimestamp")
-        and inventory.get(p["spec"].get("nodeName") or "", {}).get("host") not in (None, host)
-        for p in pods(lab, workload)
-    )
-
-
-def _events(lab: LabHandle, reason: str) -> set[str]:
-    return {
-        e["involvedObject"].get("name")
-        for e in lab.kubectl_json("get", "events", "-A")["items"]
-        if e["reason"] == reason
-    }
-
-
 def test_a_host_power_cut_moves_traefik_and_postgres_with_no_human_step(
     hlab: LabHandle, tmp_path: Path
 ) -> None:
@@ -112,15 +39,15 @@ def test_a_host_power_cut_moves_traefik_and_postgres_with_no_human_step(
         ("tazlab-worker-02", HOST, f"bmc-{HOST}"),
         ("tazlab-cp-01", "pve-01", "bmc-pve-01"),
     }
-    _place_on(lab, HOST, TRAEFIK, POSTGRES)
-    victims = _nodes_on(lab, HOST)
+    place_on(lab, HOST, TRAEFIK, POSTGRES)
+    victims = nodes_on(lab, HOST)
     config = guard_config(lab, tmp_path, host_down_lease_seconds=3)
     with guards(config, tmp_path) as (guard,):
         assert lab.cli("lab", "host-off", HOST).returncode == 0
         for workload in (TRAEFIK, POSTGRES):
             wait_for(
                 f"{workload[0]} Running on another host",
-                lambda w=workload: _running_off(lab, w, HOST),
+                lambda w=workload: running_off(lab, w, HOST),
                 timeout=120,
             )
         wait_for(
@@ -133,7 +60,7 @@ def test_a_host_power_cut_moves_traefik_and_postgres_with_no_human_step(
     # One failure domain, not a storm of three; each node proven off through the host's BMC
     # before its release, and left off: guard does not start what it did not stop.
     assert victims == ["tazlab-cp-02", "tazlab-worker-02", "tazlab-worker-04"]
-    assert _events(lab, "FireproofHostFenced") >= set(victims)
+    assert events(lab, "FireproofHostFenced") >= set(victims)
     for node in victims:
         done = [e for e in journal if e["node"] == node and e["status"] == "ok"]
         steps = [e["step"] for e in done]
@@ -141,7 +68,7 @@ def test_a_host_power_cut_moves_traefik_and_postgres_with_no_human_step(
         fence = next(e for e in done if e["step"] == "fence")
         assert f"host {HOST} verified off via bmc-{HOST}" in fence["message"]
     assert "storm" not in guard.log()
-    assert _ipmitool_power(lab, HOST) == "Chassis Power is off"
+    assert ipmitool_power(lab, HOST) == "Chassis Power is off"
     # guard keeps the Proxmox CCM's topology labels: the lab set the zone (left alone), guard
     # added the region, the Proxmox cluster's name.
     labels = lab.kubectl_json("get", "node", "tazlab-worker-01")["metadata"]["labels"]
@@ -161,14 +88,14 @@ def test_a_hung_host_is_fenced_through_its_bmc_and_nothing_moves_while_it_is_unr
     hlab: LabHandle, tmp_path: Path
 ) -> None:
     lab = hlab
-    _place_on(lab, HOST, TRAEFIK)
+    place_on(lab, HOST, TRAEFIK)
     old = running_pod(lab, TRAEFIK)
     pv = volume_of(lab, "traefik", "traefik")
     config = guard_config(lab, tmp_path, host_down_lease_seconds=3)
     with guards(config, tmp_path) as (guard,):
         assert lab.cli("lab", "bmc-fault", HOST, "unreachable").returncode == 0
         assert lab.cli("lab", "host-hang", HOST).returncode == 0
-        assert _hosts(lab)[HOST]["power"] == "on"  # hung, not off: unreachable is not off
+        assert hosts(lab)[HOST]["power"] == "on"  # hung, not off: unreachable is not off
         wait_for(
             "a counted fencing failure",
             lambda: guard.metric("fireproof_guard_fencing_failures_total") >= 1,
@@ -183,7 +110,7 @@ def test_a_hung_host_is_fenced_through_its_bmc_and_nothing_moves_while_it_is_unr
         assert lab.cli("lab", "bmc-fault", HOST, "none").returncode == 0
         wait_for(
             "Traefik Running on another host",
-            lambda: _running_off(lab, TRAEFIK, HOST),
+            lambda: running_off(lab, TRAEFIK, HOST),
             timeout=120,
         )
         journal = guard.journal()
@@ -194,10 +121,10 @@ def test_a_hung_host_is_fenced_through_its_bmc_and_nothing_moves_while_it_is_unr
         # host's nodes come back and are untainted.
         wait_for(
             "the hung host's nodes back, records cleared",
-            lambda: all(record(lab, n) is None for n in _nodes_on(lab, HOST)),
+            lambda: all(record(lab, n) is None for n in nodes_on(lab, HOST)),
             timeout=150,
         )
-    host = _hosts(lab)[HOST]
+    host = hosts(lab)[HOST]
     assert host["power"] == "on"
     assert not host["hung"]
 
@@ -217,9 +144,9 @@ def test_a_host_power_off_drill_is_recovered_by_guard_and_restored(
     )  # fmt: skip
     assert done.returncode != 0
     assert "below quorum" in done.stderr
-    assert _hosts(lab)["pve-01"]["power"] == "on"
+    assert hosts(lab)["pve-01"]["power"] == "on"
 
-    _place_on(lab, HOST, TRAEFIK)
+    place_on(lab, HOST, TRAEFIK)
     spec = tmp_path / "host.yaml"
     spec.write_text(
         "name: pve-02-power-off\n"
@@ -240,7 +167,7 @@ def test_a_host_power_off_drill_is_recovered_by_guard_and_restored(
     assert done.returncode == 0, done.stderr
     run = json.loads(saved.read_text())
     assert run["spec"]["targets"] == [{"host-of": "traefik/deployment/traefik"}]
-    assert sorted(t["node"] for t in run["targets"]) == _nodes_on(lab, HOST)
+    assert sorted(t["node"] for t in run["targets"]) == nodes_on(lab, HOST)
     phases = [(e["phase"], e["object"]) for e in run["timeline"]]
     assert ("host-off", f"host/{HOST}") in phases
     fenced = [e["t"] for e in run["timeline"] if e["phase"] == "host-fenced"]
@@ -250,7 +177,7 @@ def test_a_host_power_off_drill_is_recovered_by_guard_and_restored(
     assert min(fenced) <= min(running)
     assert all(r["passed"] for r in run["slos"])
     assert run["restore"]["problems"] == []
-    assert _hosts(lab)[HOST]["power"] == "on"
+    assert hosts(lab)[HOST]["power"] == "on"
 
 
 def test_losing_the_host_of_two_control_planes_is_a_total_outage_until_it_is_back(

@@ -34,6 +34,12 @@ devices:
     agent: fence_ipmilan
     options: {ip: 192.0.2.10, username: admin, lanplus: "1"}
     password: {secret: fireproof/ipmi/password}
+  idrac:
+    type: fence-agent
+    agent: fence_redfish
+    options: {ip: 192.0.2.11, username: root, systems_uri: /redfish/v1/Systems/System.Embedded.1}
+    ca_file: bmc-ca.pem
+    password: {env: IDRAC_PASSWORD}
 remediation: {method: delete}
 """,
     )
@@ -48,6 +54,10 @@ remediation: {method: delete}
     assert isinstance(ipmi, FenceAgentDevice)
     assert ipmi.options["lanplus"] == "1"
     assert ipmi.password == SecretRef(secret="fireproof/ipmi/password")
+    assert ipmi.ca_file is None
+    idrac = config.devices["idrac"]  # type: ignore[attr-defined]
+    assert isinstance(idrac, FenceAgentDevice)
+    assert idrac.ca_file == tmp_path / "bmc-ca.pem"
     assert config.remediation.method == "delete"  # type: ignore[attr-defined]
 
 

@@ -121,6 +121,25 @@ def test_an_agent_option_with_a_line_break_is_refused_before_the_agent_runs(
     assert not marker.exists()
 
 
+def test_an_agent_verifies_its_device_with_the_ca_file_and_a_missing_one_runs_nothing(
+    tmp_path: Path,
+) -> None:
+    # The probe answers "on" only when it was handed the CA bundle: what requests (and with it
+    # fence_redfish) verifies a BMC's certificate with.
+    bundle = tmp_path / "bmc-ca.pem"
+    agent = tmp_path / "fence_probe"
+    agent.write_text(f'#!/bin/sh\n[ "$REQUESTS_CA_BUNDLE" = "{bundle}" ] && exit 0\nexit 1\n')
+    agent.chmod(0o755)
+    device = FenceAgentDevice("d", str(agent), ca_file=bundle)
+    with pytest.raises(PermanentFencingError, match="is not a readable file"):
+        FenceAgentFencer(device).status(Machine("pve-01", "d"))
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    assert FenceAgentFencer(device).status(Machine("pve-01", "d")) is PowerState.ON
+    unverified = FenceAgentDevice("d", str(agent))
+    with pytest.raises(FencingError, match="exit 1"):
+        FenceAgentFencer(unverified).status(Machine("pve-01", "d"))
+
+
 # -- configuration ----------------------------------------------------------------------------
 
 

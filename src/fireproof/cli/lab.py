@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -158,6 +158,14 @@ def build(rebuild: bool, release: str | None) -> None:
     help="Give the Proxmox cluster a corosync QDevice (an external vote): without one, a "
     "2-host cluster that loses a host loses quorum and refuses every power action.",
 )
+@click.option(
+    "--bmc",
+    type=click.Choice(["ipmi", "redfish"]),
+    default="ipmi",
+    show_default=True,
+    help="How the lab's fireproof.yaml fences a host through its BMC: IPMI (fence_ipmilan) or "
+    "Redfish over HTTPS (fence_redfish). Every host BMC speaks both.",
+)
 def up(
     state_dir: Path,
     profile: str,
@@ -171,6 +179,7 @@ def up(
     own_image: str,
     own_image_layout: Path | None,
     qdevice: bool,
+    bmc: str,
 ) -> None:
     """Start the lab and wait until every node is Ready and its workloads run."""
     the_lab = _lab(state_dir)
@@ -188,6 +197,7 @@ def up(
         own_image=own_image,
         own_image_layout=own_image_layout,
         qdevice=qdevice,
+        bmc=bmc,
     )
     state, started = the_lab.up(options, progress)
     if not started:
@@ -202,6 +212,13 @@ def up(
         )
     click.echo(f"  export KUBECONFIG={the_lab.paths.kubeconfig}")
     click.echo(f"  logs: {the_lab.paths.logs}/")
+
+
+def _bmc_cell(bmc: dict[str, Any]) -> str:
+    """The protocol fireproof.yaml fences with first, then the BMC's other side."""
+    ports = bmc.get("ports") or {}
+    other = [f"{kind} {port}" for kind, port in ports.items() if kind != bmc["type"] and port]
+    return f"{bmc['type']} 127.0.0.1:{bmc['port']}" + (f" ({', '.join(other)})" if other else "")
 
 
 @lab.command()
@@ -271,7 +288,7 @@ def status(state_dir: Path, output: str) -> None:
                             h["name"],
                             h["power"],
                             "hung" if h["hung"] else "up" if h["reachable"] else "unreachable",
-                            (f"ipmi 127.0.0.1:{h['bmc']['port']}" if h["bmc"] else "none")
+                            (_bmc_cell(h["bmc"]) if h["bmc"] else "none")
                             + (f" ({h['bmc_fault']})" if h["bmc_fault"] else ""),
                         )
                         for h in st.hosts

@@ -8,6 +8,7 @@ fireproof still reads the status afterwards: off is believed only when ``status`
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 
@@ -62,6 +63,7 @@ class FenceAgentFencer:
                 text=True,
                 timeout=self.device.timeout_seconds,
                 check=False,
+                env=self._environment(),
             )
         except subprocess.TimeoutExpired:
             raise FencingError(
@@ -77,6 +79,19 @@ class FenceAgentFencer:
                 done.stderr.replace(secret, "***"),
             )
         return done
+
+    def _environment(self) -> dict[str, str] | None:
+        """The agent's environment: ours, plus the device's CA bundle when it has one."""
+        ca_file = self.device.ca_file
+        if ca_file is None:
+            return None
+        if not ca_file.is_file():
+            raise PermanentFencingError(
+                f"ca_file {ca_file} of device {self.name!r} is not a readable file",
+                hint=NOTHING_RELEASED,
+            )
+        # Agents built on Python requests (fence_redfish) verify the device against it.
+        return {**os.environ, "REQUESTS_CA_BUNDLE": str(ca_file)}
 
     def _failure(
         self, machine: Machine, action: str, done: subprocess.CompletedProcess[str]

@@ -74,31 +74,56 @@ class ProxmoxAccess:
             raise UsageError(f"{path} is malformed: {type(exc).__name__}") from None
 
 
+BMC_PROTOCOLS = ("ipmi", "redfish")
+"""What fireproof.yaml fences a lab host with (its BMC speaks both, as an iDRAC does)."""
+REDFISH_SYSTEM = "/redfish/v1/Systems/1"
+
+
 @dataclass(frozen=True, slots=True)
 class BmcAccess:
-    """One host's BMC: IPMI over UDP on 127.0.0.1, one user (an ADMINISTRATOR, as fencing needs)."""
+    """One host's BMC on 127.0.0.1: IPMI over UDP on ``port``, Redfish over HTTPS on
+    ``redfish_port``, one user (an ADMINISTRATOR, as fencing needs). ``protocol`` is the one
+    the lab's fireproof.yaml fences the host with."""
 
     host: str
     port: int
     username: str
     password: str
+    redfish_port: int | None = None
+    protocol: str = "ipmi"
 
     def device_name(self) -> str:
         return f"bmc-{self.host}"
 
+    def fencing_port(self) -> int:
+        if self.protocol == "redfish" and self.redfish_port is not None:
+            return self.redfish_port
+        return self.port
 
-def generate_bmcs(hosts: list[str], ports: list[int]) -> tuple[BmcAccess, ...]:
+
+def generate_bmcs(
+    hosts: list[str], ports: list[int], redfish_ports: list[int], protocol: str = "ipmi"
+) -> tuple[BmcAccess, ...]:
     return tuple(
-        BmcAccess(host, port, "admin", secrets.token_urlsafe(12))
-        for host, port in zip(hosts, ports, strict=True)
+        BmcAccess(host, port, "admin", secrets.token_urlsafe(12), redfish, protocol)
+        for host, port, redfish in zip(hosts, ports, redfish_ports, strict=True)
     )
 
 
 def save_bmcs(path: Path, bmcs: tuple[BmcAccess, ...]) -> None:
-    doc = {b.host: {"port": b.port, "username": b.username, "password": b.password} for b in bmcs}
+    doc = {
+        b.host: {
+            "port": b.port,
+            "redfish_port": b.redfish_port,
+            "protocol": b.protocol,
+            "username": b.username,
+            "password": b.password,
+        }
+        for b in bmcs
+    }
     path.write_text(
-        "# The lab's host BMCs (IPMI over UDP on 127.0.0.1; secrets: keep this file private)\n"
-        + yaml.safe_dump(doc, sort_keys=True)
+        "# The lab's host BMCs (IPMI over UDP and Redfish over HTTPS on 127.0.0.1; "
+        "secrets: keep this file private)\n" + yaml.safe_dump(doc, sort_keys=True)
     )
     path.chmod(0o600)
 
@@ -107,7 +132,14 @@ def load_bmcs(path: Path) -> tuple[BmcAccess, ...]:
     try:
         doc = yaml.safe_load(path.read_text()) or {}
         return tuple(
-            BmcAccess(str(host), int(v["port"]), str(v["username"]), str(v["password"]))
+            BmcAccess(
+                str(host),
+                int(v["port"]),
+                str(v["username"]),
+                str(v["password"]),
+                int(v["redfish_port"]) if v.get("redfish_port") is not None else None,
+                str(v.get("protocol", "ipmi")),
+            )
             for host, v in sorted(doc.items())
         )
     except FileNotFoundError:
@@ -203,8 +235,22 @@ def _secret_file(path: Path, value: str) -> Path:
     return path
 
 
-def bmc_device(bmc: BmcAccess, password_file: Path) -> dict[str, Any]:
-    """The host's fencing device: ClusterLabs' fence_ipmilan against its BMC."""
+def bmc_device(bmc: BmcAccess, password_file: Path, ca_file: str) -> dict[str, Any]:
+    """The host's fencing device: ClusterLabs' fence_ipmilan or fence_redfish at its BMC."""
+    if bmc.protocol == "redfish":
+        return {
+            "type": "fence-agent",
+            "agent": "fence_redfish",
+            "options": {
+                "ip": "127.0.0.1",
+                "ipport": str(bmc.fencing_port()),
+                "username": bmc.username,
+                "systems_uri": REDFISH_SYSTEM,
+            },
+            "ca_file": ca_file,  # the BMC's certificate is verified, never ssl_insecure
+            "password": {"file": str(password_file)},
+            "timeout_seconds": 40,
+        }
     return {
         "type": "fence-agent",
         "agent": "fence_ipmilan",
@@ -234,7 +280,9 @@ def write_fireproof_config(
     token_file = _secret_file(secret_dir / "pve-token", access.token_secret)
     host_devices = {
         b.device_name(): bmc_device(
-            b, _secret_file(secret_dir / f"{b.device_name()}.password", b.password)
+            b,
+            _secret_file(secret_dir / f"{b.device_name()}.password", b.password),
+            access.ca_file,
         )
         for b in bmcs
     }

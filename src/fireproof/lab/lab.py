@@ -36,6 +36,8 @@ from fireproof.lab.controlplane import (
     scheduler_argv,
 )
 from fireproof.lab.exports import (
+    REDFISH_SYSTEM,
+    BmcAccess,
     ProxmoxAccess,
     generate_bmcs,
     load_bmcs,
@@ -75,11 +77,13 @@ class UpOptions:
     """An older Kubernetes release (``binaries.COMPAT_RELEASES``) instead of the newest pin."""
     ready_timeout: float = 180.0
     own_image: str = OWN_IMAGE_REPOSITORY
+    """Containers of this image repository run as real processes (fireproof's own)."""
     own_image_layout: Path | None = None
     """fireproof's image (an OCI layout): its containers run inside it."""
-    """Containers of this image repository run as real processes (fireproof's own)."""
     qdevice: bool = False
     """The Proxmox cluster has a corosync QDevice: a 2-host cluster keeps quorum with one."""
+    bmc: str = "ipmi"
+    """What fireproof.yaml fences the hosts with: their BMC's IPMI or its Redfish service."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,24 +199,25 @@ class Lab:
 
     def _hosts(self, reported: list[dict[str, Any]]) -> list[dict[str, Any]]:
         bmcs = {b.host: b for b in load_bmcs(self.paths.bmc)}
-        out = []
-        for host in reported:
-            bmc = bmcs.get(host["name"])
-            out.append(
-                {
-                    **host,
-                    "bmc": None
-                    if bmc is None
-                    else {
-                        "type": "ipmi",
-                        "address": "127.0.0.1",
-                        "port": bmc.port,
-                        "username": bmc.username,
-                        "password_file": str(self.paths.internal / f"{bmc.device_name()}.password"),
-                    },
-                }
-            )
-        return out
+        return [{**host, "bmc": self._bmc_view(bmcs.get(host["name"]))} for host in reported]
+
+    def _bmc_view(self, bmc: BmcAccess | None) -> dict[str, Any] | None:
+        """How fireproof.yaml reaches the host's BMC (``type``, ``port``) and its other side:
+        one BMC speaks both protocols, as an iDRAC does."""
+        if bmc is None:
+            return None
+        view: dict[str, Any] = {
+            "type": bmc.protocol,
+            "address": "127.0.0.1",
+            "port": bmc.fencing_port(),
+            "username": bmc.username,
+            "password_file": str(self.paths.internal / f"{bmc.device_name()}.password"),
+            "ports": {"ipmi": bmc.port, "redfish": bmc.redfish_port},
+        }
+        if bmc.protocol == "redfish":
+            # Its certificate is the lab's one for 127.0.0.1, from the lab's Proxmox CA.
+            view |= {"systems_uri": REDFISH_SYSTEM, "ca_file": str(self.paths.pki.pve_ca.cert)}
+        return view
 
     # -- up ---------------------------------------------------------------------------------
 
@@ -255,7 +260,7 @@ class Lab:
         )
         self._reset_files()
         progress(f"generating certificates in {self.paths.pki.directory}")
-        self._write_credentials(topology, ports)
+        self._write_credentials(topology, ports, options.bmc)
         state = LabState(
             profile=profile.name,
             topology=topology.name,
@@ -301,7 +306,7 @@ class Lab:
             directory.mkdir(parents=True, exist_ok=True)
         self.paths.internal.chmod(0o700)
 
-    def _write_credentials(self, topology: Topology, ports: Ports) -> None:
+    def _write_credentials(self, topology: Topology, ports: Ports, bmc: str) -> None:
         pki = self.paths.pki
         addresses = tuple(n.address for n in topology.control_plane)
         pki.generate(extra_addresses=addresses + ((topology.vip,) if topology.vip else ()))
@@ -322,7 +327,8 @@ class Lab:
         write_inventory(self.paths.inventory, topology, access)
         write_terraform_state(self.paths.terraform_state, topology)
         hosts = sorted({n.hypervisor_host for n in topology.nodes})
-        bmcs = generate_bmcs(hosts, free_udp_ports(len(hosts)))
+        redfish = allocate(len(hosts), set(ports.as_dict().values()))
+        bmcs = generate_bmcs(hosts, free_udp_ports(len(hosts)), redfish, bmc)
         save_bmcs(self.paths.bmc, bmcs)
         write_fireproof_config(
             self.paths.config, topology, access, self.paths.kubeconfig, self.paths.internal, bmcs

@@ -18,6 +18,7 @@ from pathlib import Path
 from aiohttp import web
 
 from fireproof.kube import async_client, load_kubeconfig
+from fireproof.lab.agent import redfish
 from fireproof.lab.agent.admin import make_app
 from fireproof.lab.agent.apipath import ApiPath
 from fireproof.lab.agent.bmc import HostBmc, HostPower, serve_forever
@@ -88,6 +89,14 @@ async def run(args: argparse.Namespace) -> None:
     }
     if bmcs:
         serve_forever(list(bmcs.values()))
+    redfish_runners = await redfish.serve(
+        bmcs,
+        {b.host: b.redfish_port for b in load_bmcs(paths.bmc) if b.redfish_port and b.host in bmcs},
+        read=lambda host: cluster.host_on[host],
+        switch=cluster.host_power,
+        cert=str(paths.pki.pve_serving.cert),
+        key=str(paths.pki.pve_serving.key),
+    )
     quorum = EtcdQuorum(
         tuple(n.name for n in topology.control_plane), fleet, Lab(paths.root).apiserver
     )
@@ -125,6 +134,8 @@ async def run(args: argparse.Namespace) -> None:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
     await admin.cleanup()
+    for runner in redfish_runners:
+        await runner.cleanup()
     await pve_runner.cleanup()
     await client.close()
 

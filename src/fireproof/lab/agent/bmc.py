@@ -91,7 +91,8 @@ class HostBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]
         self.host = host
         self.power = power
         self.fault: BmcFault | None = None
-        super().__init__(_Users(self, username, password), port=port, address="127.0.0.1")
+        self.users = _Users(self, username, password)  # its Redfish side checks the same ones
+        super().__init__(self.users, port=port, address="127.0.0.1")
 
     def sessionless_data(self, data: Any, sockaddr: Any) -> Any:
         if self.fault is BmcFault.UNREACHABLE:
