@@ -180,6 +180,23 @@ def test_hosts_render_a_bmc_device_guard_loads_with_its_password_from_a_secret(
     volume = {v["name"]: v for v in spec["volumes"]}["bmc-pve-01"]["secret"]
     assert volume["secretName"] == "bmc-pve-01"
     assert volume["items"] == [{"key": "password", "path": "password"}]
+    assert device.ca_file is None
+
+
+def test_a_redfish_bmc_is_verified_with_the_ca_from_its_secret(tmp_path: Path) -> None:
+    redfish = {**BMC, "agent": "fence_redfish", "caKey": "bmc-ca.pem"}
+    docs = render("--set-json", f"hosts={json.dumps({'pve-01': redfish})}")
+    path = tmp_path / "fireproof.yaml"
+    path.write_text(one(docs, "ConfigMap", "fp-fireproof")["data"]["fireproof.yaml"])
+    device = load_config(path).devices["bmc-pve-01"]
+    assert isinstance(device, FenceAgentDevice)
+    assert device.ca_file == Path("/etc/fireproof/bmc/pve-01/ca.crt")
+    spec = one(docs, "Deployment")["spec"]["template"]["spec"]
+    volume = {v["name"]: v for v in spec["volumes"]}["bmc-pve-01"]["secret"]
+    assert volume["items"] == [
+        {"key": "password", "path": "password"},
+        {"key": "bmc-ca.pem", "path": "ca.crt"},
+    ]
 
 
 @pytest.mark.parametrize(
@@ -190,6 +207,7 @@ def test_hosts_render_a_bmc_device_guard_loads_with_its_password_from_a_secret(
         ({"pve-01": {**BMC, "options": {"password": "x"}}}, False),
         ({"pve-01": {**BMC, "options": {"ip": "a\nb"}}}, False),
         ({"pve-01": {**BMC, "timeoutSeconds": 0}}, False),
+        ({"pve-01": {**BMC, "caKey": "ca crt"}}, False),
         ({"PVE_01": BMC}, False),
         ({"pve-01": {k: v for k, v in BMC.items() if k != "existingSecret"}}, False),
     ],
