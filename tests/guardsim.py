@@ -75,6 +75,8 @@ class FakeApi:
         self.leases: dict[tuple[str, str], Lease] = {}
         self.events: list[tuple[str, str]] = []
         self.writes: list[str] = []
+        self.on_annotate: Callable[[str], None] | None = None
+        """Called after each annotation write on a node: the world moves on right then."""
         self.reachable = True
         self._version = 100
 
@@ -170,6 +172,8 @@ class FakeApi:
             meta["annotations"][key] = value
         meta["resourceVersion"] = self._bump()
         self.writes.append(f"annotate {node}")
+        if self.on_annotate is not None:
+            self.on_annotate(node)
         return self.node(node)
 
     def set_labels(self, node: str, labels: dict[str, str], annotations: dict[str, str]) -> Node:

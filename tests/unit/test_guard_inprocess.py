@@ -543,6 +543,50 @@ def test_a_host_proxmox_ha_fenced_is_released_after_its_acknowledgement_only() -
     assert guard.metrics.fence_levels.labels("ha")._value.get() == 1
 
 
+def test_a_vm_ha_restarts_elsewhere_after_the_fence_is_left_to_boot_not_released() -> None:
+    # HA acknowledged pve-02's fence and guard took it for w1 (HA-managed): the VM that ran
+    # there is dead. Right after, before guard's release, HA starts w1 again on pve-01: a new
+    # boot, which HA's acknowledgement says nothing about. Nothing is released under it.
+    world, _bmc = _host_world()
+    del world.bmcs["pve-02"]
+    guard = world.guard(max_unhealthy="1")
+    _settled(world)
+    w1 = world.vmids["w1"]
+    world.hang("pve-02")
+    world.pve.ha = _ha("fence", {w1: ("fence", "pve-02")})
+    for _ in range(20):
+        world.step(1)
+        guard.safe_tick()
+    assert _record(world, "w1") is not None
+    world.host_power("pve-02", on=False)
+    world.pve.ha = _ha("unknown", {w1: ("recovery", "pve-02")})
+    restarted: list[str] = []
+
+    def ha_restarts_w1(node: str) -> None:
+        record = _record(world, "w1")
+        if restarted or record is None or record.phase is not Phase.FENCED:
+            return
+        restarted.append("w1")
+        world.hosts["w1"] = "pve-01"
+        world.pve.vm_hosts[w1] = "pve-01"
+        world.pve.power[w1] = PowerState.ON
+        world.pve.ha = _ha("unknown", {w1: ("started", "pve-01")})
+
+    on_w1 = [f"delete pod {ns}/{name}" for (ns, name), p in world.api.pods.items()
+             if p["node"] == "w1"]  # fmt: skip
+    assert on_w1
+    world.api.on_annotate = ha_restarts_w1  # the moment guard records w1 FENCED
+    for _ in range(5):
+        world.step(1)
+        guard.safe_tick()
+    assert restarted  # guard took HA's fence (FENCED), and HA restarted w1 before the release
+    assert "taint w1" not in world.api.writes
+    assert not set(on_w1) & set(world.api.writes)
+    assert guard.metrics.refused.labels("started-again")._value.get() >= 1
+    # w2 (not HA-managed) died with the host: it is released as before.
+    assert OUT_OF_SERVICE in world.api.taints("w2")
+
+
 def test_a_guard_that_did_not_see_ha_fencing_does_not_take_its_word() -> None:
     # HA reads the lost host "unknown" with its services already elsewhere (fenced before this
     # guard looked): nothing proves to this guard that the host was fenced, not just lost.

@@ -17,7 +17,7 @@ import stamina
 
 from fireproof.clock import Clock
 from fireproof.errors import FireproofError
-from fireproof.fencing import Fencer, HaReader, Machine, PowerState
+from fireproof.fencing import Fencer, HaReader, Machine, PowerPoller, PowerState
 from fireproof.guard.detect import NodeView
 from fireproof.guard.leader import LeaderElector, NotLeading
 from fireproof.guard.metrics import GuardMetrics
@@ -385,9 +385,16 @@ class Actuator:
     @staticmethod
     def _ha_still_fenced(host: str, fencer: Fencer, machine: Machine) -> Callable[[], PowerState]:
         """The release's check after HA's fence: off while HA still has the host out of the
-        cluster; once the host is back, the VM's own power decides (it may have started)."""
+        cluster and the VM is still listed there; once HA restarted it on another host, or the
+        host is back, the VM's own power decides. HA's acknowledgement proves the VM that ran
+        on the lost host dead, not the one HA has just started elsewhere: a node whose VM runs
+        again is left to boot, not released under it."""
 
         def read() -> PowerState:
+            if isinstance(fencer, PowerPoller):
+                now = fencer.power_states().locate(machine)
+                if now.host and now.host != host:
+                    return fencer.status(now)
             status = fencer.ha_status() if isinstance(fencer, HaReader) else None
             if status is not None and status.node_status.get(host) not in (None, "online"):
                 return PowerState.OFF
