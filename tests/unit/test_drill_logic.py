@@ -192,6 +192,26 @@ def test_a_workload_never_on_the_drills_nodes_needs_no_recovery() -> None:
     assert pending.passed is None
 
 
+def test_a_replacement_on_a_node_ha_restarted_on_another_host_counts_as_elsewhere() -> None:
+    # A host drill's targets are its nodes by name. Proxmox HA restarts one of them (w2) on a
+    # surviving host: a replacement already Ready there is the workload back, from the moment
+    # the drill learns of the move, and not before.
+    ref = WorkloadRef("ns", "deployment", "web")
+    seen = Observer(nodes={"w1", "w2"}, workloads={ref.label: (ref, {"app": "web"})})
+    seen.feed(Change("Pod", "INITIAL", _pod("a", "w1", running=True), 0.0))
+    seen.arm(0.0)
+    seen.feed(Change("Pod", "MODIFIED", _pod("a", "w1", running=True, deleting=True), 10.0))
+    seen.feed(Change("Pod", "ADDED", _pod("b", "w2", running=True), 12.0))
+    slo = Slo(SloKind.RUNNING_ELSEWHERE, 60.0, workload=ref)
+    assert evaluate(slo, seen, 13.0, ["w1", "w2"], final=False).passed is None
+    seen.moved("w2", 14.0, "VM 202 runs on pve-01 now")
+    assert [e.phase for e in seen.entries][-2:] == ["ha-recovered", "replacement-running"]
+    result = evaluate(slo, seen, 15.0, ["w1", "w2"], final=False)
+    assert (result.passed, result.measured) == (True, 14.0)
+    unavailable = Slo(SloKind.MAX_UNAVAILABLE, 60.0, workload=ref)
+    assert evaluate(unavailable, seen, 15.0, ["w1", "w2"], final=True).measured == 14.0
+
+
 def test_a_drill_pauses_guard_with_the_annotation_guard_reads() -> None:
     # drill and guard are sibling layers (neither imports the other): one name, kept equal here.
     from fireproof.drill.plan import GUARD_PAUSE

@@ -27,8 +27,8 @@ from fireproof.drill.spec import Fault, Recovery, SloKind
 from fireproof.drill.steady import wait_steady
 from fireproof.drill.timeline import Entry, Observer
 from fireproof.drill.verdict import SloResult, evaluate
-from fireproof.errors import TransientError
-from fireproof.fencing import HaReader, PowerState
+from fireproof.errors import FireproofError, TransientError
+from fireproof.fencing import HaReader, PowerPoller, PowerState
 from fireproof.heal import steps
 from fireproof.heal.endpoints import API_PORT, apply_endpoints, plan_endpoints
 from fireproof.heal.journal import Journal
@@ -42,6 +42,7 @@ from fireproof.report.phases import (
     ENDPOINTS_STALE,
     HOST_OFF,
     NODE_READY,
+    NOT_READY,
     PARTITIONED,
     PHASES,
     RELEASED,
@@ -101,6 +102,8 @@ class DrillRunner:
         self._restorer: threading.Thread | None = None
         self._restore_lock = threading.Lock()
         self._restored = False
+        self._placed: set[str] = set()
+        """Nodes back during the drill whose host the drill has read (moved or not)."""
         self.steady_seconds: float | None = None
         readers = (n.fencer for n in plan.nodes if isinstance(n.fencer, HaReader))
         self._ha = HaWatch([h.host for h in plan.hosts], next(readers, None), self.observer.note)
@@ -241,6 +244,7 @@ class DrillRunner:
             elapsed = now - t0
             self.observer.tick(now)
             self._ha.tick(now)
+            self._follow_moves(now)
             self._hold_fault(now)
             if spec.recovery is Recovery.HEAL:
                 if self.plan.address is not None:
@@ -282,6 +286,27 @@ class DrillRunner:
         if recovery is Recovery.HEAL:
             return len(self.recovery.started) == len(nodes) and self._settled()
         return all(self.observer.first(RELEASED, f"node/{n}") is not None for n in nodes)
+
+    def _follow_moves(self, now: float) -> None:
+        """A node of a lost host that is Ready again before the restore runs on another host:
+        Proxmox HA restarted its VM there. A replacement pod on it is elsewhere, and the run
+        says so; the one Proxmox read per comeback also proves where the VM is."""
+        if not self.plan.hosts or self._restorer is not None:
+            return
+        for target in self.plan.nodes:
+            node, machine = target.node, target.machine
+            if node in self._placed or not isinstance(target.fencer, PowerPoller):
+                continue
+            back = self.observer.node_ready(node) == "True"
+            if not back or self.observer.first(NOT_READY, f"node/{node}") is None:
+                continue
+            try:
+                now_on = target.fencer.power_states().locate(machine).host
+            except FireproofError:
+                continue  # read again on the next tick
+            self._placed.add(node)
+            if now_on and now_on != machine.host:
+                self.observer.moved(node, now, f"{machine.label} runs on {now_on} now")
 
     def _restore_finished(self) -> bool:
         return self._restorer is None or not self._restorer.is_alive()
@@ -467,8 +492,12 @@ class DrillRunner:
         journal = Journal(
             "drill restore", target.node, cluster=cluster, log_path=self.target.journal_path()
         )
-        if target.fencer.status(target.machine) is not PowerState.ON:
-            steps.power_on(target.fencer, target.machine, journal)
+        machine = target.machine
+        if isinstance(target.fencer, PowerPoller):
+            # Where the VM runs now: Proxmox HA may have restarted it on another host.
+            machine = target.fencer.power_states().locate(machine)
+        if target.fencer.status(machine) is not PowerState.ON:
+            steps.power_on(target.fencer, machine, journal)
         steps.wait_ready(cluster, target.node, journal, timeout=RESTORE_TIMEOUT, poll=0.5)
         steps.restore(cluster, target.node, journal)
         self.observer.note(self.clock.time(), RESTORED, f"node/{target.node}", "Ready, untainted")

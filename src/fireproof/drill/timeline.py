@@ -27,6 +27,7 @@ from fireproof.report.phases import (
     FAILED_ATTACH,
     FAULT,
     FENCED,
+    HA_RECOVERED,
     HOST_FENCED,
     LEASE_STALE,
     NODE_READY,
@@ -93,6 +94,8 @@ class _PodState:
     running: bool
     deleting: bool
     claims: tuple[str, ...]
+    ready_at: float | None = None
+    """When its Ready condition last changed (the kubelet's stamp)."""
 
 
 @dataclass
@@ -134,6 +137,8 @@ class Observer:
     _endpoints: set[str] = field(default_factory=set, repr=False)
     _crashed: set[str] = field(default_factory=set, repr=False)
     """Pods (uid) seen crash-looping on the API path since the fault."""
+    _moved: set[str] = field(default_factory=set, repr=False)
+    """Target nodes whose VM now runs on another host (an HA recovery): no longer lost."""
 
     # -- arming and reading --------------------------------------------------------------------
 
@@ -155,6 +160,25 @@ class Observer:
             self._add(at, phase, obj, evidence)
             if phase == VM_OFF:
                 self._off_at[obj.removeprefix("node/")] = at
+
+    def moved(self, node: str, at: float, evidence: str) -> None:
+        """The node's VM runs on another host now: a pod or a volume there is elsewhere,
+        including one that was already running there when the drill learnt of the move."""
+        with self._lock:
+            self._moved.add(node)
+            self._add(at, HA_RECOVERED, f"node/{node}", evidence)
+            for uid, state in list(self._pods.items()):
+                label = self._workload_of(state)
+                if label is not None and state.node == node:
+                    self._note_running(uid, state, label, at)
+            for name, (pv, on, attached) in list(self._vas.items()):
+                if on == node and attached and pv in self._moving:
+                    self._add(at, ATTACHED, f"volumeattachment/{name}", f"{pv} attached to {on}")
+            for label in self.workloads:
+                self._update_availability(label, at)
+
+    def _elsewhere(self, node: str | None) -> bool:
+        return node not in self.nodes or node in self._moved
 
     def first(self, phase: str, obj: str | None = None) -> Entry | None:
         with self._lock:
@@ -314,6 +338,7 @@ class Observer:
                 for v in spec.get("volumes") or []
                 if v.get("persistentVolumeClaim")
             ),
+            ready_at=_time(cond.get("lastTransitionTime") if cond else None),
         )
         if change.type == "DELETED":
             self._pods.pop(uid, None)
@@ -334,35 +359,39 @@ class Observer:
                 f"deletionTimestamp set on {state.node}",
                 stamp=_time(meta.get("deletionTimestamp")),
             )
-        created, running = (
-            (REPLICA_CREATED, REPLICA_RUNNING) if self.scaling else (REPLACEMENT, RUNNING)
-        )
         if uid not in self._before and change.type != "DELETED":
             if ("replacement", uid) not in self._seen:
                 self._seen.add(("replacement", uid))
                 self._add(
                     change.at,
-                    created,
+                    REPLICA_CREATED if self.scaling else REPLACEMENT,
                     f"{ref}#{uid[:8]}",
                     f"new pod of {label}",
                     stamp=_time(meta.get("creationTimestamp")),
                 )
-            if state.running and not state.deleting and state.node not in self.nodes:
-                entry = self._add(
-                    change.at,
-                    running,
-                    f"{ref}#{uid[:8]}",
-                    f"{label} Running and Ready on {state.node}",
-                    stamp=_time(cond.get("lastTransitionTime") if cond else None),
-                )
-                if entry is not None and not self.scaling:
-                    self._running.setdefault(label, entry)
+            self._note_running(uid, state, label, change.at)
         self._update_availability(label, change.at)
         self._check_whole(label, change.at)
 
+    def _note_running(self, uid: str, state: _PodState, label: str, at: float) -> None:
+        """A new pod Running and Ready on a node that is not lost: the workload is back."""
+        if uid in self._before or not state.running or state.deleting:
+            return
+        if not self._elsewhere(state.node):
+            return
+        entry = self._add(
+            at,
+            REPLICA_RUNNING if self.scaling else RUNNING,
+            f"pod/{state.namespace}/{state.name}#{uid[:8]}",
+            f"{label} Running and Ready on {state.node}",
+            stamp=state.ready_at,
+        )
+        if entry is not None and not self.scaling:
+            self._running.setdefault(label, entry)
+
     def _update_availability(self, label: str, at: float) -> None:
         available = any(
-            p.running and not p.deleting and p.node not in self.nodes
+            p.running and not p.deleting and self._elsewhere(p.node)
             for p in self._pods.values()
             if self._workload_of(p) == label
         )
@@ -391,7 +420,7 @@ class Observer:
         if node in self.nodes:
             self._moving.add(pv)
         newly = attached and not gone and (not previous or not previous[2])
-        if newly and node not in self.nodes and pv in self._moving:
+        if newly and self._elsewhere(node) and pv in self._moving:
             self._add(change.at, ATTACHED, ref, f"{pv} attached to {node}")
         by_pv: dict[str, set[str]] = {}
         for v_pv, v_node, v_attached in self._vas.values():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol, runtime_checkable
 
 from fireproof.clock import SYSTEM_CLOCK, Clock, poll_until
@@ -131,6 +131,11 @@ class PowerPoll:
     hosts: dict[int, str] = field(default_factory=dict)
     """VMID -> the host the cluster lists it on now: it moves with a migration or an HA
     recovery, whatever the inventory (a Terraform state) still says."""
+
+    def locate(self, machine: Machine) -> Machine:
+        """The machine on the host the cluster lists its VM on now (as it was, if unlisted)."""
+        now = self.hosts.get(machine.vmid) if machine.vmid is not None else None
+        return replace(machine, host=now) if now and now != machine.host else machine
 
 
 @runtime_checkable

@@ -292,7 +292,7 @@ class Observer:
                 continue  # cannot poll: the conditions signal covers these nodes
             # Where each VM runs now, as its cluster lists it: an HA recovery or a migration
             # moves it off the host the inventory names, and a host's death is then not its.
-            members = [(n, _on_host(m, polled)) for n, m in members]
+            members = [(n, polled.locate(m)) for n, m in members]
             undetected = [(n, m) for n, m in members if n in unrecorded]
             hosts_off = self._hosts_read_off(polled.offline_hosts, undetected)
             lost = {m.host for _n, m in members if m.host in polled.offline_hosts and m.host}
@@ -407,11 +407,6 @@ class NodePoll:
 
 
 _UNPOLLED = NodePoll(PowerState.UNKNOWN, False)
-
-
-def _on_host(machine: Machine, polled: PowerPoll) -> Machine:
-    now = polled.hosts.get(machine.vmid) if machine.vmid is not None else None
-    return replace(machine, host=now) if now and now != machine.host else machine
 
 
 def _mapping(inventory: Inventory, name: str) -> tuple[Machine | None, str | None, str]:

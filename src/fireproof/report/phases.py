@@ -22,6 +22,9 @@ HA_FENCE = "ha-fence"
 """Proxmox HA put the lost host in ``fence`` (it waits for the host's agent lock)."""
 HA_FENCE_ACK = "ha-fence-acknowledged"
 """HA got the lost host's agent lock ("fencing: acknowledged"): its watchdog reset it."""
+HA_RECOVERED = "ha-recovered"
+"""A node of the lost host is back, its VM restarted on another host (an HA recovery): pods
+and volumes there are elsewhere."""
 HOST_FENCED = "host-fenced"
 RELEASED = "released"
 DETACHED = "volume-detached"
@@ -52,6 +55,7 @@ PHASES = (
     FENCED,
     HA_FENCE,
     HA_FENCE_ACK,
+    HA_RECOVERED,
     HOST_FENCED,
     RELEASED,
     DETACHED,
