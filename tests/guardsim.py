@@ -202,11 +202,21 @@ class FakeApi:
         self.writes.append(f"uncordon {node}")
         return True
 
-    def add_taint(self, node: str, key: str, value: str, effect: str) -> bool:
+    def add_taint(
+        self,
+        node: str,
+        key: str,
+        value: str,
+        effect: str,
+        *,
+        before_write: Callable[[], None] | None = None,
+    ) -> bool:
         self._up()
         taints = self.nodes[node]["spec"].setdefault("taints", [])
         if any(t["key"] == key for t in taints):
             return False
+        if before_write is not None:
+            before_write()
         taints.append({"key": key, "value": value, "effect": effect})
         self.nodes[node]["metadata"]["resourceVersion"] = self._bump()
         self.writes.append(f"taint {node}")

@@ -2,18 +2,18 @@
 controller lifts its own taints and writes the status of a node that has just become Ready,
 exactly when a drill's restore or `heal --recover` removes the out-of-service taint. The
 write is conditional on the resourceVersion read; a stale read is read again, not an error
-(a drill once left a node tainted because of one)."""
+(a drill once left a node tainted because of one). A release checks its machine is still off
+before each try of its taint write, a retry's too."""
 
 from __future__ import annotations
 
-import json
 import threading
-from pathlib import Path
+from typing import Any
 
 import pytest
 from lightkube.resources.core_v1 import Node
 
-from fireproof.kube import Cluster
+from fireproof.kube import Cluster, KubeConflictError
 
 from labtools import LabHandle
 
@@ -23,16 +23,23 @@ KEY = "fireproof.test/race"
 NODE = "tazlab-worker-01"
 
 
-def _stale_taint_writes(audit: Path, since: int) -> int:
-    """Taint patches of fireproof's that the API server refused for a changed Node (422)."""
-    with audit.open() as log:
-        log.seek(since)
-        return sum(
-            1
-            for line in log
-            if f"/nodes/{NODE}?fieldManager=fireproof" in line
-            and json.loads(line)["responseStatus"].get("code") == 422
-        )
+class _Tries:
+    """Counts the real taint writes (each try) and the ones the API server found stale."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.writes = 0
+        self.stale = 0
+        real = cluster._replace_taints
+
+        def counted(node: Any, taints: list[dict[str, Any]]) -> None:
+            self.writes += 1
+            try:
+                real(node, taints)
+            except KubeConflictError:
+                self.stale += 1
+                raise
+
+        cluster._replace_taints = counted  # type: ignore[method-assign]
 
 
 def _taint_keys(cluster: Cluster) -> set[str]:
@@ -42,8 +49,8 @@ def _taint_keys(cluster: Cluster) -> set[str]:
 
 def test_taint_writes_hold_while_another_writer_changes_the_node(lab: LabHandle) -> None:
     cluster, other = Cluster.connect(lab.kubeconfig), Cluster.connect(lab.kubeconfig)
-    audit = lab.state_dir / "logs" / "audit.jsonl"
-    start = audit.stat().st_size
+    tries = _Tries(cluster)
+    checks = [0]
     stop = threading.Event()
 
     def churn() -> None:  # the node lifecycle controller's part, ten times a second
@@ -52,18 +59,24 @@ def test_taint_writes_hold_while_another_writer_changes_the_node(lab: LabHandle)
             n += 1
             other.client.patch(Node, NODE, {"metadata": {"labels": {KEY: str(n)}}})
 
+    def still_off() -> None:
+        checks[0] += 1
+
     writer = threading.Thread(target=churn, daemon=True)
     writer.start()
-    rounds = 0
+    rounds = adds = 0
     try:
-        # Until the race happened at least once (else this test would prove nothing).
-        while rounds < 10 or (_stale_taint_writes(audit, start) == 0 and rounds < 300):
+        # Until a write went stale at least once (else this test would prove nothing).
+        while rounds < 10 or (tries.stale == 0 and rounds < 300):
             rounds += 1
-            assert cluster.add_taint(NODE, KEY, "x", "NoSchedule") is True
+            before = tries.writes
+            assert cluster.add_taint(NODE, KEY, "x", "NoSchedule", before_write=still_off)
+            adds += tries.writes - before
             assert KEY in _taint_keys(cluster)
             assert cluster.remove_taint(NODE, KEY) is True
             assert KEY not in _taint_keys(cluster)
-        assert _stale_taint_writes(audit, start) > 0, f"no stale write in {rounds} rounds"
+        assert tries.stale > 0, f"no stale write in {rounds} rounds"
+        assert checks[0] == adds  # one check right before every try of the add
     finally:
         stop.set()
         writer.join(10)

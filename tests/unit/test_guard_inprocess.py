@@ -3,6 +3,8 @@ lab can only show in minutes run here in milliseconds (see guardsim.py for the w
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from fireproof.fencing import HaStatus, Machine, PowerState, TransientFencingError
@@ -649,8 +651,10 @@ def test_a_release_stopped_by_a_start_leaves_no_taint_once_the_node_is_back() ->
     _settled(world)
     add_taint = world.api.add_taint
 
-    def lands_then_the_api_goes(node: str, key: str, value: str, effect: str) -> bool:
-        add_taint(node, key, value, effect)
+    def lands_then_the_api_goes(
+        node: str, key: str, value: str, effect: str, **verify: Callable[[], None] | None
+    ) -> bool:
+        add_taint(node, key, value, effect, **verify)
         world.api.add_taint = add_taint  # type: ignore[method-assign]
         world.api.reachable = False
         world.pve.power[world.vmids[node]] = PowerState.ON

@@ -5,6 +5,7 @@ test_guard.py) run the same logic against the real control plane and Proxmox emu
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
@@ -206,9 +207,19 @@ class _FakeCluster:
         self.taints.discard(key)
         return True
 
-    def add_taint(self, _node: str, key: str, _value: str, _effect: str) -> bool:
+    def add_taint(
+        self,
+        _node: str,
+        key: str,
+        _value: str,
+        _effect: str,
+        *,
+        before_write: Callable[[], None] | None = None,
+    ) -> bool:
         if key in self.taints:
             return False
+        if before_write is not None:
+            before_write()
         self.writes.append("taint")
         self.taints.add(key)
         return True

@@ -134,9 +134,11 @@ def release(
                     done.append(f"pod {ns}/{name}")
             what.append(f"force-deleted {len(deleted)} pod(s)")
         if taint:
-            if pods:
-                verify()
-            added = cluster.add_taint(node, OUT_OF_SERVICE, OUT_OF_SERVICE_VALUE, "NoExecute")
+            # Verified right before the write, and again before a retry of it (a Node that
+            # changed meanwhile is read again): a retry must not outlive the check.
+            added = cluster.add_taint(
+                node, OUT_OF_SERVICE, OUT_OF_SERVICE_VALUE, "NoExecute", before_write=verify
+            )
             if added:
                 done.append("the out-of-service taint")
             what.append(f"out-of-service taint {'applied' if added else 'already present'}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import lightkube
@@ -364,8 +365,17 @@ class Cluster:
             result: Node = self.client.patch(Node, node, patch)
         return result
 
-    def add_taint(self, node: str, key: str, value: str, effect: str) -> bool:
-        """Add the taint unless present; returns whether it was added."""
+    def add_taint(
+        self,
+        node: str,
+        key: str,
+        value: str,
+        effect: str,
+        *,
+        before_write: Callable[[], None] | None = None,
+    ) -> bool:
+        """Add the taint unless present; returns whether it was added. ``before_write`` runs
+        right before every write, a retry's too (a release checks its machine is still off)."""
         for attempt in _node_changed_retries():
             with attempt:
                 current = self.node(node)
@@ -376,6 +386,8 @@ class Cluster:
                 taints.append(
                     {"key": key, "value": value, "effect": effect, "timeAdded": now_rfc3339()}
                 )
+                if before_write is not None:
+                    before_write()
                 self._replace_taints(current, taints)
         return True
 
