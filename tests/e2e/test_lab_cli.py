@@ -35,6 +35,10 @@ def test_up_with_other_settings_on_running_lab_is_refused(lab: LabHandle) -> Non
     result = lab.cli("lab", "up", "--topology", "minimal")
     assert result.returncode == 1
     _one_clear_error(result.stderr, "already running")
+    # Its hosts are fenced over IPMI: asking for Redfish is another lab, not this one.
+    result = lab.cli("lab", "up", "--bmc", "redfish")
+    assert result.returncode == 1
+    _one_clear_error(result.stderr, "--bmc ipmi")
 
 
 def test_status_json_reports_components_and_nodes(lab: LabHandle) -> None:

@@ -233,17 +233,15 @@ class Lab:
         if self.paths.state_file.exists():
             running = self.running_state()
             if running is not None:
-                same = (running.profile, running.topology, running.workers, running.hosts) == (
-                    options.profile,
-                    options.topology,
-                    options.workers,
-                    options.hosts,
-                )
+                bmc = next((b.protocol for b in load_bmcs(self.paths.bmc)), options.bmc)
+                have = (running.profile, running.topology, running.workers, running.hosts, bmc)
+                want = (options.profile, options.topology, options.workers, options.hosts)
+                same = have == (*want, options.bmc)
                 if same:
                     return running, False
                 raise LabAlreadyRunningError(
                     f"a lab is already running in {self.paths.root} "
-                    f"(profile {running.profile}, topology {running.topology})",
+                    f"(profile {running.profile}, topology {running.topology}, --bmc {bmc})",
                     hint="stop it first with `fireproof lab down`",
                 )
         bins = binaries.locate(options.bin_dir, options.release)
