@@ -67,7 +67,9 @@ def test_a_vm_booted_during_a_long_api_outage_registers_when_the_api_is_back(
         # off after the still-cold RBAC refused them), as upstream.
         wait_for("pods created after the outage Running", running, timeout=150)
     finally:
-        lab.kubectl("delete", "namespace", "outage", "--wait=false")
+        # Gone before the next test: a pod of a namespace still terminating has no
+        # replacement, and a heal of its node would wait for one (a full run saw it).
+        lab.kubectl("delete", "namespace", "outage", "--timeout=50s")
 
 
 def _ready_condition(pod: Any) -> str:
