@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from fireproof.fencing import HaStatus, Machine, PowerState, TransientFencingError
-from fireproof.guard import ANNOTATION, Phase, Remediation
+from fireproof.guard import ANNOTATION, Guard, Phase, Remediation
 from fireproof.kube import KubeUnreachableError
 
 from guardsim import OUT_OF_SERVICE, Bmc, World
@@ -505,14 +505,20 @@ def _ha(node_state: str, services: dict[int, tuple[str, str]]) -> HaStatus:
     return HaStatus(True, {"pve-01": "online", "pve-02": node_state}, services)
 
 
-def test_a_host_proxmox_ha_fenced_is_released_after_its_acknowledgement_only() -> None:
-    # No BMC: Proxmox HA is the only level. w1 (HA-managed) and w2 (not) die with pve-02.
+def _ha_only_hang() -> tuple[World, Guard, int]:
+    """No BMC for pve-02: Proxmox HA is the only level. pve-02 hangs; w1 (HA-managed) and w2
+    (not) die with it."""
     world, _bmc = _host_world()
     del world.bmcs["pve-02"]
     guard = world.guard(max_unhealthy="1")
     _settled(world)
-    w1 = world.vmids["w1"]
     world.hang("pve-02")
+    return world, guard, world.vmids["w1"]
+
+
+def test_a_host_proxmox_ha_fenced_is_released_after_its_acknowledgement_only() -> None:
+    # No BMC: Proxmox HA is the only level. w1 (HA-managed) and w2 (not) die with pve-02.
+    world, guard, w1 = _ha_only_hang()
     world.pve.ha = _ha("unknown", {w1: ("started", "pve-02")})
     for _ in range(20):
         world.step(1)
@@ -549,12 +555,7 @@ def test_a_vm_ha_restarts_elsewhere_after_the_fence_is_left_to_boot_not_released
     # HA acknowledged pve-02's fence and guard took it for w1 (HA-managed): the VM that ran
     # there is dead. Right after, before guard's release, HA starts w1 again on pve-01: a new
     # boot, which HA's acknowledgement says nothing about. Nothing is released under it.
-    world, _bmc = _host_world()
-    del world.bmcs["pve-02"]
-    guard = world.guard(max_unhealthy="1")
-    _settled(world)
-    w1 = world.vmids["w1"]
-    world.hang("pve-02")
+    world, guard, w1 = _ha_only_hang()
     world.pve.ha = _ha("fence", {w1: ("fence", "pve-02")})
     for _ in range(20):
         world.step(1)
