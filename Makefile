@@ -60,6 +60,7 @@ lint: venv
 	$(VENV)/bin/ruff format --check src chaosfireproof/src tests benchmarks scripts
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/python scripts/lint_clock_verdicts.py tests
 
 # Both Go builds side by side, with lint and the Debian packages. The compile is CPU-bound, so
 # this is about as fast as one after the other (cold: 584 s and 651 s side by side, against

@@ -170,27 +170,6 @@ def test_a_namespace_that_cannot_exist_is_said_so() -> None:
     assert "not served" not in err
 
 
-@pytest.mark.parametrize("delay", [0.15, 0.3, 0.5])
-def test_ctrl_c_while_the_cli_starts_is_never_a_traceback(delay: float) -> None:
-    import signal
-    import subprocess
-    import time
-
-    from labtools import FIREPROOF
-
-    process = subprocess.Popen(
-        [str(FIREPROOF), "doctor", "--help"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    time.sleep(delay)
-    process.send_signal(signal.SIGINT)
-    _out, err = process.communicate(timeout=30)
-    assert "Traceback" not in err
-    assert process.returncode in (0, 130, -signal.SIGINT)
-
-
 PASSWORD = "hunter2-s3cret"
 
 

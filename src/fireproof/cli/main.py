@@ -9,7 +9,8 @@ import sys
 
 import click
 
-from fireproof.cli import _quiet_exit, exitcodes
+from fireproof import _interrupted_while_starting
+from fireproof.cli import exitcodes
 from fireproof.errors import FireproofError
 
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -116,11 +117,13 @@ def kubectl_main() -> None:
 def main(prog_name: str | None = None) -> None:
     try:
         # From here on Ctrl-C is a KeyboardInterrupt that the commands handle (restore, etc.).
-        if signal.getsignal(signal.SIGINT) is _quiet_exit:
+        if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
             signal.signal(signal.SIGINT, signal.default_int_handler)
         cli.main(prog_name=prog_name, standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+    except click.exceptions.Abort as exc:
+        # click turns a Ctrl-C inside a command's import or a prompt into Abort.
+        said = "interrupted" if isinstance(exc.__cause__, KeyboardInterrupt) else "aborted"
+        click.echo(said, err=True)
         sys.exit(exitcodes.INTERRUPTED)
     except click.ClickException as exc:
         exc.show()
