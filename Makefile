@@ -11,10 +11,15 @@ FIREPROOF := $(VENV)/bin/fireproof
 PYTEST_ARGS ?=
 # Lab tests mostly wait on timers: independent labs side by side (one per worker, tests handed
 # out one by one; files with a costly module fixture stay on one worker: tests/conftest.py's
-# ONE_WORKER, through `--dist loadgroup`) cut the wall time on 2 cores.
-PYTEST_WORKERS ?= 4
+# ONE_WORKER, through `--dist loadgroup`) cut the wall time. How many: scripts/workers.py's rule,
+# two labs per usable core (taskset, cgroup quota), at most one per 3 GiB available: 4 on 2 cores,
+# 2 on one.
+PYTEST_WORKERS ?= $(shell $(PYTHON) scripts/workers.py)
+# The per-phase record `make test` prints at its end (scripts/phases.py).
+export FIREPROOF_PHASES := $(CURDIR)/.test-phases.tsv
+TIMED = $(VENV)/bin/python scripts/phases.py time
 
-.PHONY: all venv k8s k8s-1.36 k8s-all prepare system-deps lint test test-unit test-lab demo bench plugin image image-run clean help
+.PHONY: all venv k8s k8s-1.36 k8s-all prepare system-deps lint test test-unit test-lab test-builds demo bench plugin image image-run clean help
 
 help:
 	@echo "make demo   run the lab demo (installs everything it needs)"
@@ -40,7 +45,9 @@ k8s: venv
 	$(FIREPROOF) lab build
 
 # v1.36 is the last release whose attach/detach controller says `Multi-Attach error`; one
-# integration test reproduces the incident's exact event text on it.
+# integration test reproduces the incident's exact event text on it. Only its
+# kube-controller-manager is built (it runs beside v1.37's API server, within the version skew
+# policy): a fraction of a second full Kubernetes build in every cold run.
 k8s-1.36: venv
 	$(FIREPROOF) lab build --kubernetes 1.36
 
@@ -69,12 +76,27 @@ lint: venv
 k8s-all: venv
 	$(MAKE) -j2 k8s k8s-1.36
 
-prepare: venv
-	$(MAKE) -j4 lint system-deps k8s k8s-1.36
+# The builds tests share, each cached by its sources' hash and made once per change: the image
+# (default and with fence-agents) and the single-binary plugin. Made here, beside the Go builds,
+# so that no test waits on one (they were 12 min of test time on a slow machine).
+test-builds: venv system-deps
+	$(VENV)/bin/python scripts/image.py build --cached --warm
+	$(VENV)/bin/python scripts/image.py build --cached --warm --fence-agents
+	$(VENV)/bin/python scripts/plugin.py
 
-# pytest exits 5 when it collected no test: that is a failure here, never a pass.
+timed-%: venv
+	@$(TIMED) $* -- $(MAKE) --no-print-directory $*
+
+prepare: venv
+	@rm -f $(FIREPROOF_PHASES)
+	$(MAKE) -j4 timed-lint timed-k8s timed-k8s-1.36 timed-test-builds
+
+# pytest exits 5 when it collected no test: that is a failure here, never a pass. The summary
+# of where the time went is printed whatever the outcome.
 test: prepare
-	$(VENV)/bin/pytest -m "not slow" -n $(PYTEST_WORKERS) --dist loadgroup --durations=25 $(PYTEST_ARGS) tests; rc=$$?; \
+	@$(PYTHON) scripts/workers.py --explain >/dev/null
+	$(TIMED) tests -- $(VENV)/bin/pytest -m "not slow" -n $(PYTEST_WORKERS) --dist loadgroup --durations=25 $(PYTEST_ARGS) tests; rc=$$?; \
+	  $(VENV)/bin/python scripts/phases.py summary; \
 	  if [ $$rc -eq 5 ]; then echo "error: no tests ran" >&2; exit 1; fi; exit $$rc
 
 test-unit: venv

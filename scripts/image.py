@@ -379,6 +379,8 @@ def cached(args: argparse.Namespace) -> None:
             shutil.rmtree(partial, ignore_errors=True)
     else:
         print(f"image of these sources already built: {store}")
+    if args.warm:
+        return
     target = args.out_requested
     if target.exists():
         shutil.rmtree(target)
@@ -401,6 +403,11 @@ def main() -> None:
             action="store_true",
             help="reuse a build of the same sources from the cache (the tests; make image "
             "always builds afresh)",
+        )
+        p.add_argument(
+            "--warm",
+            action="store_true",
+            help="with --cached: only make sure the cache holds it (make test, before the tests)",
         )
     r = sub.add_parser("run", help="run the built image with runc")
     r.add_argument("--image", type=Path, default=REPO / "dist" / "image" / "oci")

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
+from collections import defaultdict
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -88,3 +92,33 @@ class OneWorkerFiles(LoadScopeScheduling):
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> LoadScopeScheduling | None:
     return OneWorkerFiles(config, log) if config.getvalue("dist") == "loadgroup" else None
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """Each test group's time and the slowest tests, into `make test`'s phase record (see
+    scripts/phases.py); only the controller writes, and only under `make test`."""
+    if hasattr(config, "workerinput") or not os.environ.get("FIREPROOF_PHASES"):
+        return
+    spent: dict[str, float] = defaultdict(float)
+    failed: set[str] = set()
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if isinstance(report, pytest.TestReport):
+                spent[report.nodeid] += report.duration
+                if report.failed:
+                    failed.add(report.nodeid)
+    groups: dict[str, list[str]] = defaultdict(list)
+    for nodeid in spent:
+        groups["/".join(nodeid.split("/")[:2])].append(nodeid)
+    script = Path(__file__).resolve().parents[1] / "scripts" / "phases.py"
+    sys.path.insert(0, str(script.parent))
+    try:
+        import phases
+    finally:
+        sys.path.pop(0)
+    for group, ids in sorted(groups.items()):
+        bad = len([i for i in ids if i in failed])
+        detail = f"{len(ids)} tests, {bad} failed (summed over the workers)"
+        phases.record("group", group, sum(spent[i] for i in ids), detail)
+    for nodeid in sorted(spent, key=spent.__getitem__, reverse=True)[:10]:
+        phases.record("slow", nodeid, spent[nodeid], "failed" if nodeid in failed else "")

@@ -8,6 +8,8 @@ StatefulSet pod is not even recreated. Only the out-of-service taint gets things
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -140,7 +142,8 @@ def test_power_off_reproduces_the_incident_and_out_of_service_ends_it(
 
 @pytest.fixture(scope="module")
 def lab_136(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHandle]:
-    """A second lab on Kubernetes v1.36, the last release whose refusal says Multi-Attach."""
+    """A second lab whose kube-controller-manager is v1.36's, the last release whose refusal
+    says Multi-Attach (beside the newest API server, as the version skew policy allows)."""
     state_dir: Path = tmp_path_factory.mktemp("lab136") / "state"
     with running_lab(state_dir, "--profile", "fast", "--kubernetes", "1.36") as lab:
         yield lab
@@ -148,7 +151,13 @@ def lab_136(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHandle]:
 
 def test_v136_replacement_gets_the_incidents_multi_attach_error(lab_136: LabHandle) -> None:
     lab = lab_136
-    assert lab.kubectl_json("version")["serverVersion"]["gitVersion"].startswith("v1.36.")
+    status = json.loads(lab.cli("lab", "status", "-o", "json").stdout)
+    controller_manager = status["replaced_binaries"]["kube-controller-manager"]
+    said = subprocess.run(
+        [controller_manager, "--version"], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert said.stdout.startswith("Kubernetes v1.36."), said.stdout
+    assert not lab.kubectl_json("version")["serverVersion"]["gitVersion"].startswith("v1.36.")
     traefik = running_pod(lab, TRAEFIK)
     node = traefik["spec"]["nodeName"]
     pv = volume_of(lab, "traefik", "traefik")

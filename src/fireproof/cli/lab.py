@@ -63,8 +63,9 @@ kubernetes_option = click.option(
     "release",
     type=click.Choice(list(binaries.COMPAT_RELEASES)),
     default=None,
-    help="An older release instead of the newest pin (1.36: the last one whose attach/detach "
-    "controller reports `Multi-Attach error`).",
+    help="Run an older release's kube-controller-manager beside the newest pin's API server "
+    "(1.36: the last whose attach/detach controller reports `Multi-Attach error`; one minor "
+    "older is within Kubernetes' version skew policy). `lab build --kubernetes 1.36` builds it.",
 )
 
 
@@ -236,6 +237,7 @@ def status(state_dir: Path, output: str) -> None:
                 "healthy": st.healthy,
                 "problems": list(st.problems),
                 "kubernetes_version": st.state.kubernetes_version,
+                "replaced_binaries": st.state.replaced_binaries,
                 "profile": st.state.profile,
                 "topology": st.state.topology,
                 "api_server": st.state.api_server,

@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fireproof.errors import PermanentError, UsageError
@@ -35,6 +35,7 @@ _PACKAGES = {
 }
 _MODULE_FILES = ("go.mod", "go.sum", "tools.go", "cmd/etcd/main.go")
 _RECIPE = "1"  # bump when the build command below changes meaning
+_COMPAT_RECIPE = "components-1"  # an older release's build: only COMPAT_COMPONENTS
 
 
 class BinaryCacheError(PermanentError):
@@ -45,14 +46,26 @@ class BinaryCacheError(PermanentError):
 class BinarySet:
     directory: Path
     version: str
+    replaced: dict[str, str] = field(default_factory=dict)
+    """component -> path of a binary of an older release that runs instead of ours."""
 
     def path(self, component: str) -> Path:
-        return self.directory / component
+        return (
+            Path(self.replaced[component])
+            if component in self.replaced
+            else (self.directory / component)
+        )
 
 
 COMPAT_RELEASES = ("1.36",)
 """Older releases with a wrapper module of their own (``lab/k8s-<release>``), for behaviour
 that changed upstream (v1.37 renamed the attach/detach controller's Multi-Attach event)."""
+
+COMPAT_COMPONENTS = ("kube-controller-manager",)
+"""What an older release builds: only the component whose behaviour changed. It runs beside the
+newest pin's etcd, API server and scheduler, which the version skew policy allows (a
+kube-controller-manager may be one minor older than its kube-apiserver), and it costs a
+fraction of a second full Kubernetes build in every cold run (issue 31)."""
 
 
 def module_dir(release: str | None = None) -> Path:
@@ -109,9 +122,10 @@ def recipe_key(module: Path, files: tuple[str, ...] = _MODULE_FILES, recipe: str
     return digest.hexdigest()[:12]
 
 
-def cache_dir(module: Path | None = None) -> Path:
-    module = module or module_dir()
-    return cache_root() / "k8s" / f"{pinned_version(module)}-{recipe_key(module)}"
+def cache_dir(module: Path | None = None, release: str | None = None) -> Path:
+    module = module or module_dir(release)
+    key = recipe_key(module, recipe=_COMPAT_RECIPE if release else _RECIPE)
+    return cache_root() / "k8s" / f"{pinned_version(module)}-{key}"
 
 
 def sha256_file(path: Path) -> str:
@@ -122,13 +136,17 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _components(release: str | None) -> tuple[str, ...]:
+    return COMPAT_COMPONENTS if release else COMPONENTS
+
+
 def _check_executables(directory: Path, what: str) -> None:
     missing = [c for c in COMPONENTS if not os.access(directory / c, os.X_OK)]
     if missing:
         raise BinaryCacheError(f"{what} {directory} lacks executable {', '.join(missing)}")
 
 
-def _verify_manifest(directory: Path) -> str:
+def _verify_manifest(directory: Path, components: tuple[str, ...] = COMPONENTS) -> str:
     manifest_path = directory / "manifest.json"
     try:
         manifest = json.loads(manifest_path.read_text())
@@ -139,7 +157,7 @@ def _verify_manifest(directory: Path) -> str:
             f"binary cache {directory} is corrupted (unreadable manifest)",
             hint="rebuild it with `fireproof lab build --rebuild`",
         ) from None
-    for component in COMPONENTS:
+    for component in components:
         path = directory / component
         if not path.is_file() or sums.get(component) != sha256_file(path):
             raise BinaryCacheError(
@@ -150,22 +168,37 @@ def _verify_manifest(directory: Path) -> str:
 
 
 def locate(bin_dir: Path | None = None, release: str | None = None) -> BinarySet:
-    """Binaries from ``bin_dir`` / ``$FIREPROOF_K8S_BIN_DIR``, else the verified cache."""
+    """Binaries from ``bin_dir`` / ``$FIREPROOF_K8S_BIN_DIR``, else the verified cache; with
+    ``release``, that release's ``COMPAT_COMPONENTS`` (from the cache) replace ours."""
     chosen = bin_dir or (Path(os.environ[BIN_DIR_ENV]) if os.environ.get(BIN_DIR_ENV) else None)
     if chosen is not None:
         if not chosen.is_dir():
             raise UsageError(f"--bin-dir {chosen} is not a directory")
         _check_executables(chosen, "--bin-dir")
-        return BinarySet(chosen, _reported_version(chosen / "kube-apiserver"))
+        newest = BinarySet(chosen, _reported_version(chosen / "kube-apiserver"))
+    else:
+        newest = _cached(None)
+    if release is None:
+        return newest
+    older = _cached(release)
+    return BinarySet(
+        newest.directory,
+        newest.version,
+        {c: str(older.directory / c) for c in COMPAT_COMPONENTS},
+    )
+
+
+def _cached(release: str | None) -> BinarySet:
     module = module_dir(release)
-    directory = cache_dir(module)
+    directory = cache_dir(module, release)
     if not directory.exists():
         flag = f" --kubernetes {release}" if release else ""
+        what = f"{', '.join(COMPAT_COMPONENTS)} binary" if release else "control-plane binaries"
         raise BinaryCacheError(
-            f"control-plane binaries for Kubernetes {pinned_version(module)} are not built yet",
+            f"{what} for Kubernetes {pinned_version(module)} are not built yet",
             hint=f"run `fireproof lab build{flag}` (minutes the first time) or pass --bin-dir",
         )
-    return BinarySet(directory, _verify_manifest(directory))
+    return BinarySet(directory, _verify_manifest(directory, _components(release)))
 
 
 def _reported_version(apiserver: Path) -> str:
@@ -211,10 +244,10 @@ def build(
     """
     module = module_dir(release)
     version = pinned_version(module)
-    target = cache_dir(module)
+    target = cache_dir(module, release)
     if target.exists() and not rebuild:
         try:
-            return BinarySet(target, _verify_manifest(target)), False
+            return BinarySet(target, _verify_manifest(target, _components(release))), False
         except BinaryCacheError:
             progress(f"cached binaries in {target} are corrupted; rebuilding")
     go = shutil.which("go")
@@ -234,9 +267,10 @@ def build(
     staging = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
     env = dict(os.environ, GOTOOLCHAIN="local", CGO_ENABLED="0", GOFLAGS="-mod=readonly")
     argv = [go, "build", "-trimpath", "-ldflags", _ldflags(version), "-o", f"{staging}/"]
-    argv += [_PACKAGES[c] for c in COMPONENTS]
-    progress(f"building Kubernetes {version} control plane with {go} into {target}")
-    progress("a cold build downloads ~1,000 modules and compiles for 10-20 minutes on 2 cores")
+    components = _components(release)
+    argv += [_PACKAGES[c] for c in components]
+    progress(f"building Kubernetes {version} {', '.join(components)} with {go} into {target}")
+    progress("a cold build downloads ~1,000 modules and compiles for 5-20 minutes on 2 cores")
     started = time.monotonic()
     done = threading.Event()
 
@@ -254,7 +288,7 @@ def build(
         shutil.rmtree(staging, ignore_errors=True)
         tail = "\n".join(result.stderr.strip().splitlines()[-15:])
         raise PermanentError(f"go build failed (exit {result.returncode}):\n{tail}")
-    sums = {c: sha256_file(staging / c) for c in COMPONENTS}
+    sums = {c: sha256_file(staging / c) for c in components}
     (staging / "manifest.json").write_text(
         json.dumps({"version": version, "sha256": sums, "go": list(have)}, indent=2)
     )

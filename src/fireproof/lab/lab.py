@@ -266,6 +266,7 @@ class Lab:
             hosts=options.hosts,
             kubernetes_version=bins.version,
             bin_dir=str(bins.directory),
+            replaced_binaries=bins.replaced,
             ports=ports.as_dict(),
             processes=(),
             started_at=time.time(),
@@ -558,7 +559,9 @@ class Lab:
             return "stopped"
         if alive:
             return "already running"
-        bins = binaries.BinarySet(Path(state.bin_dir), state.kubernetes_version)
+        bins = binaries.BinarySet(
+            Path(state.bin_dir), state.kubernetes_version, state.replaced_binaries
+        )
         state = _fresh_internal_ports(state)
         ports = Ports(**state.ports)
         profile = PROFILES[state.profile]

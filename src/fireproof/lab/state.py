@@ -145,6 +145,8 @@ class LabState:
     extra: dict[str, str] = field(default_factory=dict)
     hosts: int | None = None
     """Proxmox hosts (`lab up --hosts`); None: the topology's own."""
+    replaced_binaries: dict[str, str] = field(default_factory=dict)
+    """Components of an older release (`lab up --kubernetes`) that run instead of ours."""
 
     @property
     def api_server(self) -> str:
