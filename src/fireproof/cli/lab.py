@@ -73,20 +73,21 @@ kubernetes_option = click.option(
 @click.option("--rebuild", is_flag=True, help="Build again even if a verified set is cached.")
 @kubernetes_option
 def build(rebuild: bool, release: str | None) -> None:
-    """Build the pinned Kubernetes control plane (and helm and krew, for the chart's and the
-    kubectl plugin's tests) from the Go module proxy (once).
+    """Build the pinned Kubernetes control plane, and the lab's other Go programs (helm and
+    krew for the chart's and the kubectl plugin's tests; Traefik, the lab's ingress; Pebble and
+    pebble-challtestsrv, its ACME server) from the Go module proxy (once).
 
     Binaries go to a cache outside the repository and are reused until the pin changes.
     Prints the directory that holds the control plane.
     """
-    from fireproof.lab.gotools import HELM, KREW
+    from fireproof.lab.gotools import LAB_TOOLS
     from fireproof.lab.gotools import build as build_tool
 
     bins, built = binaries.build(release=release, rebuild=rebuild, progress=progress)
     if not built:
         progress(f"Kubernetes {bins.version} binaries already built")
     if release is None:
-        for tool in (HELM, KREW):
+        for tool in LAB_TOOLS:
             path, tool_built = build_tool(tool, rebuild=rebuild, progress=progress)
             if not tool_built:
                 progress(f"{tool.name} already built: {path}")

@@ -1,6 +1,10 @@
-"""Go commands the tests drive for real, built once from the Go module proxy into the cache as
-the control plane is (``<cache>/<name>/<version>-<recipe>/<name>`` with a checksum manifest):
-helm for the chart's tests, krew for the kubectl plugin's."""
+"""Go commands the lab and the tests drive for real, built once from the Go module proxy into the
+cache as the control plane is (``<cache>/<name>/<version>-<recipe>/<name>`` with a checksum
+manifest): helm for the chart's tests, krew for the kubectl plugin's, Traefik for the lab's
+ingress, Pebble and pebble-challtestsrv for its ACME server.
+
+Most are built from a wrapper module (``lab/<name>/tools.go``). Traefik is built as the main
+module from its own downloaded source, so that its ``replace`` directives apply."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +31,7 @@ from fireproof.lab.binaries import (
 
 _FILES = ("go.mod", "go.sum", "tools.go")
 _RECIPE = "1"
+_MAIN_MODULE_RECIPE = "main-module-1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +46,11 @@ class GoTool:
     """The module whose pinned version is the tool's."""
     stamp: str = ""
     """An ``-X`` linker flag that stamps the version (``{version}`` filled in)."""
+    as_main_module: bool = False
+    """Build from ``dependency``'s own source as the main module (``package`` relative to it):
+    its ``replace`` directives apply, and ``placeholders`` are written into it first."""
+    placeholders: tuple[tuple[str, str], ...] = ()
+    """(path in the source, content): files the build needs that the module does not carry."""
 
     def module(self) -> Path:
         return go_module(self.checkout, self.shipped)
@@ -49,7 +60,10 @@ class GoTool:
 
     def directory(self, module: Path | None = None) -> Path:
         module = module or self.module()
-        key = recipe_key(module, _FILES, _RECIPE)
+        if self.as_main_module:
+            key = recipe_key(module, ("go.mod", "go.sum"), _MAIN_MODULE_RECIPE + repr(self))
+        else:
+            key = recipe_key(module, _FILES, _RECIPE)
         return cache_root() / self.name / f"{self.version(module)}-{key}"
 
 
@@ -69,6 +83,39 @@ KREW = GoTool(
     "sigs.k8s.io/krew",
     "-X sigs.k8s.io/krew/internal/version.gitTag={version}",
 )
+TRAEFIK = GoTool(
+    "traefik",
+    "traefik",
+    "gomodule-traefik",
+    "./cmd/traefik",
+    "github.com/traefik/traefik/v3",
+    "-X github.com/traefik/traefik/v3/pkg/version.Version={version}",
+    as_main_module=True,
+    # The dashboard's assets are built by npm and are not in the Go module: the binary embeds
+    # this page instead (the lab serves no dashboard).
+    placeholders=(
+        (
+            "webui/static/index.html",
+            "<!doctype html><title>Traefik</title><p>Dashboard assets not built in the lab.\n",
+        ),
+    ),
+)
+PEBBLE = GoTool(
+    "pebble",
+    "pebble",
+    "gomodule-pebble",
+    "github.com/letsencrypt/pebble/v2/cmd/pebble",
+    "github.com/letsencrypt/pebble/v2",
+)
+CHALLTESTSRV = GoTool(
+    "pebble-challtestsrv",
+    "pebble",
+    "gomodule-pebble",
+    "github.com/letsencrypt/pebble/v2/cmd/pebble-challtestsrv",
+    "github.com/letsencrypt/pebble/v2",
+)
+LAB_TOOLS = (HELM, KREW, TRAEFIK, PEBBLE, CHALLTESTSRV)
+"""What `fireproof lab build` builds after the control plane, in this order."""
 
 
 def locate(tool: GoTool) -> Path:
@@ -114,13 +161,21 @@ def build(
     flags = f"-s -w {tool.stamp.format(version=version)}".strip()
     argv = [go, "build", "-trimpath", "-ldflags", flags, "-o", str(staging / tool.name)]
     progress(f"building {tool.name} {version} with {go} into {target}")
-    done = subprocess.run(
-        [*argv, tool.package], cwd=module, env=env, capture_output=True, text=True
-    )
+    started = time.monotonic()
+    try:
+        source = _main_module_source(tool, module, staging, env) if tool.as_main_module else module
+        done = subprocess.run(
+            [*argv, tool.package], cwd=source, env=env, capture_output=True, text=True
+        )
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(staging / "src", ignore_errors=True)
     if done.returncode != 0:
         shutil.rmtree(staging, ignore_errors=True)
         tail = "\n".join(done.stderr.strip().splitlines()[-15:])
         raise PermanentError(f"go build of {tool.name} failed (exit {done.returncode}):\n{tail}")
+    progress(f"built {tool.name} {version} in {time.monotonic() - started:.0f} s")
     manifest = {"version": version, "sha256": sha256_file(staging / tool.name)}
     manifest["go"] = ".".join(map(str, go_version(go)))
     (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
@@ -128,6 +183,29 @@ def build(
         shutil.rmtree(target)
     staging.rename(target)
     return target / tool.name, True
+
+
+def _main_module_source(tool: GoTool, pin: Path, staging: Path, env: dict[str, str]) -> Path:
+    """A writable copy of ``tool.dependency``'s source at the pinned version, checked against
+    ``pin``'s go.sum by `go mod download`, with the placeholders written in."""
+    done = subprocess.run(
+        ["go", "mod", "download", "-json", tool.dependency],
+        cwd=pin, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    try:
+        downloaded = Path(json.loads(done.stdout)["Dir"])
+    except (ValueError, KeyError, TypeError):
+        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-10:])
+        raise PermanentError(f"go mod download of {tool.dependency} failed:\n{tail}") from None
+    source = staging / "src"
+    # The module cache is read-only; the copy is not, so that placeholders can be written.
+    shutil.copytree(downloaded, source, copy_function=shutil.copyfile)
+    for directory, _dirs, _files in os.walk(source):
+        os.chmod(directory, 0o700)
+    for relative, content in tool.placeholders:
+        (source / relative).parent.mkdir(parents=True, exist_ok=True)
+        (source / relative).write_text(content)
+    return source
 
 
 def locate_helm() -> Path:
