@@ -85,7 +85,7 @@ test-builds: venv system-deps
 	$(VENV)/bin/python scripts/plugin.py
 
 timed-%: venv
-	@$(TIMED) $* -- $(MAKE) --no-print-directory $*
+	+@$(TIMED) $* -- $(MAKE) --no-print-directory $*
 
 prepare: venv
 	@rm -f $(FIREPROOF_PHASES)

@@ -20,7 +20,7 @@ from fireproof.lab import binaries
 from fireproof.lab.images import OWN_IMAGE_REPOSITORY
 from fireproof.lab.profiles import PROFILES
 from fireproof.lab.proxmox.model import FaultKind
-from fireproof.lab.state import LabPaths, default_state_dir
+from fireproof.lab.state import LabPaths, LabState, default_state_dir
 from fireproof.lab.topology import MAX_HOSTS, MAX_WORKERS, TOPOLOGIES
 
 if TYPE_CHECKING:
@@ -223,6 +223,18 @@ def _bmc_cell(bmc: dict[str, Any]) -> str:
     return f"{bmc['type']} 127.0.0.1:{bmc['port']}" + (f" ({', '.join(other)})" if other else "")
 
 
+def _acme_status(state: LabState, state_dir: Path) -> dict[str, str] | None:
+    """Where the lab's ACME server answers, and the files a client needs to trust it."""
+    if not state.acme_ports:
+        return None
+    acme = state.acme(LabPaths(state_dir))
+    return {
+        "directory": acme.directory_url,
+        "root_certificate": str(acme.root_file),
+        "listener_ca": str(acme.pki.acme_listener_ca.cert),
+    }
+
+
 @lab.command()
 @state_dir_option
 @click.option(
@@ -246,6 +258,7 @@ def status(state_dir: Path, output: str) -> None:
                 "nodes": [dataclasses.asdict(n) for n in st.nodes],
                 "hosts": list(st.hosts),
                 "etcd": st.etcd,
+                "acme": _acme_status(st.state, st.state_dir),
             }
         )
     else:

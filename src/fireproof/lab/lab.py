@@ -25,7 +25,8 @@ from fireproof.kube import (
     sync_client,
     translate_errors,
 )
-from fireproof.lab import binaries, ownimage, processes
+from fireproof.lab import binaries, gotools, ownimage, processes
+from fireproof.lab.acme import AcmePorts, acme_env
 from fireproof.lab.agentclient import AgentClient
 from fireproof.lab.controlplane import (
     AUDIT_POLICY,
@@ -168,6 +169,10 @@ class Lab:
             "kube-scheduler": f"https://127.0.0.1:{state.ports['scheduler']}",
             "agent": state.agent_url,
         }
+        if state.acme_ports:
+            acme = state.acme(self.paths)
+            endpoints["pebble"] = acme.directory_url
+            endpoints["pebble-challtestsrv"] = f"dns://127.0.0.1:{acme.ports.dns}"
         components = tuple(
             ComponentStatus(p.name, p.pid, processes.is_alive(p), endpoints.get(p.name, ""))
             for p in state.processes
@@ -268,6 +273,7 @@ class Lab:
             bin_dir=str(bins.directory),
             replaced_binaries=bins.replaced,
             ports=ports.as_dict(),
+            acme_ports=AcmePorts.allocate(set(ports.as_dict().values())).as_dict(),
             processes=(),
             started_at=time.time(),
         )
@@ -333,8 +339,10 @@ class Lab:
             self.paths.config, topology, access, self.paths.kubeconfig, self.paths.internal, bmcs
         )
 
-    def _spawn(self, state: LabState, name: str, argv: list[str]) -> LabState:
-        record = processes.spawn(name, argv, self.paths.log(name))
+    def _spawn(
+        self, state: LabState, name: str, argv: list[str], env: dict[str, str] | None = None
+    ) -> LabState:
+        record = processes.spawn(name, argv, self.paths.log(name), env=env)
         state = LabState(**{**_fields(state), "processes": (*state.processes, record)})
         state.save(self.paths)  # saved after every spawn so a failed start can be cleaned up
         return state
@@ -389,6 +397,7 @@ class Lab:
                 log=paths.log(name),
             )
         self._write_kubernetes_endpoints(topology)
+        state = self._start_acme(state, timeout, progress)
         image_args = self._own_image(options, progress)
         progress(f"starting {len(topology.nodes)} simulated kubelets ({topology.description})")
         state = self._spawn(
@@ -456,6 +465,26 @@ class Lab:
             paths.guard_values,
             profile,
             options.own_image,
+        )
+        return state
+
+    def _start_acme(self, state: LabState, timeout: float, progress: Progress) -> LabState:
+        """Pebble and its DNS server, as Let's Encrypt is to the report's Traefik."""
+        acme = state.acme(self.paths)
+        acme.write_config()
+        progress(f"starting the ACME server (Pebble) on {acme.directory_url}")
+        dns = gotools.locate(gotools.CHALLTESTSRV)
+        state = self._spawn(state, "pebble-challtestsrv", acme.challtestsrv_argv(dns))
+        pebble = gotools.locate(gotools.PEBBLE)
+        state = self._spawn(state, "pebble", acme.pebble_argv(pebble), env=acme_env())
+        wait_until(
+            "pebble",
+            acme.root_ready,
+            timeout=timeout,
+            alive=lambda: all(
+                processes.is_alive(p) for p in state.processes if p.name.startswith("pebble")
+            ),
+            log=self.paths.log("pebble"),
         )
         return state
 

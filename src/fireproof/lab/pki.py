@@ -155,15 +155,41 @@ class LabPKI:
 
     def generate_pve(self) -> None:
         """Proxmox CA and the API's serving certificate for 127.0.0.1."""
+        self._local_server(
+            self.pve_ca, self.pve_serving, "Proxmox Virtual Environment (fireproof lab)", "pve-lab"
+        )
+
+    @property
+    def acme_listener_ca(self) -> KeyPair:
+        """The CA of the ACME server's own HTTPS listener (not of the certificates it issues:
+        Pebble makes a new issuing root at every start)."""
+        return KeyPair(
+            self.directory / "acme-listener-ca.crt", self.directory / "acme-listener-ca.key"
+        )
+
+    @property
+    def acme_listener(self) -> KeyPair:
+        return KeyPair(self.directory / "acme-listener.crt", self.directory / "acme-listener.key")
+
+    def generate_acme(self) -> None:
+        """The ACME server's listener CA and its serving certificate for 127.0.0.1."""
+        self._local_server(
+            self.acme_listener_ca,
+            self.acme_listener,
+            "ACME server listener (fireproof lab)",
+            "acme",
+        )
+
+    def _local_server(self, ca: KeyPair, serving: KeyPair, ca_name: str, name: str) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
-        ca_key, ca_name = _make_ca(self.pve_ca, "Proxmox Virtual Environment (fireproof lab)", now)
+        ca_key, ca_subject = _make_ca(ca, ca_name, now)
         _issue(
             ca_key,
-            ca_name,
+            ca_subject,
             now,
-            self.pve_serving,
-            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pve-lab")]),
+            serving,
+            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]),
             ExtendedKeyUsageOID.SERVER_AUTH,
             [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
         )

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from fireproof.errors import NotFoundError, UsageError
 
 if TYPE_CHECKING:  # cryptography loads only when the PKI is used, not for every lab command
+    from fireproof.lab.acme import AcmeServer
     from fireproof.lab.pki import LabPKI
 
 STATE_VERSION = 1
@@ -147,6 +148,8 @@ class LabState:
     """Proxmox hosts (`lab up --hosts`); None: the topology's own."""
     replaced_binaries: dict[str, str] = field(default_factory=dict)
     """Components of an older release (`lab up --kubernetes`) that run instead of ours."""
+    acme_ports: dict[str, int] = field(default_factory=dict)
+    """The ACME server's and the ingress's ports (``fireproof.lab.acme.AcmePorts``)."""
 
     @property
     def api_server(self) -> str:
@@ -155,6 +158,12 @@ class LabState:
     @property
     def agent_url(self) -> str:
         return f"http://127.0.0.1:{self.ports['agent']}"
+
+    def acme(self, paths: LabPaths) -> AcmeServer:
+        """The lab's ACME server (Pebble), as `lab up` configured it."""
+        from fireproof.lab.acme import AcmePorts, AcmeServer
+
+        return AcmeServer(paths.root / "acme", paths.pki, AcmePorts(**self.acme_ports))
 
     def save(self, paths: LabPaths) -> None:
         tmp = paths.state_file.with_suffix(".tmp")
