@@ -29,9 +29,13 @@ def default_config_path() -> Path | None:
     return None
 
 
+def state_home() -> Path:
+    """fireproof's own state: journals, migrations' rollbacks ($XDG_STATE_HOME/fireproof)."""
+    return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "fireproof"
+
+
 def journal_path() -> Path:
-    base = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state"))
-    return base / "fireproof" / "journal.jsonl"
+    return state_home() / "journal.jsonl"
 
 
 @dataclass

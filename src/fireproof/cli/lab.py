@@ -75,12 +75,13 @@ kubernetes_option = click.option(
 def build(rebuild: bool, release: str | None) -> None:
     """Build the pinned Kubernetes control plane, and the lab's other Go programs (helm and
     krew for the chart's and the kubectl plugin's tests; Traefik, the lab's ingress; Pebble and
-    pebble-challtestsrv, its ACME server) from the Go module proxy (once).
+    pebble-challtestsrv, its ACME server) from the Go module proxy (once), and fetches the
+    cert-manager and Traefik CustomResourceDefinitions that `lab up` installs.
 
     Binaries go to a cache outside the repository and are reused until the pin changes.
     Prints the directory that holds the control plane.
     """
-    from fireproof.lab.gotools import LAB_TOOLS
+    from fireproof.lab.gotools import LAB_FILES, LAB_TOOLS
     from fireproof.lab.gotools import build as build_tool
 
     bins, built = binaries.build(release=release, rebuild=rebuild, progress=progress)
@@ -91,6 +92,10 @@ def build(rebuild: bool, release: str | None) -> None:
             path, tool_built = build_tool(tool, rebuild=rebuild, progress=progress)
             if not tool_built:
                 progress(f"{tool.name} already built: {path}")
+        for files in LAB_FILES:
+            path, fetched = files.fetch(progress)
+            if not fetched:
+                progress(f"{files.name} already fetched: {path}")
     click.echo(str(bins.directory))
 
 

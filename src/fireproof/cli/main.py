@@ -50,6 +50,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "drill",
         "Fire drills: power a node off (or partition it), watch the recovery, judge the SLOs.",
     ),
+    "migrate": (
+        "fireproof.cli.migrate",
+        "migrate",
+        "Move a cluster's risky state to a safe place, without losing or re-issuing anything.",
+    ),
     "completion": (
         "fireproof.cli.completion",
         "completion",

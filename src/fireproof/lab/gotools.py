@@ -188,15 +188,7 @@ def build(
 def _main_module_source(tool: GoTool, pin: Path, staging: Path, env: dict[str, str]) -> Path:
     """A writable copy of ``tool.dependency``'s source at the pinned version, checked against
     ``pin``'s go.sum by `go mod download`, with the placeholders written in."""
-    done = subprocess.run(
-        ["go", "mod", "download", "-json", tool.dependency],
-        cwd=pin, env=env, capture_output=True, text=True,
-    )  # fmt: skip
-    try:
-        downloaded = Path(json.loads(done.stdout)["Dir"])
-    except (ValueError, KeyError, TypeError):
-        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-10:])
-        raise PermanentError(f"go mod download of {tool.dependency} failed:\n{tail}") from None
+    downloaded = _downloaded(tool.dependency, pin, env)
     source = staging / "src"
     # The module cache is read-only; the copy is not, so that placeholders can be written.
     shutil.copytree(downloaded, source, copy_function=shutil.copyfile)
@@ -206,6 +198,95 @@ def _main_module_source(tool: GoTool, pin: Path, staging: Path, env: dict[str, s
         (source / relative).parent.mkdir(parents=True, exist_ok=True)
         (source / relative).write_text(content)
     return source
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleFiles:
+    """Files of a pinned Go module (not a build): Kubernetes manifests a project publishes in
+    its module, fetched through the Go module proxy and checked against the pin's go.sum."""
+
+    name: str
+    checkout: str
+    shipped: str
+    dependency: str
+    paths: tuple[str, ...]
+
+    def module(self) -> Path:
+        return go_module(self.checkout, self.shipped)
+
+    def directory(self) -> Path:
+        module = self.module()
+        key = recipe_key(module, ("go.mod", "go.sum"), "files-1" + repr(self.paths))
+        return cache_root() / self.name / f"{pinned(module, self.dependency)}-{key}"
+
+    def files(self) -> list[Path]:
+        """The cached files, in ``paths`` order (BinaryCacheError until `lab build`)."""
+        directory = self.directory()
+        found = [directory / Path(p).name for p in self.paths]
+        if not all(f.is_file() for f in found):
+            raise BinaryCacheError(
+                f"{self.name} is not fetched yet", hint="run `fireproof lab build` (seconds)"
+            )
+        return found
+
+    def fetch(self, progress: Callable[[str], None] = lambda _m: None) -> tuple[Path, bool]:
+        target = self.directory()
+        if all((target / Path(p).name).is_file() for p in self.paths):
+            return target, False
+        module = self.module()
+        env = dict(os.environ, GOTOOLCHAIN="local", GOFLAGS="-mod=readonly")
+        progress(f"fetching {self.name} ({self.dependency} {pinned(module, self.dependency)})")
+        source = _downloaded(self.dependency, module, env)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".fetch-", dir=target.parent))
+        for relative in self.paths:
+            shutil.copyfile(source / relative, staging / Path(relative).name)
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+        return target, True
+
+
+CERT_MANAGER_CRDS = ModuleFiles(
+    "cert-manager-crds",
+    "cert-manager",
+    "gomodule-cert-manager",
+    "github.com/cert-manager/cert-manager",
+    tuple(
+        f"deploy/crds/{name}.yaml"
+        for name in (
+            "cert-manager.io_certificates",
+            "cert-manager.io_certificaterequests",
+            "cert-manager.io_issuers",
+            "cert-manager.io_clusterissuers",
+            "acme.cert-manager.io_orders",
+            "acme.cert-manager.io_challenges",
+        )
+    ),
+)
+TRAEFIK_CRDS = ModuleFiles(
+    "traefik-crds",
+    "traefik",
+    "gomodule-traefik",
+    "github.com/traefik/traefik/v3",
+    ("docs/content/reference/dynamic-configuration/kubernetes-crd-definition-v1.yml",),
+)
+LAB_FILES = (CERT_MANAGER_CRDS, TRAEFIK_CRDS)
+"""What `fireproof lab build` fetches, and `lab up` installs."""
+
+
+def _downloaded(dependency: str, pin: Path, env: dict[str, str]) -> Path:
+    """Where `go mod download` put ``dependency`` at the version ``pin`` requires, checked
+    against ``pin``'s go.sum."""
+    done = subprocess.run(
+        ["go", "mod", "download", "-json", dependency],
+        cwd=pin, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    try:
+        return Path(json.loads(done.stdout)["Dir"])
+    except (ValueError, KeyError, TypeError):
+        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-10:])
+        raise PermanentError(f"go mod download of {dependency} failed:\n{tail}") from None
 
 
 def locate_helm() -> Path:

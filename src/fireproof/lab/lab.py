@@ -56,7 +56,7 @@ from fireproof.lab.profiles import PROFILES, TimingProfile
 from fireproof.lab.pveclient import PveClient
 from fireproof.lab.state import LabPaths, LabState
 from fireproof.lab.topology import NodeSpec, Topology, build_topology
-from fireproof.lab.workloads import apply_workloads, workloads_ready
+from fireproof.lab.workloads import apply_workloads, install_crds, workloads_ready
 
 Progress = Callable[[str], None]
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "agent")
@@ -443,6 +443,8 @@ class Lab:
             alive=alive("kube-controller-manager"),
             log=paths.log("kube-controller-manager"),
         )
+        progress("installing cert-manager's and Traefik's CustomResourceDefinitions")
+        install_crds(client, [f for files in gotools.LAB_FILES for f in files.files()])
         progress(
             "deploying workloads: Longhorn-like storage, CoreDNS, kube-proxy, "
             "longhorn-manager, Traefik (RWO volume), a StatefulSet"

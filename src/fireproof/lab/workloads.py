@@ -5,7 +5,10 @@ Images are names only: the simulated kubelets never pull anything.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import lightkube
+import yaml
 from lightkube import codecs
 from lightkube.resources.apps_v1 import DaemonSet, Deployment, StatefulSet
 
@@ -191,6 +194,19 @@ WORKLOADS = (
     ("StatefulSet", "blog", "postgres"),
 )
 """Workloads `lab up` waits for (when the lab has workers)."""
+
+
+def install_crds(client: lightkube.Client, files: list[Path]) -> None:
+    """Server-side apply upstream CustomResourceDefinitions (cert-manager's, Traefik's), so that
+    the API server validates their objects as a real cluster with them installed does."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: 10x faster on 3 MB
+    for path in files:
+        for document in yaml.load_all(path.read_text(), Loader=loader):
+            if document:
+                with translate_errors():
+                    client.apply(
+                        codecs.from_dict(document), field_manager="fireproof-lab", force=True
+                    )
 
 
 def apply_workloads(client: lightkube.Client, topology: str) -> None:

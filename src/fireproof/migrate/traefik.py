@@ -1,0 +1,270 @@
+"""`fireproof migrate traefik-acme`: plan -> apply -> verify.
+
+Traefik's certificates move out of ``acme.json`` (on a ReadWriteOnce claim, so one replica
+on one node) into TLS Secrets that every replica reads, under cert-manager. Nothing is
+re-issued (the same certificates, adopted; see ``manifests.py``), and nothing is lost: the claim
+and its acme.json stay until the user deletes them, and the Deployment as it was is saved for
+the rollback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fireproof.clock import Clock, poll_until
+from fireproof.errors import NotFoundError, PermanentError, UsageError
+from fireproof.kube import manifests as kube
+from fireproof.kube.cluster import Cluster
+from fireproof.migrate import deployment as deploy
+from fireproof.migrate.acmejson import Resolver, StoredCertificate
+from fireproof.migrate.manifests import cert_manager_objects, tls_secret, tls_store
+from fireproof.migrate.traefikargs import ResolverFlags, resolvers
+
+FIELD_MANAGER = "fireproof-migrate"
+CERT_MANAGER_CRD = "certificates.cert-manager.io"
+TLSSTORE_CRD = "tlsstores.traefik.io"
+INGRESSROUTE = ("traefik.io/v1alpha1", "IngressRoute")
+
+
+@dataclass(frozen=True, slots=True)
+class RouteChange:
+    namespace: str
+    name: str
+    resolver: str
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    namespace: str
+    deployment: dict[str, Any]
+    """The Deployment as read (the rollback restores it)."""
+    resolvers: tuple[Resolver, ...]
+    """The resolvers of acme.json that the Deployment configures, with their certificates."""
+    flags: dict[str, ResolverFlags]
+    claims: tuple[str, ...]
+    replicas: int
+    helm_release: str | None
+    cert_manager: bool
+    """cert-manager's CRDs are installed: its objects are applied, else only written out."""
+    routes: tuple[RouteChange, ...]
+
+    @property
+    def certificates(self) -> list[StoredCertificate]:
+        return [c for r in self.resolvers for c in r.certificates]
+
+    def secrets(self) -> list[dict[str, Any]]:
+        return [tls_secret(c, self.namespace) for c in self.certificates]
+
+    def cert_manager_objects(self) -> list[dict[str, Any]]:
+        settings = {name: flags.settings() for name, flags in self.flags.items()}
+        return cert_manager_objects(self.resolvers, settings, self.namespace)
+
+    def store(self) -> dict[str, Any]:
+        return tls_store(self.certificates, self.namespace)
+
+    def deployment_after(self) -> dict[str, Any]:
+        return deploy.stateless(self.deployment, list(self.claims), self.replicas)
+
+    def budget(self) -> dict[str, Any]:
+        return deploy.disruption_budget(self.deployment, self.replicas)
+
+    def documents(self) -> list[dict[str, Any]]:
+        """Every object the apply writes, in its order (``-o yaml``)."""
+        tail = [] if self.helm_release else [self.budget(), self.deployment_after()]
+        return [*self.secrets(), *self.cert_manager_objects(), self.store(), *tail]
+
+
+def make_plan(
+    cluster: Cluster, stored: tuple[Resolver, ...], namespace: str, name: str, replicas: int
+) -> Plan:
+    """What the migration will do; reads only."""
+    kube.load_custom_kinds(cluster)
+    current = kube.read(cluster, "apps/v1", "Deployment", namespace, name)
+    if current is None:
+        raise NotFoundError(
+            f"Deployment {namespace}/{name} not found",
+            hint="name Traefik's with --namespace and --deployment",
+        )
+    containers = current["spec"]["template"]["spec"].get("containers") or []
+    configured = resolvers([a for c in containers for a in c.get("args") or []])
+    if not configured:
+        raise UsageError(
+            f"Deployment {namespace}/{name} configures no ACME resolver "
+            "(--certificatesresolvers.NAME.acme.*): nothing to migrate"
+        )
+    chosen = tuple(r for r in stored if r.name in configured and r.certificates)
+    if not chosen:
+        raise UsageError(
+            f"acme.json has no certificate for the resolver(s) {', '.join(configured)}",
+            hint="pass the acme.json that this Traefik writes",
+        )
+    flags = {r.name: configured[r.name] for r in chosen}
+    claims = deploy.claims_at(current, [f.storage for f in flags.values()])
+    return Plan(
+        namespace=namespace,
+        deployment=current,
+        resolvers=chosen,
+        flags=flags,
+        claims=tuple(claims),
+        replicas=replicas,
+        helm_release=deploy.helm_release(current),
+        cert_manager=kube.served(cluster, CERT_MANAGER_CRD),
+        routes=tuple(_routes(cluster, set(flags))),
+    )
+
+
+def _routes(cluster: Cluster, names: set[str]) -> list[RouteChange]:
+    if not kube.served(cluster, "ingressroutes.traefik.io"):
+        return []
+    found = []
+    for route in kube.listed(cluster, *INGRESSROUTE, "*"):
+        resolver = ((route.get("spec") or {}).get("tls") or {}).get("certResolver")
+        if resolver in names:
+            meta = route["metadata"]
+            found.append(RouteChange(meta["namespace"], meta["name"], resolver))
+    return found
+
+
+def describe(plan: Plan, now: float) -> list[str]:
+    """The plan as a person reads it before saying yes."""
+    name = f"{plan.namespace}/{plan.deployment['metadata']['name']}"
+    lines = [f"migrate Traefik {name} off acme.json ({', '.join(plan.flags)}):"]
+    lines.append(f"  certificates ({len(plan.certificates)}), the same ones: nothing is re-issued")
+    for cert in plan.certificates:
+        days = (cert.not_after.timestamp() - now) / 86400
+        lines.append(
+            f"    {cert.main}: serial {cert.serial:x}, {cert.key.algorithm}-{cert.key.size}, "
+            f"expires in {days:.0f} days"
+        )
+    lines.append("  writes:")
+    for doc in plan.secrets():
+        lines.append(f"    Secret {plan.namespace}/{doc['metadata']['name']} (kubernetes.io/tls)")
+    cert_manager = "applied" if plan.cert_manager else "written out only: cert-manager is absent"
+    for doc in plan.cert_manager_objects():
+        lines.append(
+            f"    {doc['kind']} {plan.namespace}/{doc['metadata']['name']} ({cert_manager})"
+        )
+    lines.append(f"    TLSStore {plan.namespace}/default (serves the Secrets to every TLS router)")
+    for route in plan.routes:
+        lines.append(
+            f"    IngressRoute {route.namespace}/{route.name}: drop tls.certResolver "
+            f"{route.resolver} (served from the TLSStore)"
+        )
+    lines += _deployment_lines(plan, name)
+    lines.append(
+        f"  keeps: PersistentVolumeClaim(s) {', '.join(plan.claims) or '(none)'} with acme.json, "
+        "and the Deployment as it is now, for the rollback"
+    )
+    return lines
+
+
+def _deployment_lines(plan: Plan, name: str) -> list[str]:
+    if plan.helm_release:
+        return [
+            f"  Deployment {name} belongs to Helm release {plan.helm_release}: not patched;",
+            "    apply the values printed with -o yaml (`helm upgrade --reuse-values -f`)",
+        ]
+    return [
+        f"  changes Deployment {name}: no resolver flags, no claim, {plan.replicas} replicas,",
+        "    rolling update (maxUnavailable 0, maxSurge 1), spread over zones and nodes",
+        f"  writes PodDisruptionBudget {plan.namespace}/{plan.deployment['metadata']['name']}: "
+        f"minAvailable {max(1, plan.replicas - 1)}",
+    ]
+
+
+def apply(plan: Plan, cluster: Cluster, rollback: Path, say: Callable[[str], None]) -> None:
+    """Write the plan, the certificates first: Traefik loses nothing at any step. The
+    Deployment as it was is saved to ``rollback`` before anything changes."""
+    rollback.parent.mkdir(parents=True, exist_ok=True)
+    rollback.write_text(json.dumps(plan.deployment, indent=2))
+    for doc in plan.secrets():
+        _no_other_certificate(cluster, doc)
+        kube.apply(cluster, doc, FIELD_MANAGER)
+        say(f"Secret {plan.namespace}/{doc['metadata']['name']} written")
+    if plan.cert_manager:
+        for doc in plan.cert_manager_objects():
+            kube.apply(cluster, doc, FIELD_MANAGER)
+            say(f"{doc['kind']} {plan.namespace}/{doc['metadata']['name']} written")
+    kube.apply(cluster, plan.store(), FIELD_MANAGER)
+    say(f"TLSStore {plan.namespace}/default written")
+    for route in plan.routes:
+        patch = {"spec": {"tls": {"certResolver": None}}}
+        kube.merge_patch(cluster, *INGRESSROUTE, route.namespace, route.name, patch)
+        say(f"IngressRoute {route.namespace}/{route.name}: certResolver removed")
+    if plan.helm_release:
+        return
+    kube.apply(cluster, plan.budget(), FIELD_MANAGER)
+    kube.replace(cluster, plan.deployment_after())
+    say(f"Deployment {plan.namespace}/{plan.deployment['metadata']['name']} is stateless now")
+
+
+def _no_other_certificate(cluster: Cluster, doc: dict[str, Any]) -> None:
+    """Never overwrite a Secret that holds another certificate: it is the user's."""
+    meta = doc["metadata"]
+    current = kube.read(cluster, "v1", "Secret", meta["namespace"], meta["name"])
+    if current is None:
+        return
+    if (current.get("data") or {}).get("tls.crt") != doc["data"]["tls.crt"]:
+        raise PermanentError(
+            f"Secret {meta['namespace']}/{meta['name']} exists with another certificate: "
+            "not overwritten",
+            hint="move it away, or migrate into another namespace with --namespace",
+        )
+
+
+def verify(plan: Plan, cluster: Cluster, timeout: float, clock: Clock) -> list[str]:
+    """Problems left after the apply (empty: verified): the Secrets hold acme.json's
+    certificates, and the Deployment runs every replica without the claim."""
+    problems = [p for doc in plan.secrets() if (p := _secret_problem(cluster, doc))]
+    if plan.helm_release:
+        return problems
+    name = plan.deployment["metadata"]["name"]
+    last: list[str] = []
+
+    def rolled_out() -> bool:
+        last[:] = [p for p in [_rollout_problem(cluster, plan.namespace, name, plan.replicas)] if p]
+        return not last
+
+    poll_until(rolled_out, timeout=timeout, interval=1.0, clock=clock)
+    return problems + last
+
+
+def _secret_problem(cluster: Cluster, doc: dict[str, Any]) -> str | None:
+    meta = doc["metadata"]
+    current = kube.read(cluster, "v1", "Secret", meta["namespace"], meta["name"])
+    if current is None or current.get("data", {}).get("tls.crt") != doc["data"]["tls.crt"]:
+        return f"Secret {meta['namespace']}/{meta['name']} does not hold acme.json's certificate"
+    return None
+
+
+def _rollout_problem(cluster: Cluster, namespace: str, name: str, replicas: int) -> str | None:
+    current = kube.read(cluster, "apps/v1", "Deployment", namespace, name) or {}
+    status = current.get("status") or {}
+    seen = status.get("observedGeneration", 0) >= current.get("metadata", {}).get("generation", 0)
+    ready = status.get("readyReplicas") or 0
+    updated = status.get("updatedReplicas") or 0
+    total = status.get("replicas") or 0
+    if seen and min(ready, updated) >= replicas and total == replicas:
+        return None
+    return f"Deployment {namespace}/{name}: {ready} of {replicas} ready, {updated} updated"
+
+
+def as_dict(plan: Plan) -> dict[str, Any]:
+    return {
+        "namespace": plan.namespace,
+        "resolvers": list(plan.flags),
+        "certificates": [
+            {"main": c.main, "serial": format(c.serial, "x"), "secret": s["metadata"]["name"]}
+            for c, s in zip(plan.certificates, plan.secrets(), strict=True)
+        ],
+        "claims": list(plan.claims),
+        "replicas": plan.replicas,
+        "helm_release": plan.helm_release,
+        "cert_manager": plan.cert_manager,
+        "routes": [dataclasses.asdict(r) for r in plan.routes],
+    }
