@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from lightkube import codecs
+from lightkube.codecs import resource_registry
 from lightkube.generic_resource import load_in_cluster_generic_resources
 from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 
@@ -24,8 +25,12 @@ def load_custom_kinds(cluster: Cluster) -> None:
 
 
 def _resource(api_version: str, kind: str) -> Any:
-    obj = codecs.from_dict({"apiVersion": api_version, "kind": kind, "metadata": {"name": "x"}})
-    return type(obj)
+    resource = resource_registry.load(api_version, kind)
+    if resource is None:
+        raise KubeNotFoundError(
+            f"the API server serves no {kind} in {api_version}", status=404, reason="NotFound"
+        )
+    return resource
 
 
 def served(cluster: Cluster, crd_name: str) -> bool:
