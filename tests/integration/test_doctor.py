@@ -74,6 +74,8 @@ def test_healthy_lab_has_no_false_positive_and_outputs_validate(fresh_lab: LabHa
     assert found == set(expected)
     assert by_check(report)["FP-D1"][0]["objects"] == ["Node/tazlab-cp-01", "Node/tazlab-cp-03"]
     assert by_check(report)["FP-R4"][0]["objects"] == ["Deployment/traefik/traefik"]
+    fix = by_check(report)["FP-R4"][0]["fix"]
+    assert "fireproof migrate traefik-acme -n traefik --deployment traefik" in fix
     if one_host:
         assert by_check(report)["FP-D2"][0]["objects"][0] == "Deployment/kube-system/coredns"
     # Every host of the lab has its BMC under hosts: (FP-D3 passes).

@@ -139,11 +139,20 @@ def ingress_on_rwo(snap: Snapshot, ctx: Context) -> list[Finding]:
                     "its node dies all ingress stops until the volume is released",
                     (ref("Deployment", deployment),),
                     ("replicas 1, RWO claim " + ", ".join(mounted),),
-                    "keep ACME state in a Secret or cert-manager (Traefik: a KV store), then run "
-                    "2+ replicas with anti-affinity",
+                    _ingress_fix(deployment),
                 )
             )
     return findings
+
+
+def _ingress_fix(deployment: Any) -> str:
+    if "traefik" in name(deployment).lower():
+        return (
+            "move the certificates to TLS Secrets under cert-manager, same certificates, none "
+            f"re-issued: `fireproof migrate traefik-acme -n {ns(deployment)} --deployment "
+            f"{name(deployment)} --from-file acme.json` (then 3 replicas, spread)"
+        )
+    return "keep ACME state in Secrets or cert-manager, then run 2+ replicas, spread over nodes"
 
 
 def no_spread(snap: Snapshot, ctx: Context) -> list[Finding]:

@@ -94,7 +94,8 @@ def _resolver(name: str, data: Any, at: str) -> Resolver:
     if not isinstance(data, dict):
         raise UsageError(f"{at}: a resolver must be an object")
     account = _account(data.get("Account"), f"{at}.Account")
-    certificates = data.get("Certificates") or []
+    certificates = data.get("Certificates")
+    certificates = [] if certificates is None else certificates
     if not isinstance(certificates, list):
         raise UsageError(f"{at}.Certificates: must be a list")
     return Resolver(

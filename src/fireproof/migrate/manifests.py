@@ -63,9 +63,9 @@ def secret_name(certificate: StoredCertificate) -> str:
     """``<resolver>-<main name>-tls``, a valid object name however long the domain is."""
     domain = certificate.main.lower().replace("*", "wildcard")
     base = re.sub(r"[^a-z0-9-]+", "-", f"{certificate.resolver.lower()}-{domain}").strip("-")
-    if len(base) > 60:  # a label of 63 leaves room for "-tls"; keep it unique by a hash
+    if len(base) > 59:  # 63 (a label's length) with "-tls"; kept unique by a hash
         digest = hashlib.sha256(base.encode()).hexdigest()[:8]
-        base = f"{base[:51].rstrip('-')}-{digest}"
+        base = f"{base[:50].rstrip('-')}-{digest}"
     return f"{base}-tls"
 
 
