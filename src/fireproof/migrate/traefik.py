@@ -131,49 +131,45 @@ def _routes(cluster: Cluster, names: set[str]) -> list[RouteChange]:
 
 
 def describe(plan: Plan, now: float) -> list[str]:
-    """The plan as a person reads it before saying yes."""
+    """The plan as steps a person reads before saying yes, in the apply's order."""
     name = f"{plan.namespace}/{plan.deployment['metadata']['name']}"
-    lines = [f"migrate Traefik {name} off acme.json ({', '.join(plan.flags)}):"]
-    lines.append(f"  certificates ({len(plan.certificates)}), the same ones: nothing is re-issued")
-    for cert in plan.certificates:
+    steps = [
+        f"read acme.json: {len(plan.certificates)} certificate(s) of resolver(s) "
+        f"{', '.join(plan.flags)} of Traefik {name}; the same ones move, none is re-issued"
+    ]
+    for cert, secret in zip(plan.certificates, plan.secrets(), strict=True):
         days = (cert.not_after.timestamp() - now) / 86400
-        lines.append(
-            f"    {cert.main}: serial {cert.serial:x}, {cert.key.algorithm}-{cert.key.size}, "
-            f"expires in {days:.0f} days"
+        steps.append(
+            f"write Secret {plan.namespace}/{secret['metadata']['name']}: {cert.main}, serial "
+            f"{cert.serial:x}, {cert.key.algorithm}-{cert.key.size}, expires in {days:.0f} days"
         )
-    lines.append("  writes:")
-    for doc in plan.secrets():
-        lines.append(f"    Secret {plan.namespace}/{doc['metadata']['name']} (kubernetes.io/tls)")
-    cert_manager = "applied" if plan.cert_manager else "written out only: cert-manager is absent"
+    how = "" if plan.cert_manager else " (shown only: cert-manager's CRDs are not installed)"
     for doc in plan.cert_manager_objects():
-        lines.append(
-            f"    {doc['kind']} {plan.namespace}/{doc['metadata']['name']} ({cert_manager})"
-        )
-    lines.append(f"    TLSStore {plan.namespace}/default (serves the Secrets to every TLS router)")
-    for route in plan.routes:
-        lines.append(
-            f"    IngressRoute {route.namespace}/{route.name}: drop tls.certResolver "
-            f"{route.resolver} (served from the TLSStore)"
-        )
-    lines += _deployment_lines(plan, name)
-    lines.append(
-        f"  keeps: PersistentVolumeClaim(s) {', '.join(plan.claims) or '(none)'} with acme.json, "
-        "and the Deployment as it is now, for the rollback"
+        steps.append(f"write {doc['kind']} {plan.namespace}/{doc['metadata']['name']}{how}")
+    steps.append(f"write TLSStore {plan.namespace}/default: the Secrets, to every TLS router")
+    steps += [
+        f"patch IngressRoute {r.namespace}/{r.name}: drop tls.certResolver {r.resolver}"
+        for r in plan.routes
+    ]
+    steps += _deployment_steps(plan, name)
+    steps.append(
+        f"keep PersistentVolumeClaim(s) {', '.join(plan.claims) or '(none)'} with acme.json, "
+        "and save the Deployment as it is now for the rollback"
     )
-    return lines
+    return steps
 
 
-def _deployment_lines(plan: Plan, name: str) -> list[str]:
+def _deployment_steps(plan: Plan, name: str) -> list[str]:
     if plan.helm_release:
         return [
-            f"  Deployment {name} belongs to Helm release {plan.helm_release}: not patched;",
-            "    apply the values printed with -o yaml (`helm upgrade --reuse-values -f`)",
+            f"leave Deployment {name} to Helm release {plan.helm_release}: apply the values "
+            "that -o yaml prints (`helm upgrade --reuse-values -f VALUES`)"
         ]
     return [
-        f"  changes Deployment {name}: no resolver flags, no claim, {plan.replicas} replicas,",
-        "    rolling update (maxUnavailable 0, maxSurge 1), spread over zones and nodes",
-        f"  writes PodDisruptionBudget {plan.namespace}/{plan.deployment['metadata']['name']}: "
+        f"write PodDisruptionBudget {plan.namespace}/{plan.deployment['metadata']['name']}: "
         f"minAvailable {max(1, plan.replicas - 1)}",
+        f"replace Deployment {name}: no resolver flags, no claim, {plan.replicas} replicas, "
+        "rolling (maxUnavailable 0, maxSurge 1), spread over zones and nodes",
     ]
 
 
