@@ -301,7 +301,7 @@ def test_two_guards_one_acts_and_the_other_takes_over(
         # A generous bound on the wait, never the verdict: how fast the standby leads is
         # benchmarks/guard_failover.py's figure.
         wait_for("the standby leads", lambda: leader() == standby.identity, timeout=120)
-    taken = _lease(lab, config)
+        taken = _lease(lab, config)  # before the pair stops: the standby steps down then
     # The verdict is the order, read from the Lease itself: one new epoch, acquired by the
     # standby no earlier than the dead leader's last renewal plus the lease duration.
     assert taken["holderIdentity"] == standby.identity

@@ -52,6 +52,8 @@ def test_status_json_reports_components_and_nodes(lab: LabHandle) -> None:
         "kube-controller-manager",
         "kube-scheduler",
         "agent",
+        "pebble",
+        "pebble-challtestsrv",
     }
     assert all(c["running"] for c in status["components"])
     assert len(status["nodes"]) == 7
@@ -102,8 +104,9 @@ def test_up_then_down_leaves_no_process(tmp_path: Path) -> None:
     assert f"https://127.0.0.1:{port}" in (state_dir / "kubeconfig").read_text()
     state = json.loads((state_dir / "lab.json").read_text())
     pids = [p["pid"] for p in state["processes"]]
-    assert len(pids) == 5
-    for name in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "agent"):
+    assert len(pids) == 7
+    names = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "agent")
+    for name in (*names, "pebble", "pebble-challtestsrv"):
         assert (state_dir / "logs" / f"{name}.log").stat().st_size > 0
 
     down = run_cli("lab", "down", "--state-dir", str(state_dir))
