@@ -17,6 +17,7 @@ from cryptography.x509.oid import NameOID
 
 from fireproof.errors import UsageError
 from fireproof.migrate import acmejson, deployment, manifests, traefikargs
+from fireproof.migrate.traefik import describe
 
 NOW = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
 
@@ -296,3 +297,53 @@ def test_traefik_flags_are_read_case_insensitively_with_defaults() -> None:
     assert found["dns"].settings().challenge is manifests.Challenge.DNS
     assert found["dns"].storage == "/data/dns.json"
     assert json.dumps(found["dns"].values)  # plain strings, printable in a plan
+
+
+def _plan(resolver_args: list[str], *entries: dict[str, Any]) -> Any:
+    from fireproof.migrate.traefik import Plan
+
+    stored = acmejson.parse(_acme_json(*entries), "acme.json")
+    live = copy.deepcopy(DEPLOYMENT)
+    live["spec"]["template"]["spec"]["containers"][0]["args"] = resolver_args
+    return Plan(
+        namespace="traefik",
+        deployment=live,
+        resolvers=stored,
+        flags=traefikargs.resolvers(resolver_args),
+        claims=("traefik",),
+        replicas=3,
+        helm_release=None,
+        cert_manager=True,
+        routes=(),
+    )
+
+
+def test_the_plan_lists_each_write_in_the_apply_order_and_what_it_keeps(rsa_key: Any) -> None:
+    plan = _plan(
+        ["--certificatesresolvers.le.acme.storage=/data/acme.json"],
+        _entry("blog.tazlab.test", [], rsa_key),
+    )
+    steps = describe(plan, NOW.timestamp())
+    assert steps[0].startswith("read acme.json: 1 certificate(s) of resolver(s) le")
+    assert "write Secret traefik/le-blog-tazlab-test-tls: blog.tazlab.test" in steps[1]
+    assert "expires in 90 days" in steps[1]
+    kinds = [s.split()[1] for s in steps[1:] if s.startswith("write")]
+    assert kinds == [
+        "Secret", "Secret", "Issuer", "Certificate", "TLSStore", "PodDisruptionBudget",
+    ]  # fmt: skip
+    assert steps[-2].startswith("replace Deployment traefik/traefik: no resolver flags")
+    assert steps[-1].startswith("keep PersistentVolumeClaim(s) traefik with acme.json")
+    assert not [s for s in steps if s.startswith("warn")]
+
+
+def test_a_dns_resolver_is_warned_about_and_its_wildcards_named(rsa_key: Any) -> None:
+    plan = _plan(
+        [
+            "--certificatesresolvers.le.acme.dnschallenge.provider=cloudflare",
+            "--certificatesresolvers.le.acme.storage=/data/acme.json",
+        ],
+        _entry("*.tazlab.test", [], rsa_key),
+    )
+    (warning,) = [s for s in describe(plan, NOW.timestamp()) if s.startswith("warn")]
+    assert "resolver le used DNS-01 (cloudflare)" in warning
+    assert "*.tazlab.test cannot renew without one" in warning

@@ -22,7 +22,7 @@ from fireproof.kube import manifests as kube
 from fireproof.kube.cluster import Cluster
 from fireproof.migrate import deployment as deploy
 from fireproof.migrate.acmejson import Resolver, StoredCertificate
-from fireproof.migrate.manifests import cert_manager_objects, tls_secret, tls_store
+from fireproof.migrate.manifests import Challenge, cert_manager_objects, tls_secret, tls_store
 from fireproof.migrate.traefikargs import ResolverFlags, resolvers
 
 FIELD_MANAGER = "fireproof-migrate"
@@ -146,6 +146,7 @@ def describe(plan: Plan, now: float) -> list[str]:
     how = "" if plan.cert_manager else " (shown only: cert-manager's CRDs are not installed)"
     for doc in plan.cert_manager_objects():
         steps.append(f"write {doc['kind']} {plan.namespace}/{doc['metadata']['name']}{how}")
+    steps += _solver_warnings(plan)
     steps.append(f"write TLSStore {plan.namespace}/default: the Secrets, to every TLS router")
     steps += [
         f"patch IngressRoute {r.namespace}/{r.name}: drop tls.certResolver {r.resolver}"
@@ -157,6 +158,24 @@ def describe(plan: Plan, now: float) -> list[str]:
         "and save the Deployment as it is now for the rollback"
     )
     return steps
+
+
+def _solver_warnings(plan: Plan) -> list[str]:
+    """A DNS-01 resolver's provider settings do not carry over to cert-manager: its Issuer
+    renews by HTTP-01 until the user gives it a dns01 solver, and a wildcard never can."""
+    warnings = []
+    for resolver in plan.resolvers:
+        flags = plan.flags[resolver.name]
+        if flags.settings().challenge is not Challenge.DNS:
+            continue
+        provider = flags.values.get("dnschallenge.provider", "?")
+        wildcards = [c.main for c in resolver.certificates if "*" in " ".join(c.dns_names)]
+        warnings.append(
+            f"warn: resolver {resolver.name} used DNS-01 ({provider}); its Issuer renews by "
+            "HTTP-01 until you add a dns01 solver"
+            + (f", and {', '.join(wildcards)} cannot renew without one" if wildcards else "")
+        )
+    return warnings
 
 
 def _deployment_steps(plan: Plan, name: str) -> list[str]:
