@@ -67,6 +67,8 @@ def test_status_table_is_readable(lab: LabHandle) -> None:
     assert "tazlab-worker-01" in result.stdout
     assert "NODE" in result.stdout
     assert "POWER" in result.stdout
+    assert "ACME server (Pebble): https://127.0.0.1:" in result.stdout
+    assert "acme-root.pem" in result.stdout
 
 
 def test_power_off_unknown_node_is_a_clear_error(lab: LabHandle) -> None:

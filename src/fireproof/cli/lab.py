@@ -316,6 +316,10 @@ def status(state_dir: Path, output: str) -> None:
                     ],
                 )
             )
+        if (acme := _acme_status(st.state, st.state_dir)) is not None:
+            click.echo()
+            click.echo(f"ACME server (Pebble): {acme['directory']}")
+            click.echo(f"  its root, for clients of the sites: {acme['root_certificate']}")
         for problem in st.problems:
             click.echo(f"problem: {problem}", err=True)
     if not st.healthy:
