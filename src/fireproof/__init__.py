@@ -20,7 +20,7 @@ def _interrupted_while_starting(_signum: int, _frame: object) -> None:
 
 
 if (
-    _sys.argv
+    getattr(_sys, "argv", None)  # an embedded interpreter may have none
     and _os.path.basename(_sys.argv[0]) in _COMMANDS
     and _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler
 ):

@@ -97,13 +97,21 @@ def make_plan(
             f"Deployment {namespace}/{name} configures no ACME resolver "
             "(--certificatesresolvers.NAME.acme.*): nothing to migrate"
         )
-    chosen = tuple(r for r in stored if r.name in configured and r.certificates)
+    # Traefik's flags are case-insensitive; acme.json keeps the name as Traefik stored it.
+    by_name = {name.lower(): flags for name, flags in configured.items()}
+    chosen = tuple(r for r in stored if r.name.lower() in by_name and r.certificates)
     if not chosen:
         raise UsageError(
             f"acme.json has no certificate for the resolver(s) {', '.join(configured)}",
             hint="pass the acme.json that this Traefik writes",
         )
-    flags = {r.name: configured[r.name] for r in chosen}
+    if not kube.served(cluster, TLSSTORE_CRD):
+        raise UsageError(
+            f"Traefik's CRDs ({TLSSTORE_CRD}) are not installed: the certificates are served "
+            "from a TLSStore, which needs Traefik's kubernetescrd provider",
+            hint="install Traefik's CRDs (its Helm chart does), then run this again",
+        )
+    flags = {r.name: by_name[r.name.lower()] for r in chosen}
     claims = deploy.claims_at(current, [f.storage for f in flags.values()])
     return Plan(
         namespace=namespace,
@@ -124,7 +132,7 @@ def _routes(cluster: Cluster, names: set[str]) -> list[RouteChange]:
     found = []
     for route in kube.listed(cluster, *INGRESSROUTE, "*"):
         resolver = ((route.get("spec") or {}).get("tls") or {}).get("certResolver")
-        if resolver in names:
+        if isinstance(resolver, str) and resolver.lower() in {n.lower() for n in names}:
             meta = route["metadata"]
             found.append(RouteChange(meta["namespace"], meta["name"], resolver))
     return found
