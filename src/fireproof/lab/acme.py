@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import json
 import os
-import ssl
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from fireproof.lab.pki import LabPKI
 from fireproof.lab.ports import allocate
+
+if TYPE_CHECKING:  # cryptography loads when the PKI is used, not for every `lab` command
+    from fireproof.lab.pki import LabPKI
 
 ENV = {
     # Validate at once: Pebble otherwise sleeps 0-15 s before each validation, to shake out
@@ -150,6 +151,9 @@ class AcmeServer:
 
     def fetch_root(self, timeout: float = 10.0) -> bytes:
         """Pebble's issuing root (its listener verified), also written to ``root_file``."""
+        import ssl
+        import urllib.request
+
         context = ssl.create_default_context(cafile=str(self.pki.acme_listener_ca.cert))
         url = f"https://127.0.0.1:{self.ports.management}/roots/0"
         with urllib.request.urlopen(url, timeout=timeout, context=context) as answer:
