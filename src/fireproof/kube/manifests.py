@@ -68,13 +68,6 @@ def apply(cluster: Cluster, document: dict[str, Any], field_manager: str) -> Non
         cluster.client.apply(obj, field_manager=field_manager, force=True)
 
 
-def dry_run(cluster: Cluster, document: dict[str, Any], field_manager: str) -> None:
-    """Server-side apply with ``dryRun=All``: every check of a real write, nothing stored."""
-    obj = codecs.from_dict(document)
-    with cluster._guard():
-        cluster.client.apply(obj, field_manager=field_manager, force=True, dry_run=True)
-
-
 def replace(cluster: Cluster, document: dict[str, Any]) -> None:
     """PUT the whole object, conditional on its ``metadata.resourceVersion``: removes the
     fields it leaves out, whoever set them (server-side apply would keep those), and fails

@@ -228,16 +228,22 @@ def apply(plan: Plan, cluster: Cluster, rollback: Path, say: Callable[[str], Non
 
 def _no_other_certificate(cluster: Cluster, doc: dict[str, Any]) -> None:
     """Never overwrite a Secret that holds another certificate: it is the user's."""
-    meta = doc["metadata"]
-    current = kube.read(cluster, "v1", "Secret", meta["namespace"], meta["name"])
-    if current is None:
-        return
-    if (current.get("data") or {}).get("tls.crt") != doc["data"]["tls.crt"]:
+    if _holds_certificate(cluster, doc) is False:
+        meta = doc["metadata"]
         raise PermanentError(
             f"Secret {meta['namespace']}/{meta['name']} exists with another certificate: "
             "not overwritten",
             hint="move it away, or migrate into another namespace with --namespace",
         )
+
+
+def _holds_certificate(cluster: Cluster, doc: dict[str, Any]) -> bool | None:
+    """Whether the Secret ``doc`` names holds ``doc``'s certificate (None: no such Secret)."""
+    meta = doc["metadata"]
+    current = kube.read(cluster, "v1", "Secret", meta["namespace"], meta["name"])
+    if current is None:
+        return None
+    return bool((current.get("data") or {}).get("tls.crt") == doc["data"]["tls.crt"])
 
 
 def verify(plan: Plan, cluster: Cluster, timeout: float, clock: Clock) -> list[str]:
@@ -258,11 +264,10 @@ def verify(plan: Plan, cluster: Cluster, timeout: float, clock: Clock) -> list[s
 
 
 def _secret_problem(cluster: Cluster, doc: dict[str, Any]) -> str | None:
+    if _holds_certificate(cluster, doc):
+        return None
     meta = doc["metadata"]
-    current = kube.read(cluster, "v1", "Secret", meta["namespace"], meta["name"])
-    if current is None or current.get("data", {}).get("tls.crt") != doc["data"]["tls.crt"]:
-        return f"Secret {meta['namespace']}/{meta['name']} does not hold acme.json's certificate"
-    return None
+    return f"Secret {meta['namespace']}/{meta['name']} does not hold acme.json's certificate"
 
 
 def _rollout_problem(cluster: Cluster, namespace: str, name: str, replicas: int) -> str | None:
